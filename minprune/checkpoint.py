@@ -1,0 +1,88 @@
+"""Safe model files: a state_dict plus a plain model description, never a pickled module.
+
+Files are written atomically (temp file + rename), loaded with `torch.load(weights_only=True)`
+(no code runs while loading), and carry a SHA-256 of their tensors so tampering is detected.
+See notebooks/01_train_baseline.ipynb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import describe, from_description
+
+FORMAT = "minprune-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A model file that cannot be trusted or used: unreadable, truncated, tampered or mismatched."""
+
+
+def tensors_sha256(state_dict: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def atomic_write(path, write_fn) -> Path:
+    """Call write_fn(file_object) on a temporary file next to `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(path, model: nn.Module, *, description: dict | None = None, meta: dict | None = None) -> Path:
+    """Write `model` to `path` atomically; `description` defaults to `models.describe(model)`."""
+    description = description if description is not None else describe(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "description": description, "meta": dict(meta or {}),
+               "state_dict": state, "sha256": tensors_sha256(state)}
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def read_checkpoint(path) -> dict:
+    """Load and verify a model file (weights_only=True, format and hash checked); returns its payload."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
+        raise CheckpointError(f"{path} is not a readable minprune model file: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file")
+    if tensors_sha256(payload["state_dict"]) != payload.get("sha256"):
+        raise CheckpointError(f"{path} failed its integrity check: its tensors were changed after saving")
+    return payload
+
+
+def load_model(path, *, device=None) -> tuple[nn.Module, dict]:
+    """Rebuild the model stored in `path` and load its weights strictly; returns (model, meta)."""
+    payload = read_checkpoint(path)
+    model = from_description(payload["description"])
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the described model: {exc}") from exc
+    return model.to(device or "cpu"), payload["meta"]

@@ -1,0 +1,159 @@
+"""Data sets: the embedded 5,000-digit MNIST sample (offline) and full torchvision data sets (online).
+
+`load(name)` is the one entry point. It returns a `DataSplits` with a fixed, seeded, stratified
+train / validation / test split and normalised tensors, plus `loader()` to get DataLoaders.
+See notebooks/00_welcome.ipynb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+# The compact file shipped in data/ and the SHA-256 of its arrays (images bytes, then labels bytes).
+DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", Path(__file__).resolve().parent.parent / "data"))
+MNIST_SMALL_FILE = "mnist_small.npz"
+MNIST_SMALL_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
+
+# Channel means and standard deviations of the training sets (the usual published values).
+NORMALISATION = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+TORCHVISION_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+NAMES = ("mnist-small", *TORCHVISION_SETS)
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test data sets of one task, ready for DataLoaders."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    input_shape: tuple[int, int, int]  # (channels, height, width) of one image
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def loader(self, split: str = "train", batch_size: int = 64, *, shuffle=None, seed: int = 0):
+        """A DataLoader over `split`; the training split is shuffled with a seeded generator."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        shuffle = (split == "train") if shuffle is None else shuffle
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(getattr(self, split), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+    def sample(self, n: int = 64, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `n` examples of a split as two tensors (x, y), for quick looks and calibration."""
+        x, y = next(iter(self.loader(split, batch_size=n, shuffle=False)))
+        return x, y
+
+    def __repr__(self):
+        sizes = f"train={len(self.train)}, val={len(self.val)}, test={len(self.test)}"
+        return f"DataSplits({self.name!r}, {sizes}, input_shape={self.input_shape})"
+
+
+def load(name: str = "mnist-small", *, root=None, download: bool = False, val_size=500, seed: int = 0):
+    """Load a data set by name: 'mnist-small' (embedded, offline), 'mnist', 'fashion-mnist' or 'cifar10'.
+
+    The torchvision sets read from `root` (default ~/.cache/minprune/data) and only download
+    when `download=True`. The validation set is carved from the training set, stratified by class.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
+    if not isinstance(val_size, int) or val_size < 0:
+        raise ValueError(f"val_size must be a non-negative int, got {val_size!r}")
+    if name == "mnist-small":
+        return _load_mnist_small(val_size=val_size, seed=seed)
+    return _load_torchvision(name, root=root, download=download, val_size=val_size, seed=seed)
+
+
+def read_mnist_small(path=None) -> tuple[np.ndarray, np.ndarray]:
+    """Read the embedded sample: images uint8 (5000, 28, 28) and labels uint8 (5000,), hash-checked."""
+    path = Path(path) if path is not None else DATA_DIR / MNIST_SMALL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; it ships with the repository (see data/README.md)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+    except Exception as exc:  # zip, key or format errors all mean the same thing to the user
+        raise ValueError(f"{path} is not a readable minprune data file: {exc}") from exc
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    if digest != MNIST_SMALL_SHA256:
+        raise ValueError(f"{path} failed its hash check (got {digest[:12]}..., expected "
+                         f"{MNIST_SMALL_SHA256[:12]}...); restore it with data/make_mnist_small.py")
+    return images, labels
+
+
+def stratified_split(labels, n_holdout: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (keep, holdout) with the same class proportions, after a seeded shuffle."""
+    labels = np.asarray(labels)
+    if not 0 <= n_holdout <= len(labels):
+        raise ValueError(f"cannot hold out {n_holdout} of {len(labels)} examples")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    classes = np.unique(labels)
+    holdout = []
+    for c in classes:  # take each class's share of the holdout from the shuffled order
+        of_class = order[labels[order] == c]
+        share = round(n_holdout * len(of_class) / len(labels))
+        holdout.extend(of_class[:share].tolist())
+    holdout = np.array(sorted(holdout)[:n_holdout], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(labels)), holdout)
+    return rng.permutation(keep), rng.permutation(holdout)
+
+
+def _load_mnist_small(val_size: int, seed: int, test_size: int = 1000) -> DataSplits:
+    images, labels = read_mnist_small()
+    if val_size + test_size >= len(labels):
+        raise ValueError(f"val_size={val_size} leaves no training data ({len(labels)} images in all)")
+    mean, std = NORMALISATION["mnist"]
+    x = (torch.from_numpy(images).float().div(255).unsqueeze(1) - mean[0]) / std[0]  # (N, 1, 28, 28)
+    y = torch.from_numpy(labels).long()
+    train_idx, test_idx = stratified_split(labels, test_size, seed=0)  # the test set never moves
+    fit_idx, val_idx = stratified_split(labels[train_idx], val_size, seed=seed)
+    fit_idx, val_idx = train_idx[fit_idx], train_idx[val_idx]
+
+    def part(idx):
+        idx = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return TensorDataset(x[idx], y[idx])
+
+    return DataSplits("mnist-small", part(fit_idx), part(val_idx), part(test_idx), (1, 28, 28), 10, mean, std)
+
+
+def default_root() -> Path:
+    """Where torchvision data sets are looked for: $MINPRUNE_DATA_ROOT or ~/.cache/minprune/data."""
+    return Path(os.environ.get("MINPRUNE_DATA_ROOT", Path.home() / ".cache" / "minprune" / "data"))
+
+
+def _load_torchvision(name: str, root, download: bool, val_size: int, seed: int) -> DataSplits:
+    from torchvision import datasets, transforms
+
+    root = Path(root) if root is not None else default_root()
+    cls = getattr(datasets, TORCHVISION_SETS[name])
+    mean, std = NORMALISATION[name]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    try:
+        full_train = cls(str(root), train=True, download=download, transform=transform)
+        test = cls(str(root), train=False, download=download, transform=transform)
+    except RuntimeError as exc:
+        hint = (f"{name} is not in {root}. Connect to the internet and call "
+                f"minprune.data.load({name!r}, download=True), or copy torchvision's {cls.__name__} "
+                f"files there. Offline, use 'mnist-small', which ships with the kit.")
+        raise FileNotFoundError(hint) from exc
+    labels = np.asarray(full_train.targets)
+    fit_idx, val_idx = stratified_split(labels, val_size, seed=seed)
+    x0, _ = full_train[0]
+    return DataSplits(name, Subset(full_train, fit_idx.tolist()), Subset(full_train, val_idx.tolist()), test,
+                      tuple(x0.shape), len(full_train.classes), mean, std)

@@ -1,0 +1,159 @@
+"""Measure what pruning claims to improve: parameters, nonzeros, MACs, latency and size on disk.
+
+MACs come from `torch.utils.flop_counter` (1 MAC = 2 FLOPs); latency is the median of repeated
+timed runs after a warm-up, at a given batch size and thread count.
+See notebooks/01_train_baseline.ipynb.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+import zipfile
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .table import Table
+from .train import evaluate, model_device
+
+
+def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`."""
+    out = {}
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if p_name.endswith("_orig"):  # torch.nn.utils.prune style reparametrisation
+                p_name = p_name[: -len("_orig")]
+                p = getattr(module, p_name)
+            out[f"{mod_name}.{p_name}" if mod_name else p_name] = p
+    return out
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (pruned weights still count: they are stored)."""
+    return sum(p.numel() for p in effective_parameters(model).values())
+
+
+def count_nonzeros(model: nn.Module) -> int:
+    """Number of parameters that are not exactly zero."""
+    return sum(int(torch.count_nonzero(p)) for p in effective_parameters(model).values())
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of all parameters that are exactly zero."""
+    total = count_params(model)
+    return 1.0 - count_nonzeros(model) / total if total else 0.0
+
+
+def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, float]:
+    """Fraction of zeros per parameter tensor (only `*.weight` tensors unless weights_only=False)."""
+    out = {}
+    for name, p in effective_parameters(model).items():
+        if weights_only and not name.endswith("weight"):
+            continue
+        out[name] = 1.0 - int(torch.count_nonzero(p)) / p.numel()
+    return out
+
+
+def _example(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
+    shape = tuple(input_shape or getattr(model, "input_shape", ()))
+    if not shape:
+        raise ValueError("pass input_shape=(C, H, W); the model does not record one")
+    return torch.randn(batch_size, *shape, device=model_device(model))
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
+    """Multiply-accumulates for one input example (dense count: zeros are multiplied too)."""
+    x = _example(model, input_shape, 1)
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    if not by_module:
+        return counter.get_total_flops() // 2
+    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+
+
+@contextmanager
+def num_threads(n: int | None):
+    """Temporarily set torch's intra-op thread count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads must be a positive int, got {n!r}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.inference_mode()
+def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads: int | None = None,
+            warmup: int = 5, repeats: int = 30) -> dict:
+    """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    x = _example(model, input_shape, batch_size)
+    was_training = model.training
+    model.eval()
+    times = []
+    with num_threads(threads):
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(1000 * (time.perf_counter() - start))
+    model.train(was_training)
+    times.sort()
+    return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10],
+            "p90_ms": times[(9 * len(times)) // 10], "batch_size": batch_size, "threads": torch.get_num_threads()
+            if threads is None else threads}
+
+
+def size_on_disk(model: nn.Module) -> dict:
+    """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    raw = buffer.getvalue()
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("model.pt", raw)
+    return {"bytes": len(raw), "zip_bytes": len(zipped.getvalue())}
+
+
+def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=None,
+            batch_size: int = 64, threads: int | None = None, timing: bool = True) -> dict:
+    """One row of measurements: accuracy (if a loader is given), parameters, nonzeros, MACs, latency, bytes."""
+    row = {"model": name}
+    if loader is not None:
+        row["acc"] = evaluate(model, loader)["acc"]
+    row["params"] = count_params(model)
+    row["nonzeros"] = count_nonzeros(model)
+    row["MACs"] = count_macs(model, input_shape)
+    if timing:
+        row[f"ms@b{batch_size}"] = latency(model, input_shape, batch_size=batch_size, threads=threads)["median_ms"]
+    size = size_on_disk(model)
+    row["KB"] = size["bytes"] / 1024
+    row["zip KB"] = size["zip_bytes"] / 1024
+    return row
+
+
+def compare(models: dict[str, nn.Module], loader=None, *, baseline: str | None = None, **kwargs) -> Table:
+    """A Table with one `summary` row per model, plus ratios against `baseline` (default: the first)."""
+    if not models:
+        raise ValueError("compare needs at least one model")
+    rows = [summary(m, loader, name=n, **kwargs) for n, m in models.items()]
+    base = rows[[*models].index(baseline)] if baseline is not None else rows[0]
+    for row in rows:
+        row["x smaller"] = base["zip KB"] / row["zip KB"]
+        row["x fewer MACs"] = base["MACs"] / max(row["MACs"], 1)
+    return Table(rows)

@@ -1,0 +1,166 @@
+"""The four networks every notebook uses, sized to train in seconds on 2 CPU cores.
+
+- LeNet-300-100 (LeCun et al. 1998): an MLP, 266,610 parameters.
+- LeNet-5: two convolutions and three Linear layers, 61,706 parameters.
+- SmallVGG: conv-BN-ReLU stages, the classic filter-pruning target.
+- SmallResNet: basic residual blocks (He et al. 2016), where channels are tied across additions.
+
+Every model is built from a plain description `{"arch": name, **kwargs}` (see `describe`/`build`),
+so checkpoints store a state_dict plus that description and never a pickled module.
+See notebooks/01_train_baseline.ipynb.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _check_input(module, args):
+    """Forward pre-hook: refuse inputs whose per-example shape is not the model's `input_shape`."""
+    x = args[0]
+    expected = tuple(module.input_shape)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} expects a tensor, got {type(x).__name__}")
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(f"{type(module).__name__} expects input of shape (batch, {', '.join(map(str, expected))}), "
+                         f"got {tuple(x.shape)}")
+
+
+class Classifier(nn.Module):
+    """Base class: remembers its constructor arguments and checks input shapes."""
+
+    def __init__(self, input_shape, **kwargs):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.config = {"input_shape": list(input_shape), **kwargs}
+        self.register_forward_pre_hook(_check_input)
+
+
+class LeNet300100(Classifier):
+    """784-300-100-10 multilayer perceptron with ReLU."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, hidden=(300, 100)):
+        super().__init__(input_shape, num_classes=num_classes, hidden=list(hidden))
+        n_in = input_shape[0] * input_shape[1] * input_shape[2]
+        layers = [nn.Flatten()]
+        for width in hidden:
+            layers += [nn.Linear(n_in, width), nn.ReLU()]
+            n_in = width
+        layers.append(nn.Linear(n_in, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class LeNet5(Classifier):
+    """LeNet-5 with ReLU and max pooling: conv(6) - pool - conv(16) - pool - 120 - 84 - classes."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, channels=(6, 16), hidden=(120, 84)):
+        super().__init__(input_shape, num_classes=num_classes, channels=list(channels), hidden=list(hidden))
+        c_in, h, w = input_shape
+        pad = 2 if h == 28 else 0  # 28x28 MNIST is padded to the original 32x32 geometry
+        self.features = nn.Sequential(
+            nn.Conv2d(c_in, channels[0], 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels[0], channels[1], 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        side = ((h + 2 * pad - 4) // 2 - 4) // 2  # spatial size after the two conv+pool stages
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels[1] * side * side, hidden[0]), nn.ReLU(),
+            nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+            nn.Linear(hidden[1], num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def conv_bn_relu(c_in, c_out, stride=1):
+    """3x3 convolution without bias, BatchNorm, ReLU: the unit that filter pruning removes."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class SmallVGG(Classifier):
+    """VGG-style CNN: for each width a conv-BN-ReLU pair then max pooling; global pooling; Linear."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, widths=(16, 32, 64)):
+        super().__init__(input_shape, num_classes=num_classes, widths=list(widths))
+        layers, c_in = [], input_shape[0]
+        for width in widths:
+            layers += [conv_bn_relu(c_in, width), conv_bn_relu(width, width), nn.MaxPool2d(2)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers plus a shortcut (1x1 conv-BN when the shape changes); ReLU after the add."""
+
+    def __init__(self, c_in, c_out, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallResNet(Classifier):
+    """ResNet with a conv stem and one stage of basic blocks per width (stride 2 between stages)."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, widths=(16, 32, 64), blocks=(1, 1, 1)):
+        super().__init__(input_shape, num_classes=num_classes, widths=list(widths), blocks=list(blocks))
+        self.stem = conv_bn_relu(input_shape[0], widths[0])
+        stages, c_in = [], widths[0]
+        for i, (width, n) in enumerate(zip(widths, blocks, strict=True)):
+            for j in range(n):
+                stages.append(BasicBlock(c_in, width, stride=2 if (i > 0 and j == 0) else 1))
+                c_in = width
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+ARCHS = {"lenet300": LeNet300100, "lenet5": LeNet5, "vgg": SmallVGG, "resnet": SmallResNet}
+
+
+def build(arch: str, **kwargs) -> nn.Module:
+    """Build a model by name ('lenet300', 'lenet5', 'vgg', 'resnet') with its keyword arguments."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    return ARCHS[arch](**kwargs)
+
+
+def describe(model: nn.Module) -> dict:
+    """The plain description `{"arch": name, **kwargs}` that `build` turns back into the same model."""
+    for name, cls in ARCHS.items():
+        if type(model) is cls:
+            return {"arch": name, **model.config}
+    raise ValueError(f"{type(model).__name__} is not a minprune model; save its state_dict yourself")
+
+
+def from_description(description: dict) -> nn.Module:
+    """Inverse of `describe`."""
+    if not isinstance(description, dict) or "arch" not in description:
+        raise ValueError(f"a model description is a dict with an 'arch' key, got {description!r}")
+    kwargs = {k: v for k, v in description.items() if k != "arch"}
+    try:
+        return build(description["arch"], **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad model description {description!r}: {exc}") from exc

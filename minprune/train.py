@@ -1,0 +1,150 @@
+"""Training and evaluation: `fit`, `evaluate`, `seed_everything`.
+
+The loop is plain on purpose, so that pruning code can hook into it through callbacks
+(`on_step_end(model, step)` after every optimizer step, `on_epoch_end(model, epoch, history)`)
+and masks applied with `minprune.apply_masks` stay applied while training.
+See notebooks/01_train_baseline.ipynb.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch so that CPU runs are bit-for-bit repeatable."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@dataclass
+class History:
+    """Per-epoch training record: lists that plot directly (`plots.plot_history`)."""
+
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """The default loss function of `fit`: returns (loss, logits)."""
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def make_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0):
+    """'sgd' (momentum 0.9), 'adam' or 'adamw' over the model's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose 'sgd', 'adam' or 'adamw'")
+
+
+def _call(callbacks, hook: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, optimizer="adam",
+        val_loader=None, loss_fn: Callable | None = None, callbacks: Iterable = (), progress: bool = True,
+        history: History | None = None) -> History:
+    """Train `model` in place for `epochs` epochs and return its History.
+
+    optimizer: a name for `make_optimizer` or a torch optimizer. loss_fn(model, x, y) -> (loss, logits)
+    replaces cross entropy (distillation, regularisers). The device is the model's.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
+    loss_fn = loss_fn or cross_entropy_loss
+    callbacks = list(callbacks)
+    history = history if history is not None else History()
+    device, step = model_device(model), 0
+    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc="train", leave=False)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad(set_to_none=True)
+            loss, logits = loss_fn(model, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+            loss.backward()
+            opt.step()
+            step += 1
+            _call(callbacks, "on_step_end", model, step)
+            total_loss += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            bar.update(1)
+        history.epoch.append(len(history.epoch) + 1)
+        history.train_loss.append(total_loss / seen)
+        history.train_acc.append(100.0 * correct / seen)
+        if val_loader is not None:
+            metrics = evaluate(model, val_loader)
+            history.val_loss.append(metrics["loss"])
+            history.val_acc.append(metrics["acc"])
+            bar.set_postfix(val_acc=f"{metrics['acc']:.2f}")
+        _call(callbacks, "on_epoch_end", model, epoch, history)
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader) -> dict:
+    """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("cannot evaluate on an empty loader")
+    return {"loss": total_loss / seen, "acc": 100.0 * correct / seen}
+
+
+def accuracy(model: nn.Module, loader) -> float:
+    """Accuracy of `model` on `loader`, in percent."""
+    return evaluate(model, loader)["acc"]
