@@ -28,9 +28,11 @@ def tensors_sha256(state_dict: dict) -> str:
     """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors (sorted by name)."""
     h = hashlib.sha256()
     for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
+        t = state_dict[name].detach().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.is_quantized:
+            t = t.int_repr()
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+import minprune as mp
+from minprune import measure
+
+
+def test_lenet300_known_answers():
+    model = mp.build("lenet300")
+    assert mp.count_params(model) == 266_610
+    assert mp.count_macs(model) == 266_200  # 784*300 + 300*100 + 100*10
+
+
+def test_lenet5_known_macs():
+    # conv1: 6*28*28*25, conv2: 16*10*10*150, fc: 400*120 + 120*84 + 84*10
+    assert mp.count_macs(mp.build("lenet5")) == 6 * 784 * 25 + 16 * 100 * 150 + 48_000 + 10_080 + 840
+
+
+def test_macs_by_module_sum_to_total():
+    model = mp.build("lenet300")
+    per = mp.count_macs(model, by_module=True)
+    assert per["Global"] == 266_200
+
+
+def test_nonzeros_and_sparsity_see_torch_prune_masks():
+    model = mp.build("lenet300")
+    torch_prune.l1_unstructured(model.layers[1], "weight", amount=0.5)
+    assert mp.count_params(model) == 266_610  # the reparametrisation does not double-count
+    assert mp.count_nonzeros(model) == 266_610 - 784 * 300 // 2
+    assert mp.layer_sparsity(model)["layers.1.weight"] == pytest.approx(0.5)
+    assert mp.layer_sparsity(model)["layers.3.weight"] == 0.0
+    assert mp.sparsity(model) == pytest.approx(784 * 150 / 266_610)
+
+
+def test_latency_reports_and_restores_threads():
+    before = torch.get_num_threads()
+    out = mp.latency(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (1, 2, 2), batch_size=8, threads=1,
+                     warmup=1, repeats=5)
+    assert out["median_ms"] > 0 and out["p10_ms"] <= out["median_ms"] <= out["p90_ms"]
+    assert out["batch_size"] == 8 and out["threads"] == 1 and torch.get_num_threads() == before
+
+
+def test_latency_bad_arguments():
+    model = mp.build("lenet300")
+    with pytest.raises(ValueError, match="threads"):
+        mp.latency(model, threads=0)
+    with pytest.raises(ValueError, match="repeats"):
+        mp.latency(model, repeats=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        mp.latency(nn.Linear(2, 2))
+
+
+def test_size_on_disk_tracks_parameters_and_compresses_zeros():
+    dense = mp.build("lenet300")
+    size = mp.size_on_disk(dense)
+    assert 266_610 * 4 < size["bytes"] < 266_610 * 4 + 20_000
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.zero_()
+    assert mp.size_on_disk(dense)["zip_bytes"] < size["zip_bytes"] / 20
+
+
+def test_compare_table():
+    table = mp.compare({"a": mp.build("lenet300"), "b": mp.build("lenet5")}, timing=False)
+    assert table.column("model") == ["a", "b"]
+    assert table.column("params") == [266_610, 61_706]
+    assert table.column("x smaller")[0] == 1.0 and table.column("x smaller")[1] > 3
+    text, html = str(table), table._repr_html_()
+    assert "266,610" in text and "<table>" in html and "| model |" in table.to_markdown()
+    with pytest.raises(ValueError):
+        mp.compare({})
+
+
+def test_effective_parameters_names():
+    model = mp.build("lenet300")
+    torch_prune.random_unstructured(model.layers[3], "weight", amount=0.3)
+    names = list(measure.effective_parameters(model))
+    assert sorted(names) == sorted(n for n, _ in mp.build("lenet300").named_parameters())
