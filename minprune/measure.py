@@ -68,7 +68,10 @@ def _example(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
-    """Multiply-accumulates for one input example (dense count: zeros are multiplied too)."""
+    """Multiply-accumulates for one input example (dense count: zeros are multiplied too).
+
+    by_module=True returns {"total": n, "features.0": n, ...} for every module that does arithmetic.
+    """
     x = _example(model, input_shape, 1)
     was_training = model.training
     model.eval()
@@ -77,7 +80,12 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
     model.train(was_training)
     if not by_module:
         return counter.get_total_flops() // 2
-    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    out = {"total": counter.get_total_flops() // 2}
+    for name, ops in counter.get_flop_counts().items():
+        if name.startswith(root + "."):  # the counter names modules 'ClassName.path.to.module'
+            out[name[len(root) + 1:]] = sum(ops.values()) // 2
+    return out
 
 
 @contextmanager

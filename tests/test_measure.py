@@ -21,7 +21,8 @@ def test_lenet5_known_macs():
 def test_macs_by_module_sum_to_total():
     model = mp.build("lenet300")
     per = mp.count_macs(model, by_module=True)
-    assert per["Global"] == 266_200
+    assert per["total"] == 266_200
+    assert per["layers.1"] == 784 * 300 and per["layers.5"] == 1000
 
 
 def test_nonzeros_and_sparsity_see_torch_prune_masks():

@@ -1,0 +1,167 @@
+# %% [markdown]
+# # 01 · Train and measure the baselines
+#
+# **Learning objectives.** After this notebook you can
+# 1. train LeNet-300-100 (an MLP) and LeNet-5 (a CNN) with `mp.fit` and read their training curves;
+# 2. count parameters and multiply-accumulates (MACs) by hand and check your counts against the library;
+# 3. measure a model the way every later notebook will: accuracy, parameters, nonzeros, MACs, latency, bytes;
+# 4. look at a trained network's weight histograms and see why pruning is possible.
+#
+# Time: about 45 minutes.
+
+# %% tags=["parameters"]
+import os
+
+FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
+EXPLORE_EPOCHS = 2 if FAST else 8  # the optimizer comparison below; the baselines use a fixed recipe
+
+# %%
+import torch
+
+import minprune as mp
+
+mp.seed_everything(0)
+data = mp.load("mnist-small")
+train_loader, val_loader, test_loader = data.loader("train"), data.loader("val", 500), data.loader("test", 500)
+
+# %% [markdown]
+# ## The two networks
+# **LeNet-300-100** flattens the 28x28 image into 784 numbers and applies three fully connected layers
+# (784 → 300 → 100 → 10). **LeNet-5** first applies two convolution + pooling stages, then three small
+# fully connected layers. Both come from LeCun et al. (1998) and are the classic pruning benchmarks.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mlp = mp.build("lenet300")
+cnn = mp.build("lenet5")
+print(mlp)
+print(cnn)
+
+# %% [markdown]
+# ### Count the parameters yourself
+# A `Linear(n_in, n_out)` layer has a weight matrix `W` of shape `(n_out, n_in)` and a bias of `n_out`.
+# Write a function that counts all parameters of a model, then check it against `mp.count_params`.
+
+# %%
+# BUILD IT YOURSELF
+def my_count_params(model):
+    total = 0
+    for _, p in model.named_parameters():
+        total += p.numel()
+    return total
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mp.check.same_as(my_count_params, mp.count_params, mlp)
+mp.check.same_as(my_count_params, mp.count_params, cnn)
+print(f"LeNet-300-100: {mp.count_params(mlp):,} parameters, LeNet-5: {mp.count_params(cnn):,}")
+
+# %% [markdown]
+# ### MACs: the work of one forward pass
+# A fully connected layer does one multiply-accumulate per weight: 784·300 + 300·100 + 100·10 = 266,200 MACs.
+# A convolution reuses each filter weight at every output position, so LeNet-5 has **fewer parameters but more
+# MACs** than the MLP. `mp.count_macs` measures it with `torch.utils.flop_counter` (1 MAC = 2 FLOPs).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("MLP MACs by hand:", 784 * 300 + 300 * 100 + 100 * 10, " measured:", mp.count_macs(mlp))
+print("LeNet-5 MACs per module:", mp.count_macs(cnn, by_module=True))
+print("LeNet-5 MACs in all:", mp.count_macs(cnn))
+
+# %% [markdown]
+# ## Training with `mp.fit`
+# `mp.fit` is an ordinary PyTorch training loop (read it with `mp.show_source(mp.fit)`). It shows a progress
+# bar and returns a `History` of losses and accuracies per epoch. First a quick experiment: which optimizer
+# trains the MLP faster on our small data set?
+
+# %%
+histories = {}
+for name, lr in (("sgd", 0.05), ("adam", 1e-3)):
+    mp.seed_everything(0)
+    model = mp.build("lenet300")
+    histories[name] = mp.fit(model, train_loader, epochs=EXPLORE_EPOCHS, lr=lr, optimizer=name,
+                             val_loader=val_loader)
+    print(f"{name:5s} lr={lr}: validation accuracy per epoch {[round(a, 1) for a in histories[name].val_acc]}")
+
+# %%
+fig = mp.plots.plot_history(histories["sgd"], label="sgd")
+fig = mp.plots.plot_history(histories["adam"], label="adam", axes=fig.axes)
+
+# %% [markdown]
+# ## The baselines every later notebook starts from
+# `mp.pretrained(arch)` trains a model with a fixed recipe (Adam, 12 epochs, seed 0) on first use and caches it
+# as a safe model file, so that notebooks 02-11 start from *the same* baselines in a second. Training is
+# deterministic on a CPU: a cache miss reproduces the same weights. Here we train them (or load them, if you
+# have run this notebook before).
+
+# %%
+baselines = {arch: mp.pretrained(arch) for arch in ("lenet300", "lenet5")}
+for arch, model in baselines.items():
+    print(f"{arch}: recipe {model.baseline_meta['recipe']}")
+
+# %%
+fig = mp.plots.plot_history(mp.History(**baselines["lenet300"].baseline_meta["history"]), label="LeNet-300-100")
+fig = mp.plots.plot_history(mp.History(**baselines["lenet5"].baseline_meta["history"]), label="LeNet-5",
+                            axes=fig.axes)
+
+# %% [markdown]
+# ## Measure everything
+# `mp.compare` measures each model the same way: test accuracy (%), parameters, nonzero parameters, MACs per
+# image, median CPU latency for a batch of 64 images, and the size of the saved weights, raw and zip-compressed.
+# Latency depends on your machine, so your numbers will differ from the committed ones.
+
+# %%
+table = mp.compare(baselines, test_loader)
+table
+
+# %% [markdown]
+# The accuracies are deterministic, so we can check them with a tolerance:
+
+# %%
+acc = dict(zip(table.column("model"), table.column("acc")))
+assert 93.0 <= acc["lenet300"] <= 97.5, acc
+assert 96.0 <= acc["lenet5"] <= 99.5, acc
+print("baseline accuracies in the expected range:", {k: round(v, 1) for k, v in acc.items()})
+
+# %% [markdown]
+# Notice: compression barely shrinks a dense model (random-looking float32 bytes do not compress). Once half of
+# the weights are exactly zero, it will. And the MLP has 4x more parameters than LeNet-5 but fewer MACs.
+#
+# ## Weight histograms: why pruning is possible
+# Most trained weights sit close to zero. If the small ones matter little, we can remove them: that is the
+# intuition behind magnitude pruning, which notebook 02 turns into *importance scores*.
+
+# %%
+fig = mp.plots.plot_weight_histograms(baselines["lenet300"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+W = baselines["lenet300"].layers[1].weight.detach()  # (300, 784)
+small = (W.abs() < 0.01).float().mean().item()
+print(f"first layer: {W.numel():,} weights, {100 * small:.0f}% of them have |w| < 0.01")
+
+# %% [markdown]
+# ## Saving a model safely
+# `mp.save_model` writes the weights plus a plain description of the architecture (never a pickled module),
+# atomically; `mp.load_model` reads it back with `torch.load(weights_only=True)`, so loading a file can never
+# run code, and a hash detects files that were changed.
+
+# %%
+import tempfile
+from pathlib import Path
+
+with tempfile.TemporaryDirectory() as tmp:
+    path = mp.save_model(Path(tmp) / "lenet5.pt", baselines["lenet5"], meta={"note": "baseline"})
+    reloaded, meta = mp.load_model(path)
+same = all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), baselines["lenet5"].state_dict().values()))
+print("reloaded model identical:", same, meta)
+
+# %% [markdown]
+# ## What the library gave you
+# * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.check.same_as`
+# * `mp.fit(model, loader, epochs=, lr=, optimizer=, val_loader=)` → `History`; `mp.evaluate`
+# * `mp.pretrained(arch)`: the cached baselines; `mp.compare(models, loader)`: the measurement table
+# * `mp.plots.plot_history`, `mp.plots.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
+#
+# Next: **02_importance_scores**: which of these weights matter?
