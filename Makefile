@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: install demo test lint unit nbval lab bench notebooks notebook clean
+.PHONY: install demo test lint unit nbval lab bench notebooks notebook student html clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,14 @@ notebook: install
 
 notebooks: install
 	for nb in $(NOTEBOOKS); do $(MAKE) notebook NB=$$nb || exit 1; done
+
+# Student notebooks (solutions replaced by stubs, outputs cleared) for a lab hand-out.
+student: install
+	$(PY) -m minprune course student student/
+
+# The course as static HTML pages (with the committed outputs) for a course website.
+html: install
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir site/ $(NOTEBOOKS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -37,7 +37,7 @@ def _short(value, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def same_as(mine, reference, *args, atol: float = 1e-6, hint: str = "", **kwargs) -> bool:
+def same_as(mine, reference, *args, atol: float = 1e-6, hint: str = "", quiet: bool = False, **kwargs) -> bool:
     """Call both functions on the same inputs; print a one-line verdict, raise CheckFailed on a mismatch."""
     name = getattr(mine, "__name__", "your function")
     try:
@@ -48,7 +48,23 @@ def same_as(mine, reference, *args, atol: float = 1e-6, hint: str = "", **kwargs
     if not _close(got, expected, atol):
         message = f"✗ {name} differs from the library.\n  expected: {_short(expected)}\n  got:      {_short(got)}"
         raise CheckFailed(message + (f"\n  hint: {hint}" if hint else ""))
-    print(f"✓ {name} matches {getattr(reference, '__qualname__', 'the library')}")
+    if not quiet:
+        print(f"✓ {name} matches {getattr(reference, '__qualname__', 'the library')}")
+    return True
+
+
+def same_on(mine, reference, cases, *, atol: float = 1e-6, hint: str = "") -> bool:
+    """Compare on several cases (each a tuple of positional arguments): hand-checkable ones first, then random.
+
+    Prints one verdict line for all cases; on the first mismatch raises CheckFailed naming the case.
+    """
+    name = getattr(mine, "__name__", "your function")
+    for i, args in enumerate(cases):
+        try:
+            same_as(mine, reference, *args, atol=atol, hint=hint, quiet=True)
+        except CheckFailed as exc:
+            raise CheckFailed(f"{exc}\n  (case {i + 1} of {len(cases)})") from None
+    print(f"✓ {name} matches {getattr(reference, '__qualname__', 'the library')} on {len(cases)} cases")
     return True
 
 

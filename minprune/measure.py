@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .energy import estimate_energy  # re-exported: the energy model is part of measuring
 from .table import Table
 from .train import evaluate, model_device
 
@@ -80,11 +81,12 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
     model.train(was_training)
     if not by_module:
         return counter.get_total_flops() // 2
-    root = type(model).__name__
+    prefix = type(model).__name__ + "."  # the counter names modules 'ClassName.path.to.module'
+    counts = {name.removeprefix(prefix): sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
     out = {"total": counter.get_total_flops() // 2}
-    for name, ops in counter.get_flop_counts().items():
-        if name.startswith(root + "."):  # the counter names modules 'ClassName.path.to.module'
-            out[name[len(root) + 1:]] = sum(ops.values()) // 2
+    for name, _ in model.named_modules():  # in the model's own order (the counter's order is not stable)
+        if name and name in counts:
+            out[name] = counts[name]
     return out
 
 
@@ -139,8 +141,11 @@ def size_on_disk(model: nn.Module) -> dict:
 
 
 def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=None,
-            batch_size: int = 64, threads: int | None = None, timing: bool = True) -> dict:
-    """One row of measurements: accuracy (if a loader is given), parameters, nonzeros, MACs, latency, bytes."""
+            batch_size: int = 64, threads: int | None = None, timing: bool = True, energy: bool = False) -> dict:
+    """One row of measurements: accuracy (if a loader is given), parameters, nonzeros, MACs, latency, bytes.
+
+    energy=True adds "energy uJ": `estimate_energy` (fp32, weights from DRAM; see notebooks/11_deploy.ipynb).
+    """
     row = {"model": name}
     if loader is not None:
         row["acc"] = evaluate(model, loader)["acc"]
@@ -152,6 +157,8 @@ def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=N
     size = size_on_disk(model)
     row["KB"] = size["bytes"] / 1024
     row["zip KB"] = size["zip_bytes"] / 1024
+    if energy:
+        row["energy uJ"] = estimate_energy(model, input_shape)["total_uj"]
     return row
 
 

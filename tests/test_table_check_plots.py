@@ -54,3 +54,12 @@ def test_plots_return_figures():
     assert len(plots.show_images(torch.zeros(3, 1, 28, 28), [1, 2, 3], ncols=3).axes) == 3
     with pytest.raises(ValueError, match="no weight"):
         plots.plot_weight_histograms(torch.nn.ReLU())
+
+
+def test_same_on_reports_the_failing_case(capsys):
+    from minprune.check import same_on
+
+    assert same_on(abs, lambda x: x if x >= 0 else -x, [(1,), (-2,), (0,)])
+    assert "on 3 cases" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match="case 2 of 3"):
+        same_on(lambda x: x, abs, [(1,), (-2,), (0,)])

@@ -38,23 +38,28 @@ print(mlp)
 print(cnn)
 
 # %% [markdown]
-# ### Count the parameters yourself
-# A `Linear(n_in, n_out)` layer has a weight matrix `W` of shape `(n_out, n_in)` and a bias of `n_out`.
-# Write a function that counts all parameters of a model, then check it against `mp.count_params`.
+# ### Exercise 1.1 (5 min): count the parameters yourself
+# A `Linear(n_in, n_out)` layer has a weight matrix `W` of shape `(n_out, n_in)` and a bias of `n_out`; a
+# `Conv2d` has a weight of shape `(out_channels, in_channels, kh, kw)` and a bias of `out_channels`.
+# Write a function that counts all parameters of a model. The check cell below compares it with `mp.count_params`.
 
 # %%
 # BUILD IT YOURSELF
+# Exercise 1.1 (5 min): count every parameter of a model
 def my_count_params(model):
+    """Total number of parameters of `model` (an int)."""
+    ### BEGIN SOLUTION
     total = 0
     for _, p in model.named_parameters():
         total += p.numel()
     return total
+    ### END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mp.check.same_as(my_count_params, mp.count_params, mlp)
-mp.check.same_as(my_count_params, mp.count_params, cnn)
+tiny = torch.nn.Linear(3, 2)  # 3*2 weights + 2 biases = 8, checkable by eye
+mp.check.same_on(my_count_params, mp.count_params, [(tiny,), (mlp,), (cnn,)])
 print(f"LeNet-300-100: {mp.count_params(mlp):,} parameters, LeNet-5: {mp.count_params(cnn):,}")
 
 # %% [markdown]
@@ -68,6 +73,43 @@ print(f"LeNet-300-100: {mp.count_params(mlp):,} parameters, LeNet-5: {mp.count_p
 print("MLP MACs by hand:", 784 * 300 + 300 * 100 + 100 * 10, " measured:", mp.count_macs(mlp))
 print("LeNet-5 MACs per module:", mp.count_macs(cnn, by_module=True))
 print("LeNet-5 MACs in all:", mp.count_macs(cnn))
+
+# %% [markdown]
+# ### Exercise 1.2 (10 min): the MACs of a convolution
+# A `Conv2d` with `C_in` input channels, `C_out` filters of size `kh x kw`, stride `s` and padding `p`, applied to
+# an `H x W` input, produces an output of size `H_out = (H + 2p - kh) // s + 1` (the same for the width). Every
+# output value costs `C_in * kh * kw` multiply-accumulates (assume `groups=1`). Write `my_conv_macs(conv, H, W)`.
+
+# %%
+# Exercise 1.2 (10 min): multiply-accumulates of one Conv2d on an H x W input
+def my_conv_macs(conv, H, W):
+    """MACs of `conv` (an nn.Conv2d with groups=1) applied to one (conv.in_channels, H, W) input."""
+    ### BEGIN SOLUTION
+    kh, kw = conv.kernel_size
+    (sh, sw), (ph, pw) = conv.stride, conv.padding
+    h_out = (H + 2 * ph - kh) // sh + 1
+    w_out = (W + 2 * pw - kw) // sw + 1
+    return conv.out_channels * h_out * w_out * conv.in_channels * kh * kw
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_conv_macs(conv, H, W):
+    return mp.count_macs(conv, (conv.in_channels, H, W))
+
+
+cases = [(torch.nn.Conv2d(1, 1, 3), 4, 4),  # 2x2 outputs, 9 MACs each: 36
+         (cnn.features[0], 28, 28), (cnn.features[3], 14, 14),
+         (torch.nn.Conv2d(3, 8, 5, stride=2, padding=1), 32, 32)]
+mp.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the output size formula, and count C_in")
+
+# %% [markdown]
+# **Question 1.3 (5 min).** LeNet-5 has 4x fewer parameters than LeNet-300-100 but more MACs. Which of the two
+# would you expect to shrink more on disk when you prune 90% of its weights, and which to speed up more when you
+# remove 90% of its *computation*? Write two sentences.
+#
+# *Your answer:* ...
 
 # %% [markdown]
 # ## Training with `mp.fit`
