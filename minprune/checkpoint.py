@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .models import describe, from_description
+from .prune import load_masked_state_dict
 
 FORMAT = "minprune-checkpoint/1"
 
@@ -83,8 +84,8 @@ def load_model(path, *, device=None) -> tuple[nn.Module, dict]:
     """Rebuild the model stored in `path` and load its weights strictly; returns (model, meta)."""
     payload = read_checkpoint(path)
     model = from_description(payload["description"])
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
+    try:  # masked models (weight_orig + weight_mask) load too, their pruned weights staying zero
+        load_masked_state_dict(model, payload["state_dict"], strict=True)
+    except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the described model: {exc}") from exc
     return model.to(device or "cpu"), payload["meta"]

@@ -1,0 +1,95 @@
+"""Recover accuracy after pruning: one-shot prune + fine-tune, and iterative prune / fine-tune rounds.
+
+Iterative pruning follows Han et al. 2015 ("Learning both weights and connections"): prune a little,
+retrain, repeat, each round removing the same fraction of the weights that are still alive.
+Masks stay applied during fine-tuning through the `apply_masks` reparametrisation, so `fit` needs no
+special code. See notebooks/04_fine_tuning.ipynb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .masks import check_sparsity, masks_sparsity
+from .prune import get_masks, prune
+from .train import History, evaluate, fit
+
+
+def _loaders(data, batch_size: int = 64):
+    """(train loader, validation loader or None) from a DataSplits or a plain DataLoader."""
+    if hasattr(data, "loader") and hasattr(data, "train"):
+        return data.loader("train", batch_size), data.loader("val", 500)
+    if data is None:
+        raise ValueError("fine-tuning needs data: pass a DataSplits (mp.load(...)) or a DataLoader")
+    return data, None
+
+
+def fine_tune(model: nn.Module, data, epochs: int = 3, *, lr: float = 1e-3, optimizer="adam",
+              progress: bool = False) -> History:
+    """Train a (pruned) model in place for `epochs` epochs with `mp.fit`; masks stay applied. Returns History.
+
+    data: a DataSplits (trains on 'train', validates on 'val') or a training DataLoader.
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    train_loader, val_loader = _loaders(data)
+    return fit(model, train_loader, epochs=epochs, lr=lr, optimizer=optimizer, val_loader=val_loader,
+               progress=progress)
+
+
+def iterative_sparsities(final_sparsity: float, rounds: int) -> list[float]:
+    """Targets for `rounds` rounds that each remove the same fraction of the surviving weights.
+
+    Round k keeps (1 - final) ** (k / rounds), e.g. 0.99 in 3 rounds -> [0.785, 0.954, 0.99].
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    check_sparsity(final_sparsity, "final_sparsity")
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    return [1 - (1 - final_sparsity) ** (k / rounds) for k in range(1, rounds + 1)]
+
+
+@dataclass
+class IterativeConfig:
+    """How each round of `iterative_prune` prunes and fine-tunes."""
+
+    epochs: int = 2  # fine-tuning epochs per round
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    scope: str = "global"  # 'local' or 'global', as in make_masks
+    exclude: tuple = ()
+    eval_split: str = "val"
+
+
+def _accuracy(model, data, split: str) -> float:
+    if hasattr(data, "loader") and hasattr(data, "train"):
+        return evaluate(model, data.loader(split, 500))["acc"]
+    return evaluate(model, data)["acc"]
+
+
+def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
+                    config: IterativeConfig | None = None) -> list[dict]:
+    """Prune to each sparsity in turn (score_fn(model) -> scores), fine-tuning after each round. In place.
+
+    Returns one row per round: target and reached sparsity, accuracy right after pruning (`acc_pruned`)
+    and after fine-tuning (`acc`), on `config.eval_split` of a DataSplits (or on `data` itself).
+    Pass `iterative_sparsities(0.98, 5)` for Han-style rounds, or a single value for one-shot.
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    config = config or IterativeConfig()
+    sparsities = [sparsities] if isinstance(sparsities, (int, float)) else list(sparsities)
+    for s in sparsities:
+        check_sparsity(s)
+    if sparsities != sorted(sparsities):
+        raise ValueError(f"sparsities must not decrease, got {sparsities}")
+    history = []
+    for k, target in enumerate(sparsities, start=1):
+        prune(model, score_fn(model), target, scope=config.scope, exclude=config.exclude)
+        row = {"round": k, "target": target, "sparsity": masks_sparsity(get_masks(model)),
+               "acc_pruned": _accuracy(model, data, config.eval_split)}
+        fine_tune(model, data, config.epochs, lr=config.lr, optimizer=config.optimizer)
+        row["acc"] = _accuracy(model, data, config.eval_split)
+        history.append(row)
+    return history

@@ -1,0 +1,208 @@
+# %% [markdown]
+# # 02 · Importance scores: which weights matter?
+#
+# Pruning starts with a question: *if I had to remove a weight, which one would hurt least?*
+# An **importance score** answers it with one number per weight; the lowest scores go first.
+#
+# **Learning objectives.** After this notebook you can
+# 1. compute magnitude (L1, L2), random, gradient, Taylor, SNIP, GraSP and SynFlow scores with one API;
+# 2. write the magnitude score yourself and check it against the library;
+# 3. read score histograms and per-layer views, and explain why scores span many orders of magnitude;
+# 4. compare rankings: how much do magnitude and gradient-based scores agree on what to keep?
+#
+# Every score function returns `dict[name -> tensor shaped like the weight]` and **never changes the model**.
+
+# %% tags=["parameters"]
+import os
+
+FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
+BATCHES = 2 if FAST else 8  # batches of data for gradient-based scores
+SYNFLOW_ROUNDS = 10 if FAST else 50
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+import minprune as mp
+
+mp.seed_everything(0)
+device = "cpu"
+splits = mp.load("mnist-small")
+model = mp.pretrained("lenet300", progress=False)  # trained once, then cached
+test_loader = splits.loader("test", 500)
+print(f"dense test accuracy: {mp.accuracy(model, test_loader):.1f}%")
+
+# %% [markdown]
+# ## 1. What can be pruned?
+# By default we prune the weights of every `nn.Linear` and `nn.Conv2d` (biases are few and cheap).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+names = mp.prunable_names(model)
+for name in names:
+    print(name, tuple(mp.measure.effective_parameters(model)[name].shape))
+
+# %% [markdown]
+# ## 2. Magnitude: the simplest score
+# Han et al. (2015) pruned the weights with the smallest absolute value: `score = |w|` (L1) or `w²` (L2).
+# Small weights contribute little to the layer's output, so removing them should change little.
+#
+# ### Build it yourself
+# Write `my_magnitude_scores(model)` returning `{name: |w|}` for every prunable weight.
+
+# %%
+# BUILD IT YOURSELF
+def my_magnitude_scores(model):
+    scores = {}
+    params = dict(model.named_parameters())
+    for name in mp.prunable_names(model):
+        W = params[name]  # (out, in)
+        scores[name] = W.detach().abs()
+    return scores
+
+
+# %%
+mp.check.same_as(my_magnitude_scores, mp.magnitude_scores, model)
+
+# %% [markdown]
+# From here on we use the library version. Its weight histograms show a peak around zero: many weights are
+# tiny, which is why magnitude pruning can remove so many of them.
+
+# %%
+fig = mp.plots.plot_weight_histograms(model)
+
+# %%
+magnitude = mp.magnitude_scores(model)
+fig = mp.plots.plot_score_histograms(magnitude)
+
+# %% [markdown]
+# ## 3. Scores that use data
+# Magnitude ignores what the network does with a weight. Gradient-based scores ask how the **loss** would
+# react. The first-order Taylor expansion of the loss around `w` says that setting `w` to zero changes the loss
+# by about `-w · dL/dw`, so **Taylor** importance is `|w · dL/dw|` (Molchanov et al. 2019), averaged over a few
+# batches. **Gradient** magnitude `|dL/dw|` drops the weight factor. **SNIP** (Lee et al. 2019) is the same
+# product normalised to sum to 1, designed to prune *at initialisation*. **GraSP** (Wang et al. 2020) uses a
+# Hessian-gradient product to keep gradient flow. **SynFlow** (Tanaka et al. 2020) uses no data at all: it
+# scores `|w · dR/dw|` where R is the output of the network with all weights made positive on an all-ones input.
+#
+# Without data, the data-based scores refuse to run with a clear message:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+try:
+    mp.taylor_scores(model)
+except ValueError as err:
+    print("ValueError:", err)
+
+# %%
+train_loader = splits.loader("train", 128, shuffle=False)
+all_scores = {
+    "L1": magnitude,
+    "L2": mp.magnitude_scores(model, p=2),
+    "random": mp.random_scores(model, seed=0),
+    "gradient": mp.gradient_scores(model, train_loader, batches=BATCHES),
+    "Taylor": mp.taylor_scores(model, train_loader, batches=BATCHES),
+    "SNIP": mp.snip_scores(model, train_loader, batches=BATCHES),
+    "GraSP": mp.grasp_scores(model, train_loader, batches=BATCHES),
+    "SynFlow": mp.synflow_scores(model),
+}
+fig = mp.plots.plot_score_histograms(all_scores["Taylor"])
+
+# %% [markdown]
+# Taylor scores span many decades: a few weights matter a lot, most hardly at all.
+#
+# **Scores never change the model.** Gradient scores run on a private copy in eval mode, so no `.grad`,
+# BatchNorm statistic or training flag of our model moves:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+before = {k: v.clone() for k, v in model.state_dict().items()}
+_ = mp.taylor_scores(model, train_loader, batches=1)
+print("unchanged:", all(torch.equal(before[k], v) for k, v in model.state_dict().items()),
+      "| any .grad set:", any(p.grad is not None for p in model.parameters()))
+
+# %% [markdown]
+# ## 4. Do the scores agree?
+# Two scores agree on *what to keep* if their top-ranked sets overlap. For each score we keep the top 10% of
+# each layer (`mp.topk_mask(scores, 0.9)`) and measure the overlap with magnitude's top 10%
+# (1.0 = same weights, about 0.1 = no better than chance).
+
+# %%
+rows = []
+for label, scores in all_scores.items():
+    row = {"score": label}
+    for name in names:
+        mine = mp.topk_mask(scores[name], 0.9)
+        ref = mp.topk_mask(magnitude[name], 0.9)
+        row[name] = float((mine & ref).sum() / ref.sum())
+    rows.append(row)
+mp.Table(rows, title="overlap of the top 10% with magnitude's top 10%")
+
+# %% [markdown]
+# L2 ranks exactly like L1 (squaring keeps the order). Random overlaps at chance. Taylor and SNIP agree more
+# with magnitude than pure gradient does, because they multiply by `w`.
+#
+# A scatter plot of one layer shows the same thing at the level of single weights:
+
+# %%
+name = "layers.3.weight"
+x = magnitude[name].flatten()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+for ax, label in zip(axes, ["gradient", "Taylor"]):
+    y = all_scores[label][name].flatten()
+    keep = (x > 0) & (y > 0)
+    ax.loglog(x[keep].numpy(), y[keep].numpy(), ".", markersize=1, alpha=0.3)
+    ax.set_xlabel("|w|")
+    ax.set_ylabel(f"{label} score")
+    ax.set_title(f"{name}: {label} vs magnitude", fontsize=10)
+fig.tight_layout()
+
+# %% [markdown]
+# ## 5. Per-layer view: what a global ranking does
+# Ranking all layers together ("global" scope) lets layers end up with different sparsities. How the scores
+# are scaled across layers decides which layers get pruned hardest:
+
+# %%
+rows = []
+for label, scores in all_scores.items():
+    masks = mp.make_masks(scores, 0.9, scope="global")
+    rows.append({"score": label, **{n: 1 - float(m.float().mean()) for n, m in masks.items()}})
+mp.Table(rows, title="per-layer sparsity under a global 90% ranking")
+
+# %% [markdown]
+# Magnitude prunes the big first layer hardest (its weights are smallest). Gradient-based scores are larger in
+# the last layers (closer to the loss), so they spare them. SynFlow's one-shot scores are very uneven; that is
+# why SynFlow is meant to be applied **iteratively** (`mp.synflow_masks`), re-scoring after each small step:
+
+# %%
+synflow_masks = mp.synflow_masks(model, 0.9, rounds=SYNFLOW_ROUNDS)
+mp.Table([{"score": f"SynFlow, {SYNFLOW_ROUNDS} rounds",
+           **{n: 1 - float(m.float().mean()) for n, m in synflow_masks.items()}}])
+
+# %% [markdown]
+# ## 6. A first taste of pruning
+# Which score keeps most accuracy when we remove 90% of the weights (globally) and do nothing else?
+# (Notebook 03 studies this properly; fine-tuning comes in 04.)
+
+# %%
+results = {}
+for label, scores in all_scores.items():
+    pruned = mp.copy_model(model)
+    mp.prune(pruned, scores, 0.9, scope="global")
+    results[label] = mp.accuracy(pruned, test_loader)
+pruned = mp.apply_masks(mp.copy_model(model), synflow_masks)
+results["SynFlow iterative"] = mp.accuracy(pruned, test_loader)
+mp.Table([{"score": k, "test acc at 90% sparsity": v} for k, v in results.items()])
+
+# %%
+# the ranking matters: magnitude beats the random control by a wide margin
+assert results["L1"] > results["random"] + 20, results
+
+# %% [markdown]
+# ## What the library gave you
+# - `mp.prunable_names(model)`: which weights are pruned by default
+# - `mp.magnitude_scores`, `mp.random_scores`, `mp.gradient_scores`, `mp.taylor_scores`, `mp.snip_scores`,
+#   `mp.grasp_scores`, `mp.synflow_scores`: `{name: scores}` without changing the model
+# - `mp.synflow_masks(model, sparsity, rounds)`: iterative SynFlow
+# - `mp.topk_mask`, `mp.make_masks`, `mp.prune`, `mp.copy_model` (used here, explained in 03)
+# - `mp.plots.plot_score_histograms`

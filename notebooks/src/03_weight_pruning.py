@@ -1,0 +1,168 @@
+# %% [markdown]
+# # 03 · Weight pruning: from scores to masks
+#
+# Scores rank the weights (notebook 02). Now we decide **how many** to remove and **where**, apply the
+# decision as a mask, and measure what it costs in accuracy, *before* any retraining.
+#
+# **Learning objectives.** After this notebook you can
+# 1. turn scores into masks by target sparsity or by threshold, per layer (local) or across layers (global);
+# 2. write `topk_mask` yourself, with exact counts and a fixed tie rule, and check it against the library;
+# 3. explain the mask reparametrisation (`weight_orig * weight_mask`) shared with `torch.nn.utils.prune`;
+# 4. draw accuracy-vs-sparsity curves against the random and shuffled-mask controls;
+# 5. run a sensitivity scan and turn it into per-layer sparsities.
+
+# %% tags=["parameters"]
+import os
+
+FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
+GRID = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99] if FAST else [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
+SCAN_GRID = [0.5, 0.8, 0.9, 0.95, 0.99] if FAST else [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+
+# %%
+import torch
+
+import minprune as mp
+
+mp.seed_everything(0)
+device = "cpu"
+splits = mp.load("mnist-small")
+model = mp.pretrained("lenet300", progress=False)
+test_loader, val_loader = splits.loader("test", 500), splits.loader("val", 500)
+dense_acc = mp.accuracy(model, test_loader)
+print(f"dense test accuracy: {dense_acc:.1f}%")
+
+# %% [markdown]
+# ## 1. Target sparsity: keep the top scores, remove exactly the rest
+# `sparsity` is the fraction of weights removed. With `n` weights, a sparsity `s` removes `round(s * n)`
+# weights; that one rounding rule lives in `mp.n_pruned` and everything else uses it. When scores tie, the
+# lower index is removed first, so masks are reproducible.
+#
+# ### Build it yourself
+# Write `my_topk_mask(scores, sparsity)`: a bool tensor shaped like `scores`, **True = keep**, that removes
+# exactly `mp.n_pruned(scores.numel(), sparsity)` of the lowest scores (ties: lower index goes first).
+
+# %%
+# BUILD IT YOURSELF
+def my_topk_mask(scores, sparsity):
+    n = mp.n_pruned(scores.numel(), sparsity)
+    order = torch.sort(scores.flatten(), stable=True).indices  # ascending, ties keep index order
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep[order[:n]] = False
+    return keep.view(scores.shape)
+
+
+# %%
+W = torch.tensor([[0.9, -0.1, 0.4, 0.0],
+                  [0.2, 0.2, -0.7, 0.3],
+                  [0.1, 0.5, -0.2, 0.6],
+                  [0.8, 0.0, 0.3, -0.4]])
+mp.check.same_as(my_topk_mask, mp.topk_mask, W.abs(), 0.5, hint="remove the lowest |w| first, ties by index")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(mp.topk_mask(W.abs(), 0.5).int())
+
+# %% [markdown]
+# ## 2. Applying masks: the reparametrisation
+# `mp.apply_masks` (and `mp.prune`, which makes and applies masks in one call) keep the original tensor as
+# `weight_orig`, the mask as the buffer `weight_mask`, and recompute `weight = weight_orig * weight_mask` in a
+# forward pre-hook, exactly as `torch.nn.utils.prune` does. So pruned weights get zero gradient, stay zero under
+# any optimizer, and `torch.nn.utils.prune.remove` / `mp.make_permanent` fold the mask in for good.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pruned = mp.copy_model(model)
+masks = mp.prune(pruned, mp.magnitude_scores(pruned), 0.9)  # local: every layer loses 90%
+print(sorted(pruned.state_dict()))
+print("torch sees it as pruned:", torch.nn.utils.prune.is_pruned(pruned))
+print("layer sparsity:", {n: round(s, 3) for n, s in mp.layer_sparsity(pruned).items()})
+
+# %%
+fig = mp.plots.show_masks(masks)
+
+# %% [markdown]
+# The first layer's mask shows columns: input pixels at the border of MNIST digits are always black, so their
+# weights never grew, and magnitude pruning removes them all.
+#
+# ## 3. Threshold instead of target
+# Han et al. (2015) pruned every weight below a threshold. With a threshold, the sparsity is an *outcome*, and
+# it differs per layer: a weight equal to the threshold is pruned, only scores strictly above it are kept.
+
+# %%
+magnitude = mp.magnitude_scores(model)
+rows = []
+for threshold in [0.01, 0.03, 0.05, 0.1]:
+    masks = mp.make_masks(magnitude, threshold=threshold)
+    rows.append({"threshold": threshold, "total": mp.masks_sparsity(masks),
+                 **{n: 1 - float(m.float().mean()) for n, m in masks.items()}})
+mp.Table(rows, title="sparsity reached by a magnitude threshold")
+
+# %% [markdown]
+# ## 4. Local vs global, and the controls
+# **Local** removes the same fraction from every layer. **Global** ranks all weights together, so layers with
+# small weights lose more. Two controls tell us whether the ranking helps at all:
+# - **random** scores: the baseline every pruning method must beat;
+# - **shuffled** global masks (`mp.shuffle_masks`): the same per-layer sparsities as global magnitude,
+#   at random positions. If global magnitude beats it, the *positions* matter, not just the layer budget.
+
+# %%
+curves = {"local magnitude": [], "global magnitude": [], "shuffled global masks": [], "random": []}
+for sparsity in GRID:
+    masks_local = mp.make_masks(magnitude, sparsity)
+    masks_global = mp.make_masks(magnitude, sparsity, scope="global")
+    masks_random = mp.make_masks(mp.random_scores(model, seed=0), sparsity, scope="global")
+    for label, masks in [("local magnitude", masks_local), ("global magnitude", masks_global),
+                         ("shuffled global masks", mp.shuffle_masks(masks_global, seed=0)),
+                         ("random", masks_random)]:
+        acc = mp.accuracy(mp.apply_masks(mp.copy_model(model), masks), test_loader)
+        curves[label].append((sparsity, acc))
+fig = mp.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
+
+# %%
+mp.Table([{"method": label, **{f"{s:g}": a for s, a in points}} for label, points in curves.items()],
+         title="test accuracy (%) without fine-tuning")
+
+# %%
+by_sparsity = {label: dict(points) for label, points in curves.items()}
+assert by_sparsity["global magnitude"][0.9] > by_sparsity["random"][0.9] + 20
+assert by_sparsity["global magnitude"][0.9] > by_sparsity["shuffled global masks"][0.9]
+
+# %% [markdown]
+# Without retraining, magnitude pruning keeps the accuracy up to a surprisingly high sparsity and then falls off
+# a cliff. Random pruning collapses early, and so do shuffled masks: the per-layer budget alone is not enough,
+# the choice of *which* weights matters.
+#
+# ## 5. Sensitivity analysis: which layer can take it?
+# Prune **one layer at a time** over a grid of sparsities and measure the accuracy (on the validation split, so
+# the test set stays untouched for the final numbers). The scan runs on copies; the model is unchanged.
+
+# %%
+result = mp.sensitivity_scan(model, val_loader, SCAN_GRID)
+fig = mp.plots.plot_sensitivity(result)
+
+# %%
+result.to_table()
+
+# %% [markdown]
+# The big first layer (235k weights) tolerates very high sparsity; the small output layer is the most fragile.
+# From the scan, `mp.layer_sparsities` picks per layer the largest sparsity within an accuracy budget, and
+# `make_masks(..., overrides=...)` applies them:
+
+# %%
+per_layer = mp.layer_sparsities(result, max_drop=1.0)
+print(per_layer)
+masks = mp.make_masks(magnitude, 0.0, overrides=per_layer)
+sens_model = mp.apply_masks(mp.copy_model(model), masks)
+print(f"sensitivity-guided: {100 * mp.masks_sparsity(masks):.1f}% sparse, "
+      f"test accuracy {mp.accuracy(sens_model, test_loader):.1f}% (dense {dense_acc:.1f}%)")
+
+# %% [markdown]
+# Layers interact, so the combined drop can exceed the per-layer budget; the scan is a starting point, and
+# fine-tuning (notebook 04) recovers most of the rest.
+#
+# ## What the library gave you
+# - `mp.n_pruned`, `mp.topk_mask`, `mp.make_masks(scores, sparsity | threshold=, scope=, overrides=, exclude=)`
+# - `mp.apply_masks`, `mp.prune`, `mp.get_masks`, `mp.make_permanent`, `mp.copy_model`
+# - `mp.shuffle_masks`, `mp.masks_sparsity`
+# - `mp.sensitivity_scan`, `mp.layer_sparsities`
+# - `mp.plots.show_masks`, `mp.plots.plot_accuracy_vs_sparsity`, `mp.plots.plot_sensitivity`
