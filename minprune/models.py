@@ -151,7 +151,8 @@ def describe(model: nn.Module) -> dict:
     """The plain description `{"arch": name, **kwargs}` that `build` turns back into the same model."""
     for name, cls in ARCHS.items():
         if type(model) is cls:
-            return {"arch": name, **model.config}
+            shapes = _changed_layers(model, cls(**model.config))
+            return {"arch": name, **model.config, **({"shapes": shapes} if shapes else {})}
     raise ValueError(f"{type(model).__name__} is not a minprune model; save its state_dict yourself")
 
 
@@ -159,8 +160,38 @@ def from_description(description: dict) -> nn.Module:
     """Inverse of `describe`."""
     if not isinstance(description, dict) or "arch" not in description:
         raise ValueError(f"a model description is a dict with an 'arch' key, got {description!r}")
-    kwargs = {k: v for k, v in description.items() if k != "arch"}
+    kwargs = {k: v for k, v in description.items() if k not in ("arch", "shapes")}
     try:
-        return build(description["arch"], **kwargs)
+        model = build(description["arch"], **kwargs)
     except TypeError as exc:
         raise ValueError(f"bad model description {description!r}: {exc}") from exc
+    return _apply_layer_changes(model, description.get("shapes", {}))
+
+
+def _changed_layers(model: nn.Module, base: nn.Module) -> dict:
+    """{module name: [type, kwargs]} for layers that structured pruning resized or replaced (see surgery.py)."""
+    from .surgery import SPEC_TYPES, module_spec
+
+    base_modules = dict(base.named_modules())
+    changed = {}
+    for name, mod in model.named_modules():
+        if not name or type(mod).__name__ not in SPEC_TYPES:
+            continue
+        ref = base_modules.get(name)
+        if ref is None or type(ref) is not type(mod) or module_spec(ref) != module_spec(mod):
+            changed[name] = module_spec(mod)
+    return changed
+
+
+def _apply_layer_changes(model: nn.Module, shapes: dict) -> nn.Module:
+    """Rebuild the resized layers a compacted model's description records (parents before children)."""
+    from .surgery import module_from_spec, set_module
+
+    if not isinstance(shapes, dict):
+        raise ValueError(f"'shapes' in a model description must be a dict, got {type(shapes).__name__}")
+    for name in sorted(shapes, key=lambda n: n.count(".")):
+        try:
+            set_module(model, name, module_from_spec(shapes[name]))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad layer {name!r} in model description: {exc}") from exc
+    return model
