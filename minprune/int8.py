@@ -1,0 +1,171 @@
+"""Real int8 models with PyTorch: dynamic quantization, static post-training quantization, QAT.
+
+Which path, and why: on a CPU without torch.compile, only the `torch.ao.quantization` kernels (fbgemm/x86)
+run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is deprecated in favour of
+torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8 configs) and its pt2e flow
+with X86InductorQuantizer are the maintained path, but they only get fast after a `torch.compile`
+(minutes on 2 cores): measured here, torchao's dynamic int8 LeNet-300-100 ran about 200x *slower* than float
+in eager mode, and a pt2e model that is not compiled keeps float weights. So the library uses
+eager `quantize_dynamic` for Linear layers and FX graph mode (`prepare_fx`/`convert_fx`, which handles
+functional ops and residual additions) for static PTQ and QAT. Every result is checked to hold int8 weights.
+See notebooks/08_quantization.ipynb.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.ao import quantization as tq
+from torch.ao.quantization import quantize_fx
+
+from .models import _check_input
+
+BACKEND = "x86"  # fbgemm kernels with x86-specific choices; the default engine on x86 CPUs
+
+
+@contextmanager
+def _no_determinism_alerts():
+    """Quantized CPU kernels resize their outputs with an op that torch flags as 'not deterministic' when
+    `seed_everything` has switched deterministic algorithms on; the results are reproducible on CPU, so the
+    flag is switched off during the int8 forward pass only, and restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@contextmanager
+def _engine(name: str):
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
+
+
+class Int8Model(nn.Module):
+    """A quantized model plus what the rest of minprune expects: `input_shape`, input checks, `method`."""
+
+    def __init__(self, quantized: nn.Module, input_shape, method: str):
+        super().__init__()
+        self.quantized = quantized
+        self.input_shape = tuple(input_shape)
+        self.method = method
+        self.register_forward_pre_hook(_check_input)
+
+    def forward(self, x):
+        with _no_determinism_alerts():
+            return self.quantized(x)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, int8 weights={len(int8_weights(self))}"
+
+
+def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
+    """Name and dtype of every stored int8 weight (quantized tensors, including packed Linear params)."""
+    out = {}
+    for name, value in model.state_dict().items():
+        values = value if isinstance(value, tuple) else (value,)
+        for i, v in enumerate(values):
+            if isinstance(v, torch.Tensor) and v.dtype in (torch.qint8, torch.quint8, torch.int8):
+                out[f"{name}.{i}" if isinstance(value, tuple) else name] = v.dtype
+    return out
+
+
+def _check_float_cpu_model(model: nn.Module) -> None:
+    if BACKEND not in torch.backends.quantized.supported_engines:
+        raise RuntimeError(f"this PyTorch build has no {BACKEND!r} quantized engine "
+                           f"(available: {torch.backends.quantized.supported_engines})")
+    for name, module in model.named_modules():
+        if hasattr(module, "weight_orig"):
+            raise ValueError(f"{name} carries a pruning mask (weight_orig); call make_permanent(model) first")
+        if hasattr(module, "parametrizations"):
+            raise ValueError(f"{name} has parametrized weights (e.g. k-means sharing); call unshare_weights first")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ValueError("int8 kernels here are CPU kernels (fbgemm/x86); move the model to the CPU first")
+
+
+def _finish(quantized: nn.Module, model: nn.Module, method: str) -> Int8Model:
+    result = Int8Model(quantized, model.input_shape, method)
+    if not int8_weights(result):
+        kinds = sorted({type(m).__name__ for m in model.modules() if list(m.parameters(recurse=False))})
+        raise ValueError(f"{method}: the {BACKEND} backend quantized none of the layers ({', '.join(kinds)})")
+    return result
+
+
+def dynamic_int8(model: nn.Module) -> Int8Model:
+    """Int8 weights for every nn.Linear; activations are quantized on the fly per batch. Returns a copy.
+
+    No calibration needed. Dynamic quantization in PyTorch covers Linear (and recurrent) layers only.
+    """
+    _check_float_cpu_model(model)
+    if not any(isinstance(m, nn.Linear) for m in model.modules()):
+        raise ValueError("dynamic int8 quantizes nn.Linear layers only and this model has none; "
+                         "use static_int8 (with calibration data) for convolutions")
+    with _engine(BACKEND):
+        quantized = tq.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+    return _finish(quantized, model, "dynamic")
+
+
+def _batches(calibration) -> list[torch.Tensor]:
+    """Inputs from a DataLoader, a list of (x, y) batches, a list of tensors or one tensor."""
+    if isinstance(calibration, torch.Tensor):
+        calibration = [calibration]
+    xs = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+    if not xs or all(x.numel() == 0 for x in xs):
+        raise ValueError("calibration data is empty: static quantization needs a few batches of real inputs "
+                         "to measure activation ranges")
+    return xs
+
+
+def qconfig_mapping(per_channel: bool = True) -> tq.QConfigMapping:
+    """x86 defaults: per-channel symmetric int8 weights, uint8 activations with histogram observers."""
+    mapping = tq.get_default_qconfig_mapping(BACKEND)
+    if not per_channel:
+        mapping = mapping.set_global(tq.QConfig(activation=tq.get_default_qconfig(BACKEND).activation,
+                                                weight=tq.default_weight_observer))
+    return mapping
+
+
+@torch.no_grad()
+def static_int8(model: nn.Module, calibration, *, per_channel: bool = True) -> Int8Model:
+    """Static post-training quantization: fuse conv-BN(-ReLU), observe activation ranges on the calibration
+    batches, convert weights and activations to int8. Returns a copy; `model` is untouched.
+    """
+    _check_float_cpu_model(model)
+    xs = _batches(calibration)
+    with _engine(BACKEND):
+        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), qconfig_mapping(per_channel), (xs[0][:1],))
+        for x in xs:  # calibration: observers record min/max (histograms) of every activation
+            prepared(x)
+        quantized = quantize_fx.convert_fx(prepared)
+    return _finish(quantized, model, "static")
+
+
+def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True) -> nn.Module:
+    """A copy with fake-quant observers for quantization-aware training; train it with `mp.fit`, then
+    call `convert_qat_int8`. The copy keeps `input_shape` so the rest of minprune works with it.
+    """
+    _check_float_cpu_model(model)
+    example = torch.zeros(1, *model.input_shape)
+    mapping = tq.get_default_qat_qconfig_mapping(BACKEND) if per_channel else qconfig_mapping(False)
+    with _engine(BACKEND):
+        prepared = quantize_fx.prepare_qat_fx(copy.deepcopy(model).train(), mapping, (example,))
+    prepared.input_shape = tuple(model.input_shape)
+    return prepared
+
+
+def convert_qat_int8(prepared: nn.Module) -> Int8Model:
+    """Turn a model from `prepare_qat_int8` (after training) into a real int8 model. Returns a copy."""
+    if not hasattr(prepared, "input_shape") or not isinstance(prepared, torch.fx.GraphModule):
+        raise ValueError("convert_qat_int8 expects the model returned by prepare_qat_int8")
+    with _engine(BACKEND):
+        quantized = quantize_fx.convert_fx(copy.deepcopy(prepared).eval())
+    return _finish(quantized, prepared, "qat")

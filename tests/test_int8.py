@@ -1,0 +1,101 @@
+"""Tests for minprune/int8.py: real int8 weights, outputs close to float, clear errors.
+
+torch.ao.quantization warns that it is deprecated (see the module docstring for why it is still the path
+used here); those DeprecationWarnings are expected and filtered for this file only.
+"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import minprune as mp
+from minprune import int8, kmeans
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
+
+
+def _model(arch: str, **kwargs) -> nn.Module:
+    torch.manual_seed(0)
+    return mp.build(arch, **kwargs).eval()
+
+
+def _unchanged(model, before) -> bool:
+    return all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_dynamic_int8_has_int8_weights_and_close_outputs():
+    model = _model("lenet300", hidden=(64, 32))
+    q = int8.dynamic_int8(model)
+    assert len(int8.int8_weights(q)) == 3 and set(int8.int8_weights(q).values()) == {torch.qint8}
+    x = torch.randn(16, 1, 28, 28)
+    assert (q(x) - model(x)).abs().max() < 0.05 * model(x).abs().max()
+    assert mp.size_on_disk(q)["bytes"] * 3 < mp.size_on_disk(model)["bytes"]
+
+
+@pytest.mark.parametrize("arch,kwargs", [("lenet5", {}), ("resnet", {"widths": (8, 16), "blocks": (1, 1)})])
+def test_static_int8_quantizes_convs_and_stays_close(arch, kwargs):
+    model = _model(arch, **kwargs)
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(32, 1, 28, 28)
+    q = int8.static_int8(model, [x[:16], x[16:]])
+    assert _unchanged(model, before)
+    weights = int8.int8_weights(q)
+    assert any("conv" in n or "features" in n or "stem" in n for n in weights)
+    out, ref = q(x), model(x)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() > 0.8
+    with pytest.raises(ValueError, match="expects input of shape"):
+        q(torch.randn(2, 3, 28, 28))
+
+
+def test_qat_round_trip_gives_int8_model():
+    model = _model("lenet5")
+    prepared = int8.prepare_qat_int8(model)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    opt = torch.optim.SGD(prepared.parameters(), lr=1e-3)
+    nn.functional.cross_entropy(prepared(x), y).backward()
+    opt.step()
+    q = int8.convert_qat_int8(prepared)
+    assert q.method == "qat" and len(int8.int8_weights(q)) == 5
+    assert (q(x).argmax(1) == prepared.eval()(x).argmax(1)).float().mean() > 0.8
+
+
+def test_empty_calibration_data_is_refused():
+    model = _model("lenet5")
+    for empty in ([], torch.empty(0, 1, 28, 28)):
+        with pytest.raises(ValueError, match="calibration data is empty"):
+            int8.static_int8(model, empty)
+
+
+def test_layers_the_backend_cannot_quantize_dynamically_are_refused():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    model.input_shape = (1, 8, 8)
+    with pytest.raises(ValueError, match="nn.Linear layers only"):
+        int8.dynamic_int8(model)
+
+
+def test_nothing_quantized_is_an_error():
+    class OnlyNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_shape = (4,)
+            self.norm = nn.LayerNorm(4)
+
+        def forward(self, x):
+            return self.norm(x)
+
+    with pytest.raises(ValueError, match="quantized none of the layers"):
+        int8.static_int8(OnlyNorm().eval(), [torch.randn(4, 4)])
+
+
+def test_pruned_or_shared_models_must_be_made_plain_first():
+    model = _model("lenet300", hidden=(16, 8))
+    torch.nn.utils.prune.l1_unstructured(model.layers[1], "weight", amount=0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        int8.dynamic_int8(model)
+    plain = _model("lenet300", hidden=(16, 8))
+    kmeans.share_weights(plain, 4)
+    with pytest.raises(ValueError, match="unshare_weights"):
+        int8.static_int8(plain, [torch.randn(2, 1, 28, 28)])
