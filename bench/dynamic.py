@@ -1,0 +1,161 @@
+"""Benchmark: pruning during training against pruning after it, at equal epoch budgets.
+
+LeNet-300-100 and LeNet-5 on the embedded MNIST sample, 3 seeds. Every method trains for the same number of
+epochs E from the same initialisation:
+- dense: E epochs, no pruning (gives dense_acc);
+- one-shot + fine-tune: E/2 dense epochs, global magnitude pruning, E/2 fine-tuning epochs;
+- gradual: cubic schedule (Zhu & Gupta) from epoch 1 to 3E/4, global magnitude, then the rest at final sparsity;
+- RigL: constant sparsity from step 0, ERK densities, cosine-decayed drop fraction, updates until 3E/4;
+- ticket: iterative global magnitude pruning, rewinding to initialisation, then E epochs (the search costs
+  more epochs: column search_epochs); reinit: the same masks with fresh random weights, E epochs.
+Writes bench/results/dynamic.json and dynamic.md. Run: python bench/dynamic.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+import minprune as mp
+from minprune.dynamic import GradualPruner
+from minprune.lottery import RewindPoint, random_reinit, rewind, snapshot
+from minprune.prune import copy_model, prune
+from minprune.schedules import make_schedule
+from minprune.scores import magnitude_scores
+from minprune.sparse_training import DynamicSparseTrainer, SparseConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIG = {"epochs": {"lenet300": 8, "lenet5": 6}, "lr": 3e-3, "batch_size": 64, "seeds": [0, 1, 2],
+          "prune_after": [0.95], "rigl": [0.9], "imp_path": [0.68, 0.9], "tickets": [0.9]}
+
+
+def _train(model, splits, epochs, seed, callbacks=()):
+    loader = splits.loader("train", CONFIG["batch_size"], seed=seed)
+    mp.fit(model, loader, epochs=epochs, lr=CONFIG["lr"], callbacks=callbacks, progress=False)
+    return mp.accuracy(model, splits.loader("test", 1000))
+
+
+def _fresh(arch, splits, seed):
+    mp.seed_everything(seed)
+    return mp.build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
+
+
+def run_one(arch: str, seed: int) -> list[dict]:
+    """Every method for one model and one seed: rows {model, method, sparsity, seed, acc, search_epochs}."""
+    torch.set_num_threads(1)
+    splits, E = mp.load("mnist-small"), CONFIG["epochs"][arch]
+    steps = len(splits.loader("train", CONFIG["batch_size"])) * E
+    rows = []
+
+    def row(method, sparsity, acc, search=0):
+        rows.append({"model": arch, "method": method, "sparsity": sparsity, "seed": seed, "acc": acc,
+                     "epochs": E, "search_epochs": search})
+
+    dense = _fresh(arch, splits, seed)
+    init, halfway = snapshot(dense), RewindPoint(steps // 2)
+    row("dense", 0.0, _train(dense, splits, E, seed, [halfway]))
+    for s in CONFIG["prune_after"]:
+        model = rewind(_fresh(arch, splits, seed), halfway.state)
+        prune(model, magnitude_scores(model), s, scope="global")
+        row("one-shot + fine-tune", s, _train(model, splits, E - E // 2, seed))
+        model = _fresh(arch, splits, seed)
+        schedule = make_schedule("cubic", s, start=steps // E, end=3 * steps // 4, interval=max(1, steps // E // 2))
+        row("gradual (cubic)", s, _train(model, splits, E, seed, [GradualPruner(model, schedule, scope="global")]))
+    for s in CONFIG["rigl"]:
+        model = _fresh(arch, splits, seed)
+        cfg = SparseConfig(sparsity=s, method="rigl", distribution="erk", interval=25, end=3 * steps // 4, seed=seed)
+        row("RigL", s, _train(model, splits, E, seed, [DynamicSparseTrainer(model, cfg)]))
+    trained, search = dense, 0  # IMP round 1 is the dense run itself
+    for s in CONFIG["imp_path"]:
+        ticket = copy_model(trained)
+        prune(ticket, magnitude_scores(ticket), s, scope="global")
+        rewind(ticket, init)
+        control = random_reinit(copy_model(ticket), seed=1000 + seed)
+        acc = _train(ticket, splits, E, seed)
+        if s in CONFIG["tickets"]:
+            row("ticket (rewind to init)", s, acc, search)
+            row("ticket reinit (control)", s, _train(control, splits, E, seed), search)
+        trained, search = ticket, search + E
+    return rows
+
+
+def aggregate(raw: list[dict]) -> tuple[list[dict], dict]:
+    """Mean and standard deviation over seeds; dense accuracy per model."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in raw:
+        groups.setdefault((r["model"], r["method"], r["sparsity"]), []).append(r)
+    rows = []
+    for (model, method, sparsity), rs in groups.items():
+        accs = [r["acc"] for r in rs]
+        rows.append({"model": model, "method": method, "sparsity": sparsity, "epochs": rs[0]["epochs"],
+                     "search_epochs": rs[0]["search_epochs"], "acc_mean": statistics.mean(accs),
+                     "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs)})
+    dense = {r["model"]: r["acc_mean"] for r in rows if r["method"] == "dense"}
+    return rows, dense
+
+
+def targets(rows: list[dict], dense: dict) -> list[dict]:
+    """The issue's three targets, per model, with the numbers behind each verdict."""
+    acc = {(r["model"], r["method"], r["sparsity"]): r["acc_mean"] for r in rows}
+    out = []
+    for m in dense:
+        g, o = acc[(m, "gradual (cubic)", 0.95)], acc[(m, "one-shot + fine-tune", 0.95)]
+        out.append({"model": m, "target": "gradual >= one-shot + fine-tune at 95%", "values": [g, o], "met": g >= o})
+        r = acc[(m, "RigL", 0.9)]
+        out.append({"model": m, "target": "RigL at 90% within 1 point of dense", "values": [r, dense[m]],
+                    "met": r >= dense[m] - 1.0})
+        for s in CONFIG["tickets"]:
+            t, c = acc[(m, "ticket (rewind to init)", s)], acc[(m, "ticket reinit (control)", s)]
+            out.append({"model": m, "target": f"ticket beats random reinit at {s:.0%}", "values": [t, c],
+                        "met": t > c})
+    return out
+
+
+def to_markdown(rows: list[dict], dense: dict, checks: list[dict], seconds: float) -> str:
+    lines = ["# Dynamic pruning benchmark", "",
+             f"Embedded MNIST sample (3,500 train / 1,000 test), seeds {CONFIG['seeds']}, Adam lr {CONFIG['lr']}, "
+             f"epochs per method {CONFIG['epochs']}; sparsity of the Linear/Conv weights. "
+             f"Runtime {seconds:.0f} s.", "",
+             "| model | method | sparsity | epochs | search epochs | acc mean (%) | acc std |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} | {r['sparsity']:.2f} | {r['epochs']} | {r['search_epochs']} "
+                     f"| {r['acc_mean']:.2f} | {r['acc_std']:.2f} |")
+    lines += ["", "Dense accuracy: " + ", ".join(f"{m} {a:.2f}%" for m, a in dense.items()), "", "## Targets", ""]
+    for c in checks:
+        values = " vs ".join(f"{v:.2f}" for v in c["values"])
+        lines.append(f"- {c['model']}: {c['target']}: {values} -> {'met' if c['met'] else 'MISSED'}")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs (a smoke run, not saved)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if args.quick:
+        CONFIG.update(seeds=[0], epochs={"lenet300": 2, "lenet5": 2})
+    jobs = [(arch, seed) for arch in CONFIG["epochs"] for seed in CONFIG["seeds"]]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        raw = [r for rows in pool.map(run_one, *zip(*jobs)) for r in rows]
+    seconds = time.perf_counter() - start
+    rows, dense = aggregate(raw)
+    checks = targets(rows, dense)
+    report = {"config": CONFIG, "rows": rows, "dense_acc": dense, "targets": checks, "raw": raw, "seconds": seconds}
+    text = to_markdown(rows, dense, checks, seconds)
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "dynamic.json").write_text(json.dumps(report, indent=1))
+        (RESULTS / "dynamic.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
