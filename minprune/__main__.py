@@ -1,18 +1,40 @@
-"""The command line: `python -m minprune demo` (and `--help`)."""
+"""The command line: `python -m minprune demo`, `python -m minprune run RECIPE`, `python -m minprune --help`.
+
+Each subcommand is one `add_<name>(subparsers)` function that registers its parser and sets `func`;
+to add one, write such a function and append it to SUBCOMMANDS. Exit codes: 0 success, 2 a user error
+(bad arguments, a bad recipe, a missing file: one line on stderr, no traceback), 130 interrupted.
+See notebooks/10_capstone.ipynb.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from . import data as data_lib
+from .cli_export import add_export_parser
 from .measure import compare
+from .recipe import PipelineConfig, from_dict, load_recipe, to_dict
 from .zoo import pretrained
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+
+# The pipeline `demo` runs after the baselines: LeNet-5, half of its channels removed, distilled, int8.
+DEMO_PIPELINE = {
+    "name": "demo",
+    "base": {"arch": "lenet5"},
+    "prune": {"method": "structured", "score": "l1", "sparsity": 0.5, "scope": "local"},
+    "finetune": {"epochs": 3, "distill": True, "temperature": 4.0, "alpha": 0.5},
+    "quantize": {"method": "int8"},
+    "measure": {"repeats": 10},
+}
 
 
 def demo(args) -> int:
-    """Train (or load) the baseline models on the embedded data and print the measurement table."""
+    """Train (or load) the baselines, print their measurements, then run the whole pipeline on LeNet-5."""
     start = time.perf_counter()
     splits = data_lib.load("mnist-small")
     print(f"data: {splits}")
@@ -23,29 +45,135 @@ def demo(args) -> int:
     table = compare(models, splits.loader("test", 500), threads=args.threads)
     table.title = "Baselines on mnist-small (test accuracy %, per-image MACs, batch-64 CPU latency, bytes)"
     print(table)
+    if not args.skip_pipeline:
+        config = from_dict({**DEMO_PIPELINE, "measure": {**DEMO_PIPELINE["measure"], "threads": args.threads or 1}})
+        print("\ncompression pipeline: " + _describe(config))
+        result = _run_pipeline(config, splits)
+        print(result.table)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0
+    return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minprune", description="minprune: learn neural-network pruning")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train the baselines on the embedded data and measure them")
+def _describe(config: PipelineConfig) -> str:
+    p, f, q = config.prune, config.finetune, config.quantize
+    teacher = f", distilled from the dense model (T={f.temperature}, alpha={f.alpha})" if f.distill else ""
+    return (f"{config.base.arch} -> {p.method} pruning ({p.score}, sparsity {p.sparsity}, {p.scope}) -> "
+            f"{f.epochs} epoch(s) of fine-tuning{teacher} -> quantize: {q.method}")
+
+
+def _run_pipeline(config: PipelineConfig, splits=None):
+    from .pipeline import run_pipeline  # imported late: `--help` stays fast
+
+    return run_pipeline(config, splits, progress=True)
+
+
+def write_report(result, out: Path) -> list[Path]:
+    """Write report.md, results.json, pareto.png (and history.png after fine-tuning) into `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .pipeline import plot_pareto
+    from .plots import plot_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = [out / "pareto.png"]
+    plot_pareto(result.table.rows).savefig(images[0])
+    if result.history is not None and result.history.epoch:
+        images.append(out / "history.png")
+        plot_history(result.history, label="fine-tune").savefig(images[1])
+    results = out / "results.json"
+    payload = {"config": to_dict(result.config), "stages": result.table.rows, "seconds": result.seconds}
+    results.write_text(json.dumps(payload, indent=2) + "\n")
+    report = out / "report.md"
+    report.write_text(_markdown(result, [p.name for p in images]))
+    return [report, results, *images]
+
+
+def _markdown(result, images: list[str]) -> str:
+    config = result.config
+    lines = [f"# minprune pipeline: {config.name}", "", _describe(config), "", result.table.to_markdown(), "",
+             "Accuracy is test accuracy (%); `drop` is in points against the dense model; latency is the median "
+             f"over interleaved rounds at batch {config.measure.batch_size}, {config.measure.threads} thread(s); "
+             "KB is the serialized state_dict.", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {sec:.1f} |" for name, sec in result.seconds.items()]
+    lines += ["", *[f"![{name}]({name})" for name in images], "", "## Recipe", "", "```json",
+              json.dumps(to_dict(config), indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """Run the pipeline of a TOML recipe and write a markdown report with plots to the output folder."""
+    config = load_recipe(args.recipe)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    print(f"recipe {args.recipe}: " + _describe(config))
+    result = _run_pipeline(config)
+    print(result.table)
+    for path in write_report(result, out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train the baselines, measure them, and run the compression pipeline",
+                       description="Baselines on the embedded data, then LeNet-5 pruned, distilled and quantized.")
     p.add_argument("--models", nargs="+", default=["lenet300", "lenet5"],
                    choices=["lenet300", "lenet5", "vgg", "resnet"])
     p.add_argument("--retrain", action="store_true", help="ignore the cache and train again")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the latency measurement")
+    p.add_argument("--skip-pipeline", action="store_true", help="only the baseline table")
     p.set_defaults(func=demo)
+
+
+def add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a pipeline recipe (TOML) and write a report",
+                       description="Run the pipeline described by a TOML recipe (see recipes/) and write "
+                                   "report.md, results.json and plots to the output folder.")
+    p.add_argument("recipe", help="path to a TOML recipe, e.g. recipes/lenet5-capstone.toml")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<recipe name>)")
+    p.set_defaults(func=run)
+
+
+def course(args) -> int:
+    """Write the student versions of the solution notebooks (solutions stubbed, outputs cleared)."""
+    from .course import generate_student_notebooks
+
+    for path in generate_student_notebooks(args.src, args.outdir):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def add_course(sub) -> None:
+    p = sub.add_parser("course", help="course tools: generate student notebooks",
+                       description="Generate student notebooks from the solution notebooks for a lab hand-out.")
+    p.add_argument("action", choices=["student"], help="'student': write student notebooks")
+    p.add_argument("outdir", help="folder for the student notebooks (must differ from --src)")
+    p.add_argument("--src", default="notebooks", help="folder of the solution notebooks (default: notebooks)")
+    p.set_defaults(func=course)
+
+
+SUBCOMMANDS = [add_demo, add_run, add_export_parser, add_course]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m minprune", description="minprune: learn neural-network pruning")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse itself exits with 2 on bad arguments
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # RecipeError, CheckpointError, missing or unwritable files
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

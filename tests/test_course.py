@@ -69,3 +69,14 @@ def test_generate_writes_student_versions(tmp_path):
         course.generate_student_notebooks(src, src)
     with pytest.raises(FileNotFoundError):
         course.generate_student_notebooks(tmp_path / "empty", out)
+
+
+def test_course_command_writes_student_notebooks(tmp_path, capsys):
+    from minprune.__main__ import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    nbformat.write(_notebook(), src / "03_demo.ipynb")
+    assert main(["course", "student", str(tmp_path / "out"), "--src", str(src)]) == 0
+    assert "03_demo.ipynb" in capsys.readouterr().out
+    assert main(["course", "student", str(src), "--src", str(src)]) == 2  # user error, no traceback

@@ -1,0 +1,144 @@
+"""Knowledge distillation: a dense teacher teaches a pruned or smaller student.
+
+Soft targets: Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network".
+Feature hints: attention transfer, Zagoruyko and Komodakis 2017 (parameter-free, so a student whose
+channels were pruned can still match the teacher's feature maps).
+See notebooks/09_distillation.ipynb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .train import History, fit, model_device
+
+
+def _check_kd_args(temperature: float, alpha: float) -> None:
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+
+
+def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """softmax(logits / T): a higher temperature spreads probability onto the wrong classes.
+
+    See notebooks/09_distillation.ipynb.
+    """
+    _check_kd_args(temperature, 0.0)
+    return F.softmax(logits / temperature, dim=-1)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *,
+            temperature: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+    """Hinton loss: alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, y).
+
+    The T^2 factor keeps the soft-target gradients the same size as the hard-target ones when T changes.
+    With T=1 and alpha=0 this is plain cross entropy. Logits are (batch, classes), y is (batch,).
+    See notebooks/09_distillation.ipynb.
+    """
+    _check_kd_args(temperature, alpha)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+                         f"{tuple(teacher_logits.shape)}")
+    hard = F.cross_entropy(student_logits, y)
+    if alpha == 0:
+        return hard
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+
+def attention_map(features: torch.Tensor) -> torch.Tensor:
+    """Spatial attention of a feature map (batch, C, H, W): mean over channels of F^2, flattened, unit L2 norm.
+
+    Returns (batch, H * W). See notebooks/09_distillation.ipynb.
+    """
+    if features.dim() != 4:
+        raise ValueError(f"attention maps need (batch, C, H, W) features, got shape {tuple(features.shape)}")
+    return F.normalize(features.pow(2).mean(1).flatten(1), dim=1)
+
+
+def hint_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Attention-transfer distance: mean squared difference of the two attention maps (channels may differ).
+
+    See notebooks/09_distillation.ipynb.
+    """
+    if student_features.shape[-2:] != teacher_features.shape[-2:]:
+        raise ValueError(f"hint features need the same spatial size, got {tuple(student_features.shape)} and "
+                         f"{tuple(teacher_features.shape)}")
+    return (attention_map(student_features) - attention_map(teacher_features.detach())).pow(2).sum(1).mean()
+
+
+def _hint_pairs(student: nn.Module, teacher: nn.Module, hints) -> dict[str, str]:
+    """Normalise `hints` (a list of module names shared by both, or {student_name: teacher_name})."""
+    pairs = dict(hints) if isinstance(hints, Mapping) else {name: name for name in hints}
+    student_names, teacher_names = dict(student.named_modules()), dict(teacher.named_modules())
+    for s_name, t_name in pairs.items():
+        if s_name not in student_names:
+            raise ValueError(f"hint module {s_name!r} is not in the student; try one of {list(student_names)[1:8]}")
+        if t_name not in teacher_names:
+            raise ValueError(f"hint module {t_name!r} is not in the teacher; try one of {list(teacher_names)[1:8]}")
+    return pairs
+
+
+@contextmanager
+def _capture(model: nn.Module, names: Iterable[str]):
+    """Record the outputs of the named submodules during the forward passes inside the block."""
+    modules, out, handles = dict(model.named_modules()), {}, []
+    for name in names:
+        handles.append(modules[name].register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, o)))
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float = 0.9,
+                 hints=None, beta: float = 10.0) -> Callable:
+    """A `loss_fn(model, x, y) -> (loss, logits)` for `fit` that adds the teacher's soft targets.
+
+    hints: module names (or {student_name: teacher_name}) whose feature maps the student should match,
+    weighted by `beta`. The teacher runs in eval mode without gradients. See notebooks/09_distillation.ipynb.
+    """
+    _check_kd_args(temperature, alpha)
+    if not isinstance(beta, (int, float)) or beta < 0:
+        raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+    hints = hints or []
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        pairs = _hint_pairs(model, teacher, hints)
+        teacher.eval()
+        with torch.no_grad(), _capture(teacher, pairs.values()) as t_feats:
+            teacher_logits = teacher(x.to(model_device(teacher)))
+        with _capture(model, pairs) as s_feats:
+            logits = model(x)
+        loss = kd_loss(logits, teacher_logits.to(logits.device), y, temperature=temperature, alpha=alpha)
+        for s_name, t_name in pairs.items():
+            loss = loss + beta * hint_loss(s_feats[s_name], t_feats[t_name].to(logits.device))
+        return loss, logits
+
+    return loss_fn
+
+
+def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epochs: int = 3, lr: float = 1e-3,
+            temperature: float = 4.0, alpha: float = 0.9, hints=None, beta: float = 10.0, **fit_kwargs) -> History:
+    """Train `student` in place on the teacher's soft targets (plus hints); returns its History.
+
+    Extra keyword arguments go to `fit` (val_loader, callbacks such as a mask keeper, optimizer, progress).
+    See notebooks/09_distillation.ipynb.
+    """
+    if student is teacher:
+        raise ValueError("the student and the teacher must be different models (copy the teacher first)")
+    _check_kd_args(temperature, alpha)
+    if hints:
+        _hint_pairs(student, teacher, hints)  # fail before training starts
+    loss_fn = distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta)
+    return fit(student, train_loader, epochs=epochs, lr=lr, loss_fn=loss_fn, **fit_kwargs)

@@ -1,0 +1,253 @@
+"""The whole compression pipeline in one call: dense -> prune -> fine-tune (or distill) -> quantize.
+
+Each stage is a separate model, measured the same way (accuracy, parameters, nonzeros, MACs, batch latency,
+bytes) and compared with the dense model. Latencies are measured in interleaved rounds so that a noisy,
+shared CPU slows every stage alike. Deep Compression (Han et al. 2016) is the classic prune + quantize chain.
+See notebooks/10_capstone.ipynb.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data as data_lib
+from . import group_scores, int8, scores
+from .distill import distill_student
+from .measure import count_macs, count_nonzeros, count_params, latency, size_on_disk
+from .models import build
+from .plots import style
+from .prune import copy_model, is_pruned, make_permanent, prune
+from .quantize import quantize_weights
+from .recipe import PipelineConfig, validate
+from .surgery import prune_channels
+from .table import Table
+from .train import History, evaluate, fit, seed_everything
+from .zoo import pretrained
+
+
+@dataclass
+class PipelineResult:
+    """What `run_pipeline` gives back: the stage models (in order), their table, and the fine-tuning history."""
+
+    config: PipelineConfig
+    models: dict[str, nn.Module]
+    table: Table
+    history: History | None = None
+    seconds: dict = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+    def __str__(self) -> str:
+        return str(self.table)
+
+
+def base_model(config: PipelineConfig, splits, *, progress: bool = False) -> nn.Module:
+    """The dense starting point: the cached baseline, or a model trained from scratch for `base.epochs`."""
+    base = config.base
+    if base.source == "pretrained":
+        return pretrained(base.arch, base.data, seed=base.seed, progress=progress)
+    seed_everything(base.seed)
+    model = build(base.arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    fit(model, splits.loader("train", 64, seed=base.seed), epochs=base.epochs, progress=progress)
+    return model
+
+
+def _weight_scores(model: nn.Module, score: str, loader) -> dict:
+    if score == "magnitude":
+        return scores.magnitude_scores(model)
+    if score == "random":
+        return scores.random_scores(model)
+    if score == "taylor":
+        return scores.taylor_scores(model, loader)
+    return scores.snip_scores(model, loader)
+
+
+def _unit_scores(model: nn.Module, score: str, loader) -> dict:
+    if score in ("l1", "l2"):
+        return group_scores.norm_scores(model, p=int(score[1]))
+    if score == "bn":
+        return group_scores.bn_scale_scores(model)
+    return group_scores.taylor_unit_scores(model, loader)
+
+
+def prune_step(model: nn.Module, config: PipelineConfig, loader) -> nn.Module:
+    """A pruned copy of `model`: masked weights (`weight`) or a physically smaller model (`structured`)."""
+    step = config.prune
+    if step.method == "weight":
+        pruned = copy_model(model)
+        prune(pruned, _weight_scores(pruned, step.score, loader), step.sparsity, scope=step.scope)
+        return pruned
+    return prune_channels(model, step.sparsity, scores=_unit_scores(model, step.score, loader), scope=step.scope)
+
+
+def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, splits, *,
+                  progress: bool = False) -> tuple[nn.Module, History]:
+    """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`."""
+    step, student = config.finetune, copy_model(model)
+    seed_everything(config.base.seed)
+    loader, val = splits.loader("train", 64, seed=config.base.seed), splits.loader("val", 500)
+    if step.distill:
+        history = distill_student(student, teacher, loader, epochs=step.epochs, lr=step.lr,
+                                  temperature=step.temperature, alpha=step.alpha, val_loader=val, progress=progress)
+    else:
+        history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress)
+    return student, history
+
+
+def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module:
+    """A quantized copy with the masks folded in.
+
+    `int8`: static int8 (weights and activations, calibrated on 256 training images); `dynamic-int8`: int8
+    Linear weights, activations quantized per batch; `fake`: weights on a `bits`-bit grid, stored as float.
+    """
+    plain = make_permanent(copy_model(model))
+    method = config.quantize.method
+    if method == "fake":
+        return quantize_weights(plain, config.quantize.bits)
+    if method == "dynamic-int8":
+        return int8.dynamic_int8(plain)
+    x, _ = splits.sample(256, "train")
+    return int8.static_int8(plain, list(x.split(64)))
+
+
+def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False):
+    """Run every stage of `config`; returns ({stage name: model}, fine-tuning History or None, seconds per stage).
+
+    See notebooks/10_capstone.ipynb.
+    """
+    validate(config)
+    splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
+    stages, history, seconds = {}, None, {}
+    steps = [("dense", lambda m: base_model(config, splits, progress=progress))]
+    if config.prune.method != "none":
+        loader = splits.loader("train", 64, seed=config.base.seed)
+        steps.append((f"pruned ({config.prune.method})", lambda m: prune_step(m, config, loader)))
+    if config.finetune.epochs > 0 and config.prune.method != "none":
+        label = "distilled" if config.finetune.distill else "fine-tuned"
+        steps.append((label, lambda m: finetune_step(m, stages["dense"], config, splits, progress=progress)))
+    if config.quantize.method != "none":
+        method = config.quantize.method
+        label = f"fake-int{config.quantize.bits}" if method == "fake" else method
+        steps.append((label, lambda m: quantize_step(m, config, splits)))
+    model = None
+    bar = tqdm(steps, desc="pipeline", disable=not progress, leave=False)
+    for name, step in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        model = step(model)
+        if isinstance(model, tuple):
+            model, history = model
+        stages[name] = model
+        seconds[name] = time.perf_counter() - start
+    return stages, history, seconds
+
+
+def interleaved_latency(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64, threads: int = 1,
+                        repeats: int = 20) -> dict[str, float]:
+    """Median batch latency (ms) of each model, timed in alternating rounds so noise hits all alike.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    times = {name: [] for name in models}
+    for round_ in range(repeats):
+        for name, model in models.items():
+            result = latency(model, input_shape, batch_size=batch_size, threads=threads,
+                             warmup=3 if round_ == 0 else 1, repeats=3)
+            times[name].append(result["median_ms"])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def deployable(model: nn.Module) -> nn.Module:
+    """`model` itself, or for a masked model a copy with the masks folded in (what you would ship)."""
+    return make_permanent(copy_model(model)) if is_pruned(model) else model
+
+
+def _counts(model: nn.Module, input_shape, previous: dict | None) -> dict:
+    """Parameters, nonzeros and MACs. An int8 model has the same weights as the float model it came from,
+    packed where torch's counters cannot see them, so its counts carry over from the previous stage."""
+    if isinstance(model, int8.Int8Model) and previous is not None:
+        return {k: previous[k] for k in ("params", "nonzeros", "MACs")}
+    return {"params": count_params(model), "nonzeros": count_nonzeros(model), "MACs": count_macs(model, input_shape)}
+
+
+def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, batch_size: int = 64,
+                   threads: int = 1, repeats: int = 20, timing: bool = True) -> Table:
+    """One row per stage: test accuracy, counts, latency, bytes, and ratios against the first (dense) stage.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    models = {name: deployable(model) for name, model in models.items()}
+    input_shape = input_shape or next(iter(models.values())).input_shape
+    rows, previous = [], None
+    for name, model in models.items():
+        row = {"stage": name, "acc": evaluate(model, loader)["acc"], **_counts(model, input_shape, previous)}
+        size = size_on_disk(model)
+        row["KB"], row["zip KB"] = size["bytes"] / 1024, size["zip_bytes"] / 1024
+        rows.append(row)
+        previous = row
+    if timing:
+        ms = interleaved_latency(models, input_shape, batch_size=batch_size, threads=threads, repeats=repeats)
+        for row in rows:
+            row[f"ms@b{batch_size}"] = ms[row["stage"]]
+    base = rows[0]
+    for row in rows:
+        row["drop"] = base["acc"] - row["acc"]
+        row["x smaller"] = base["KB"] / row["KB"]
+        row["x smaller zip"] = base["zip KB"] / row["zip KB"]
+        if timing:
+            row["x faster"] = base[f"ms@b{batch_size}"] / row[f"ms@b{batch_size}"]
+    return Table(rows)
+
+
+def run_pipeline(config: PipelineConfig, splits=None, *, progress: bool = False, timing: bool = True
+                 ) -> PipelineResult:
+    """Train or load, prune, fine-tune (with or without distillation), quantize, and measure every stage.
+
+    Returns a PipelineResult whose `.table` has one row per stage. See notebooks/10_capstone.ipynb.
+    """
+    splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
+    models, history, seconds = run_stages(config, splits, progress=progress)
+    m = config.measure
+    table = measure_stages(models, splits.loader("test", 500), input_shape=splits.input_shape,
+                           batch_size=m.batch_size, threads=m.threads, repeats=m.repeats, timing=timing)
+    table.title = f"{config.name}: {config.base.arch} on {config.base.data}"
+    return PipelineResult(config, models, table, history, seconds)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (size, accuracy) points that no other point beats on both (smaller and more accurate).
+
+    Sorted by size. See notebooks/10_capstone.ipynb.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(rows: list[dict], *, size: str = "KB", acc: str = "acc", label: str = "stage", ax=None):
+    """Size (log scale) against accuracy for every row, with the Pareto front drawn as a step line."""
+    points = [(row[size], row[acc]) for row in rows]
+    with style():
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:gray", zorder=2)
+        for row, (x, y) in zip(rows, points):
+            ax.annotate(str(row[label]), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        front = [points[i] for i in pareto_front(points)]
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"size ({size}, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+    return fig

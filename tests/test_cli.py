@@ -1,0 +1,84 @@
+"""The command line: `run RECIPE` end to end on a tiny recipe, `--help`, exit codes, no tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from minprune.__main__ import EXIT_USER_ERROR, main
+
+TINY = """
+name = "cli-test"
+[base]
+arch = "lenet300"
+source = "train"
+epochs = 1
+[prune]
+method = "weight"
+sparsity = 0.5
+[finetune]
+epochs = 1
+distill = true
+[quantize]
+method = "fake"
+bits = 6
+[measure]
+repeats = 2
+"""
+
+
+def test_run_tiny_recipe_end_to_end(tmp_path, capsys):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    out = tmp_path / "report"
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "distilled" in printed and "fake-int6" in printed
+    report = (out / "report.md").read_text()
+    assert report.startswith("# minprune pipeline: cli-test")
+    assert "| pruned (weight) |" in report and "![pareto.png](pareto.png)" in report
+    results = json.loads((out / "results.json").read_text())
+    assert [row["stage"] for row in results["stages"]] == ["dense", "pruned (weight)", "distilled", "fake-int6"]
+    assert results["config"]["prune"]["sparsity"] == 0.5
+    for image in ("pareto.png", "history.png"):
+        assert (out / image).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[prune]\nsparsity = 1.0\n", "prune.sparsity must be in"),
+    ("[prune]\nsparsty = 0.5\n", "did you mean 'sparsity'"),
+    ("[prune\n", "is not valid TOML"),
+])
+def test_bad_recipes_exit_2_with_one_line(tmp_path, capsys, text, message):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "o")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing was written
+
+
+def test_missing_recipe_and_bad_out(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.toml")]) == EXIT_USER_ERROR
+    assert "no recipe file" in capsys.readouterr().err
+    recipe, blocker = tmp_path / "r.toml", tmp_path / "file"
+    recipe.write_text('name = "x"\n')
+    blocker.write_text("not a folder")
+    assert main(["run", str(recipe), "--out", str(blocker)]) == EXIT_USER_ERROR
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_help_in_a_subprocess_and_usage_errors(capsys):
+    help_run = subprocess.run([sys.executable, "-m", "minprune", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0
+    assert "demo" in help_run.stdout and "run" in help_run.stdout
+    for argv, message in ((["frobnicate"], "invalid choice"), (["run"], "the following arguments are required")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == EXIT_USER_ERROR
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0 and "--out" in capsys.readouterr().out

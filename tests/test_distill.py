@@ -1,0 +1,125 @@
+"""Distillation: the Hinton loss against hand-computed values, its limits, hints, and the training loop."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minprune as mp
+from minprune import distill
+
+
+def _logits(seed, n=8, k=5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g) * 3, torch.randint(0, k, (n,), generator=g)
+
+
+def test_kd_loss_hand_computed():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[0.0, 1.0]])
+    y = torch.tensor([0])
+    T, alpha = 2.0, 0.5
+    p_t = [math.exp(0) / (math.exp(0) + math.exp(0.5)), math.exp(0.5) / (math.exp(0) + math.exp(0.5))]
+    p_s = [p_t[1], p_t[0]]  # mirrored logits
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s))
+    ce = -math.log(math.exp(1) / (math.exp(1) + 1))
+    expected = alpha * T * T * kl + (1 - alpha) * ce
+    got = distill.kd_loss(s, t, y, temperature=T, alpha=alpha)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), temperature=st.floats(0.5, 20))
+def test_alpha_zero_is_cross_entropy(seed, temperature):
+    s, y = _logits(seed)
+    t, _ = _logits(seed + 1)
+    assert torch.allclose(distill.kd_loss(s, t, y, temperature=temperature, alpha=0.0), F.cross_entropy(s, y))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), temperature=st.floats(0.5, 20))
+def test_soft_part_is_zero_when_student_equals_teacher_and_nonnegative(seed, temperature):
+    s, y = _logits(seed)
+    t, _ = _logits(seed + 7)
+    assert distill.kd_loss(s, s.clone(), y, temperature=temperature, alpha=1.0).item() == pytest.approx(0, abs=1e-5)
+    assert distill.kd_loss(s, t, y, temperature=temperature, alpha=1.0).item() >= -1e-6
+
+
+def test_t1_alpha1_matches_soft_cross_entropy_oracle():
+    # KL(p_t || p_s) = CE(p_t, p_s) - H(p_t): torch's soft-label cross entropy is the oracle
+    s, y = _logits(3)
+    t, _ = _logits(4)
+    p_t = F.softmax(t, 1)
+    oracle = F.cross_entropy(s, p_t) - (-(p_t * p_t.log()).sum(1).mean())
+    assert torch.allclose(distill.kd_loss(s, t, y, temperature=1.0, alpha=1.0), oracle, atol=1e-6)
+
+
+def test_teacher_gets_no_gradient():
+    s, y = _logits(1)
+    s.requires_grad_(True)
+    t, _ = _logits(2)
+    t.requires_grad_(True)
+    distill.kd_loss(s, t, y).backward()
+    assert t.grad is None and s.grad is not None
+
+
+def test_soft_targets_flatten_with_temperature():
+    logits, _ = _logits(5)
+    entropies = [-(p * p.log()).sum(1).mean().item() for p in (distill.soft_targets(logits, T) for T in (1, 4, 20))]
+    assert entropies[0] < entropies[1] < entropies[2] <= math.log(logits.shape[1]) + 1e-6
+
+
+@pytest.mark.parametrize("kwargs, word", [({"temperature": 0}, "temperature"), ({"alpha": 1.5}, "alpha"),
+                                          ({"temperature": -1.0}, "temperature"), ({"alpha": -0.1}, "alpha")])
+def test_bad_arguments_name_themselves(kwargs, word):
+    s, y = _logits(0)
+    with pytest.raises(ValueError, match=word):
+        distill.kd_loss(s, s, y, **kwargs)
+
+
+def test_attention_map_and_hint_loss():
+    f = torch.randn(2, 6, 7, 7)
+    a = distill.attention_map(f)
+    assert a.shape == (2, 49) and torch.allclose(a.norm(dim=1), torch.ones(2))
+    # channel count may differ; scaling the features does not change the attention
+    assert distill.hint_loss(f[:, :3] * 5, torch.cat([f[:, :3], f[:, :3]], 1)).item() == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="spatial"):
+        distill.hint_loss(f, torch.randn(2, 6, 5, 5))
+
+
+def _tiny_cnn():
+    mp.seed_everything(0)
+    return mp.build("lenet5", input_shape=(1, 28, 28), num_classes=10)
+
+
+def test_distill_loss_fn_with_hints_trains_only_the_student():
+    teacher, student = _tiny_cnn(), mp.build("lenet5", channels=[3, 8])
+    before = copy.deepcopy(teacher.state_dict())
+    loss_fn = distill.distill_loss(teacher, hints=["features.2", "features.5"])
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    loss, logits = loss_fn(student, x, y)
+    loss.backward()
+    assert logits.shape == (4, 10)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.features[0].weight.grad is not None
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not teacher._forward_hooks and not student.features[2]._forward_hooks  # hooks removed
+
+
+def test_distill_trains_a_student_and_rejects_bad_hints():
+    splits = mp.load("mnist-small")
+    teacher, student = _tiny_cnn(), mp.build("lenet5", channels=[3, 8])
+    state = copy.deepcopy(student.state_dict())
+    with pytest.raises(ValueError, match="nope"):
+        distill.distill_student(student, teacher, splits.loader("train", 64), hints=["nope"], progress=False)
+    assert all(torch.equal(state[k], v) for k, v in student.state_dict().items())  # untouched
+    with pytest.raises(ValueError, match="different"):
+        distill.distill_student(teacher, teacher, splits.loader("train", 64))
+    small = torch.utils.data.Subset(splits.train, range(256))
+    loader = torch.utils.data.DataLoader(small, batch_size=64)
+    history = distill.distill_student(student, teacher, loader, epochs=2, progress=False)
+    assert len(history.train_loss) == 2 and history.train_loss[1] < history.train_loss[0]

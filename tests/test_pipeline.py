@@ -1,0 +1,116 @@
+"""The pipeline: every stage is a separate model, measured alike; the input model is never changed."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minprune as mp
+from minprune import int8, pipeline, recipe
+from minprune.prune import get_masks, is_pruned
+
+
+@pytest.fixture(scope="module")
+def splits():
+    full = mp.load("mnist-small")  # a 640-example training split keeps every test to seconds
+    return dataclasses.replace(full, train=torch.utils.data.Subset(full.train, range(640)))
+
+
+def _config(**sections):
+    # a one-epoch base trained in the test (the cached baselines would be trained in a private cache: slower)
+    values = {"base": {"arch": "lenet300", "source": "train", "epochs": 1}, "finetune": {"epochs": 1, "lr": 3e-4},
+              "quantize": {"method": "none"}, "measure": {"repeats": 2}}
+    values.update(sections)
+    return recipe.from_dict(values)
+
+
+def test_weight_pipeline_stages_and_table(splits):
+    config = _config(prune={"method": "weight", "sparsity": 0.75, "scope": "global"},
+                     quantize={"method": "fake", "bits": 4})
+    result = pipeline.run_pipeline(config, splits)
+    names = list(result.models)
+    assert names == ["dense", "pruned (weight)", "distilled", "fake-int4"]
+    rows = {row["stage"]: row for row in result.table.rows}
+    dense_params = rows["dense"]["params"]
+    assert rows["dense"]["nonzeros"] == dense_params and rows["dense"]["x smaller"] == 1.0
+    pruned_weights = sum(int(m.numel()) for m in get_masks(result.models["pruned (weight)"]).values())
+    pruned_zeros = sum(int((~m).sum()) for m in get_masks(result.models["pruned (weight)"]).values())
+    assert pruned_zeros == round(0.75 * pruned_weights)  # exact global sparsity over the weights
+    assert rows["pruned (weight)"]["nonzeros"] == dense_params - pruned_zeros
+    assert rows["distilled"]["nonzeros"] <= rows["pruned (weight)"]["nonzeros"]  # masks stayed applied
+    # folded masks: the deployable pruned model is no bigger than the dense one
+    assert rows["pruned (weight)"]["KB"] <= rows["dense"]["KB"] * 1.01
+    assert rows["fake-int4"]["x smaller zip"] > rows["distilled"]["x smaller zip"]
+    for row in result.table.rows:
+        assert {"acc", "params", "nonzeros", "MACs", "ms@b64", "KB", "x smaller", "x faster"} <= row.keys()
+        assert row["drop"] == pytest.approx(rows["dense"]["acc"] - row["acc"])
+    assert result.history is not None and len(result.history.epoch) == 1
+    fake = result.models["fake-int4"]
+    W = fake.layers[1].weight.detach()
+    assert not is_pruned(fake) and torch.unique(W[0]).numel() <= 2**4  # 4-bit grid per output row
+
+
+def test_structured_pipeline_makes_a_smaller_model_without_changing_the_baseline(splits):
+    config = _config(base={"arch": "lenet5", "source": "train", "epochs": 1},
+                     prune={"method": "structured", "score": "l1", "sparsity": 0.5, "scope": "local"},
+                     finetune={"epochs": 0}, quantize={"method": "int8"})
+    models, history, seconds = pipeline.run_stages(config, splits)
+    before = copy.deepcopy(models["dense"].state_dict())
+    assert list(models) == ["dense", "pruned (structured)", "int8"] and history is None
+    assert len(int8.int8_weights(models["int8"])) == 5  # two convolutions and three Linear layers
+    dense, small = models["dense"], models["pruned (structured)"]
+    assert small.features[0].out_channels == 3 and small.features[3].out_channels == 8
+    assert mp.count_params(small) < mp.count_params(dense) / 3
+    assert mp.count_macs(small) < mp.count_macs(dense) / 2
+    assert set(seconds) == set(models)
+    table = pipeline.measure_stages(models, splits.loader("test", 500), repeats=1)
+    assert all(torch.equal(before[k], v) for k, v in dense.state_dict().items())  # measuring changes nothing
+    assert table.rows[1]["x smaller"] > 3 and table.rows[1]["MACs"] == mp.count_macs(small)
+    assert table.rows[2]["KB"] < table.rows[1]["KB"] / 2 and table.rows[2]["params"] == table.rows[1]["params"]
+    assert abs(table.rows[2]["acc"] - table.rows[1]["acc"]) < 3  # int8 costs little accuracy
+
+
+def test_no_prune_pipeline_is_just_the_dense_model(splits):
+    config = _config(prune={"method": "none"}, finetune={"epochs": 3})
+    result = pipeline.run_pipeline(config, splits, timing=False)
+    assert list(result.models) == ["dense"]
+    assert "ms@b64" not in result.table.rows[0]
+
+
+def test_invalid_config_is_refused_before_any_work(splits):
+    config = _config()
+    config.prune.sparsity = 1.5  # edited after validation
+    with pytest.raises(recipe.RecipeError, match="prune.sparsity"):
+        pipeline.run_stages(config, splits)
+
+
+def test_bn_scores_need_batchnorm(splits):
+    config = _config(base={"arch": "lenet5", "source": "train", "epochs": 0},
+                     prune={"method": "structured", "score": "bn", "sparsity": 0.5})
+    with pytest.raises(ValueError, match="BatchNorm"):
+        pipeline.run_stages(config, splits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 1e6), st.floats(0, 100)), min_size=1, max_size=12))
+def test_pareto_front_is_exactly_the_undominated_points(points):
+    front = set(pipeline.pareto_front(points))
+
+    def dominated(i):
+        return any((q[0] <= points[i][0] and q[1] >= points[i][1]) and q != points[i] for q in points)
+
+    for i, p in enumerate(points):
+        if dominated(i):
+            assert i not in front
+        elif all(points[j] != p for j in front):  # duplicates of a front point: one copy is enough
+            raise AssertionError(f"undominated point {p} missing from the front {front}")
+
+
+def test_plot_pareto_returns_a_figure():
+    rows = [{"stage": "a", "KB": 100.0, "acc": 97.0}, {"stage": "b", "KB": 10.0, "acc": 96.0},
+            {"stage": "c", "KB": 50.0, "acc": 90.0}]
+    fig = pipeline.plot_pareto(rows)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 3

@@ -1,0 +1,78 @@
+"""Recipes: TOML into a validated config; every mistake is refused with a message naming the key."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minprune import recipe
+from minprune.recipe import RecipeError
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_example_recipes_load(path):
+    config = recipe.load_recipe(path)
+    assert config.name == path.stem
+    assert recipe.from_dict(recipe.to_dict(config)) == config  # round trip
+
+
+def test_defaults_and_overrides():
+    config = recipe.from_dict({"prune": {"sparsity": 0.5}, "finetune": {"epochs": 1}})
+    assert config.prune.sparsity == 0.5 and config.finetune.epochs == 1
+    assert config.base == recipe.BaseStep() and config.quantize == recipe.QuantizeStep()
+    assert recipe.from_dict({"finetune": {"lr": 1}}).finetune.lr == 1  # an int is a fine float
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"prune": {"sparsty": 0.5}}, r"unknown key 'prune.sparsty' \(did you mean 'sparsity'\?\)"),
+    ({"prunning": {}}, r"unknown key 'prunning' \(did you mean 'prune'\?\)"),
+    ({"prune": {"sparsity": "high"}}, r"prune.sparsity must be a float, got 'high' \(str\)"),
+    ({"finetune": {"epochs": 2.5}}, r"finetune.epochs must be an int"),
+    ({"finetune": {"distill": "yes"}}, r"finetune.distill must be a bool"),
+    ({"finetune": {"epochs": True}}, r"finetune.epochs must be an int"),
+    ({"prune": 0.5}, r"prune must be a table"),
+    ({"name": ""}, r"name must be a non-empty string"),
+    ({"prune": {"sparsity": 1.0}}, r"prune.sparsity must be in \[0.0, 1.0\), got 1.0"),
+    ({"prune": {"sparsity": -0.1}}, r"prune.sparsity must be in"),
+    ({"prune": {"method": "structured", "score": "l1", "sparsity": 0.95}}, r"impossible for structured"),
+    ({"prune": {"method": "weight", "score": "l1"}}, r"prune.score for method 'weight' must be one of"),
+    ({"prune": {"method": "lottery"}}, r"prune.method must be one of weight, structured, none"),
+    ({"base": {"arch": "gpt"}}, r"base.arch must be one of lenet300"),
+    ({"finetune": {"lr": 0}}, r"finetune.lr must be > 0"),
+    ({"finetune": {"temperature": 0.0}}, r"finetune.temperature must be > 0"),
+    ({"quantize": {"bits": 1}}, r"quantize.bits must be in \[2, 8\]"),
+    ({"measure": {"threads": 0}}, r"measure.threads must be in"),
+])
+def test_bad_recipes_name_the_key(values, message):
+    with pytest.raises(RecipeError, match=message):
+        recipe.from_dict(values)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no recipe file"):
+        recipe.load_recipe(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[prune\nsparsity = 0.5\n")
+    with pytest.raises(RecipeError, match="bad.toml is not valid TOML"):
+        recipe.load_recipe(bad)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[finetune]\nepoch = 3\n")
+    with pytest.raises(RecipeError, match=r"typo.toml: unknown key 'finetune.epoch' \(did you mean 'epochs'\?\)"):
+        recipe.load_recipe(typo)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sparsity=st.floats(-2, 3, allow_nan=False), method=st.sampled_from(["weight", "structured", "none"]))
+def test_sparsity_is_accepted_exactly_when_possible(sparsity, method):
+    score = {"weight": "magnitude", "structured": "l1", "none": "magnitude"}[method]
+    values = {"prune": {"method": method, "score": score, "sparsity": sparsity}}
+    high = recipe.MAX_STRUCTURED_SPARSITY if method == "structured" else 1.0
+    possible = 0 <= sparsity < 1 and sparsity <= high
+    if possible:
+        assert recipe.from_dict(values).prune.sparsity == sparsity
+    else:
+        with pytest.raises(RecipeError, match="prune.sparsity"):
+            recipe.from_dict(values)
