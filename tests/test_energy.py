@@ -1,0 +1,115 @@
+"""Energy model: hand-computed values on one layer, invariants on real models, clear errors."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import minprune as mp
+from minprune.energy import HOROWITZ_45NM, EnergyCosts, energy_table, estimate_energy, layer_counts
+from minprune.prune import apply_masks
+
+
+def _linear_4_3():
+    layer = nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0, 0, 2], [0, 0, 3, 0], [4, 5, 0, 0]]))  # 5 nonzeros of 12
+        layer.bias.copy_(torch.tensor([1.0, 0, 1]))  # 2 nonzeros of 3
+    return layer
+
+
+def test_one_linear_layer_by_hand_fp32():
+    # 12 MACs x (3.7 + 0.9) pJ; 15 values x 4 B x 160 pJ/B from DRAM; (4 in + 3 out) x 4 B x 1.25 pJ/B in SRAM
+    e = estimate_energy(_linear_4_3(), input_shape=(4,))
+    assert e["macs"] == 12 and e["weight_bytes"] == 60
+    assert e["compute_uj"] == pytest.approx(12 * 4.6e-6)
+    assert e["weights_uj"] == pytest.approx(15 * 4 * 160e-6)
+    assert e["activations_uj"] == pytest.approx(7 * 4 * 1.25e-6)
+    assert e["total_uj"] == pytest.approx(55.2e-6 + 9600e-6 + 35e-6)
+
+
+def test_one_linear_layer_by_hand_int8_sparse_sram():
+    # sparse: 5 nonzero MACs x 0.23 pJ; 7 nonzero values x (1 B + 4-bit index) x 1.25 pJ/B; activations 7 x 1 B
+    e = estimate_energy(_linear_4_3(), input_shape=(4,), bits=8, sparse=True, weights="sram")
+    assert e["macs"] == 5 and e["weight_bytes"] == pytest.approx(10.5)
+    assert e["compute_uj"] == pytest.approx(5 * 0.23e-6)
+    assert e["weights_uj"] == pytest.approx(7 * 1.5 * 1.25e-6)
+    assert e["activations_uj"] == pytest.approx(7 * 1.25e-6)
+
+
+def test_conv_counts_by_hand():
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)  # each of 3*2*3*3 = 54 weights used at 5*5 positions
+    rows = layer_counts(nn.Sequential(conv), input_shape=(2, 5, 5))
+    assert rows == [{"layer": "0", "macs": 54 * 25, "nonzero_macs": int(torch.count_nonzero(conv.weight)) * 25,
+                     "weights": 54, "nonzero_weights": int(torch.count_nonzero(conv.weight)),
+                     "activations": 2 * 25 + 3 * 25}]
+
+
+def test_macs_agree_with_flop_counter_on_every_model():
+    for model in (mp.build("lenet300"), mp.build("lenet5"), mp.build("resnet", widths=(4, 8), blocks=(1, 1))):
+        assert estimate_energy(model)["macs"] == mp.count_macs(model)  # BN adds no MACs to the counter
+
+
+def test_masked_model_counts_only_nonzeros_when_sparse_and_model_untouched():
+    model = mp.build("lenet300")
+    apply_masks(model, {"layers.1.weight": torch.rand(300, 784) > 0.9})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dense, sparse = estimate_energy(model), estimate_energy(model, sparse=True)
+    assert sparse["macs"] < 0.2 * dense["macs"] + 40_000
+    assert sparse["total_uj"] < dense["total_uj"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_memory_dominates_and_int8_is_cheaper():
+    model = mp.build("lenet5")
+    fp32, int8 = estimate_energy(model), estimate_energy(model, bits=8)
+    assert fp32["weights_uj"] > 10 * fp32["compute_uj"]  # Deep Compression's point, in numbers
+    assert int8["total_uj"] == pytest.approx(fp32["total_uj"] / 4, rel=0.05)  # 4x fewer bytes moved
+    on_chip = estimate_energy(model, weights="sram")
+    assert on_chip["total_uj"] < fp32["total_uj"] / 10
+    assert on_chip["compute_uj"] > on_chip["weights_uj"]  # with weights on chip, arithmetic dominates
+
+
+def test_energy_table_sums_to_estimate():
+    model = mp.build("lenet5")
+    table = energy_table(model)
+    total_nj = sum(sum(row[c] for c in ("compute nJ", "weights nJ", "activations nJ")) for row in table.rows)
+    assert total_nj / 1e3 == pytest.approx(estimate_energy(model)["total_uj"])
+    assert table.column("layer") == ["features.0", "features.3", "classifier.1", "classifier.3", "classifier.5"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_in=st.integers(1, 20), n_out=st.integers(1, 20), bits=st.sampled_from([8, 32]),
+       mult=st.floats(0.1, 10), dram=st.floats(1, 1000))
+def test_energy_is_linear_in_the_costs(n_in, n_out, bits, mult, dram):
+    layer = nn.Linear(n_in, n_out)
+    costs = EnergyCosts(fp32_mult=mult, int8_mult=mult, dram_32bit=dram)
+    e = estimate_energy(layer, input_shape=(n_in,), bits=bits, costs=costs)
+    mac = costs.mac(bits)
+    assert e["compute_uj"] == pytest.approx(n_in * n_out * mac / 1e6)
+    assert e["weights_uj"] == pytest.approx((n_in + 1) * n_out * bits / 8 * dram / 4 / 1e6)
+    assert HOROWITZ_45NM.mac(32) == pytest.approx(4.6) and HOROWITZ_45NM.mac(8) == pytest.approx(0.23)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"bits": 16}, ValueError), ({"weights": "flash"}, ValueError), ({"activations": "l2"}, ValueError),
+    ({"sparse": "yes"}, TypeError), ({"index_bits": -1}, ValueError)])
+def test_bad_options_raise_clear_errors(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        estimate_energy(mp.build("lenet300"), **kwargs)
+
+
+def test_missing_input_shape_and_no_layers():
+    with pytest.raises(ValueError, match="input_shape"):
+        estimate_energy(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match="no Linear or Conv"):
+        estimate_energy(nn.ReLU(), input_shape=(3,))
+
+
+def test_summary_has_an_optional_energy_column():
+    model = mp.build("lenet5")
+    row = mp.summary(model, timing=False, energy=True)
+    assert row["energy uJ"] == pytest.approx(estimate_energy(model)["total_uj"])
+    assert "energy uJ" not in mp.summary(model, timing=False)
+    assert mp.measure.estimate_energy is estimate_energy
