@@ -1,0 +1,50 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import minprune as mp  # noqa: E402
+from minprune import widgets  # noqa: E402
+
+
+@pytest.fixture
+def explorer():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=g)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=g)), batch_size=32)
+    return widgets.SparsityExplorer(mp.build("lenet300"), loader)
+
+
+def test_pruned_copy_leaves_model_untouched(explorer):
+    before = {k: v.clone() for k, v in explorer.model.state_dict().items()}
+    twin = explorer.pruned(0.9, "magnitude", "global")
+    assert mp.sparsity(twin) > 0.85 and mp.sparsity(explorer.model) == 0.0
+    assert all(torch.equal(before[k], v) for k, v in explorer.model.state_dict().items())
+
+
+def test_scores_are_cached(explorer):
+    assert explorer.scores("random") is explorer.scores("random")
+
+
+@pytest.mark.parametrize("score,scope", [("magnitude", "local"), ("random", "global"), ("taylor", "global")])
+def test_figure_reports_accuracy(explorer, score, scope):
+    fig = explorer.figure(0.5, score, scope)
+    assert "accuracy" in fig._suptitle.get_text() and len(fig.axes) == 2
+
+
+def test_widget_builds(explorer):
+    box = explorer.widget(0.3)
+    slider = box.children[0].children[0]
+    assert slider.value == 0.3 and slider.max == 0.99
+
+
+def test_bad_choices(explorer):
+    with pytest.raises(ValueError, match="score"):
+        explorer.scores("snip")
+    with pytest.raises(ValueError, match="scope"):
+        explorer.pruned(0.5, "magnitude", "everywhere")
+    with pytest.raises(ValueError, match="unknown layer"):
+        widgets.SparsityExplorer(explorer.model, explorer.loader, layer="nope")
