@@ -80,3 +80,12 @@ def test_wrong_format_and_mismatched_weights(tmp_path):
         mp.load_model(other)
     with pytest.raises(FileNotFoundError):
         mp.load_model(tmp_path / "missing.pt")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = mp.save_model(tmp_path / "m.pt", mp.build("lenet300"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
