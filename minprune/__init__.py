@@ -1,6 +1,6 @@
 """minprune: a compact PyTorch library for learning neural-network pruning. See README.md."""
 
-from . import check, data, dynamic, gating, lottery, models, plots, plots_dynamic, schedules, sparse_training
+from . import check, data, dynamic, gating, lottery, models, plots, plots_dynamic, schedules, sparse_training, widgets
 from .check import show_source
 from .checkpoint import CheckpointError, load_model, save_model
 from .data import load
@@ -62,7 +62,7 @@ from .speed import latency_grid, speedups, to_csr  # noqa: E402
 from .surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels  # noqa: E402
 
 __all__ = [
-    "CheckpointError", "History", "Table", "accuracy", "build", "check", "compare", "count_macs",
+    "CheckpointError", "History", "Table", "accuracy", "build", "check", "widgets", "compare", "count_macs",
     "count_nonzeros", "count_params", "data", "evaluate", "fit", "latency", "layer_sparsity", "load",
     "load_model", "models", "plots", "pretrained", "save_model", "seed_everything", "show_source",
     "size_on_disk", "sparsity", "summary",

@@ -132,6 +132,16 @@ assert by_sparsity["global magnitude"][0.9] > by_sparsity["shuffled global masks
 # a cliff. Random pruning collapses early, and so do shuffled masks: the per-layer budget alone is not enough,
 # the choice of *which* weights matters.
 #
+# ### Explore it yourself
+# In a running notebook, move the slider and change the score and the scope: the explorer prunes a *copy* of the
+# model and shows its accuracy, the sparsity of every layer and the histogram of the surviving first-layer weights.
+# (A saved notebook cannot run widgets, so the picture below it is a static snapshot at 90%.) Try: at which
+# sparsity does local pruning fall behind global pruning, and which layer does global pruning hit hardest?
+
+# %%
+explorer = mp.widgets.sparsity_explorer(model, test_loader, score_loader=val_loader, sparsity=0.9)
+
+# %% [markdown]
 # ## 5. Sensitivity analysis: which layer can take it?
 # Prune **one layer at a time** over a grid of sparsities and measure the accuracy (on the validation split, so
 # the test set stays untouched for the final numbers). The scan runs on copies; the model is unchanged.
