@@ -92,6 +92,15 @@ def _effective(twin: nn.Module, name: str) -> torch.Tensor:
     return effective_parameters(twin)[name].detach()
 
 
+def _batch_mean(twin: nn.Module, leaves: dict, data, term) -> dict:
+    """Average term(name, grad) over the batches; term runs after the forward pass that refreshed the masked weights."""
+    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
+    for x, y in data:
+        for n, g in _grads(twin, leaves, x, y).items():
+            totals[n] += term(n, g).float()
+    return {n: t / len(data) for n, t in totals.items()}
+
+
 def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None) -> dict:
     """First-order Taylor importance |w * dL/dw|, averaged over `batches` batches.
 
@@ -100,12 +109,7 @@ def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None) -
     names = _names(model, names)
     data = _data_batches(loader, batches, "taylor_scores")
     twin, leaves = _scoring_copy(model, names)
-    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
-    for x, y in data:
-        grads = _grads(twin, leaves, x, y)
-        for n in names:  # the forward pass in _grads has refreshed the effective (masked) weights
-            totals[n] += (_effective(twin, n) * grads[n]).abs().float()
-    return {n: t / len(data) for n, t in totals.items()}
+    return _batch_mean(twin, leaves, data, lambda n, g: (_effective(twin, n) * g).abs())
 
 
 def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None) -> dict:
@@ -116,11 +120,7 @@ def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None)
     names = _names(model, names)
     data = _data_batches(loader, batches, "gradient_scores")
     twin, leaves = _scoring_copy(model, names)
-    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
-    for x, y in data:
-        for n, g in _grads(twin, leaves, x, y).items():
-            totals[n] += g.abs().float()
-    return {n: t / len(data) for n, t in totals.items()}
+    return _batch_mean(twin, leaves, data, lambda n, g: g.abs())
 
 
 def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None) -> dict:
@@ -131,11 +131,8 @@ def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None) -> 
     names = _names(model, names)
     data = _data_batches(loader, batches, "snip_scores")
     twin, leaves = _scoring_copy(model, names)
-    grad_sum = {n: torch.zeros_like(p) for n, p in leaves.items()}
-    for x, y in data:
-        for n, g in _grads(twin, leaves, x, y).items():
-            grad_sum[n] += g
-    raw = {n: (_effective(twin, n) * grad_sum[n] / len(data)).abs().float() for n in names}
+    mean_grad = _batch_mean(twin, leaves, data, lambda n, g: g)
+    raw = {n: (_effective(twin, n) * mean_grad[n]).abs().float() for n in names}
     total = sum(float(s.sum()) for s in raw.values()) or 1.0
     return {n: s / total for n, s in raw.items()}
 

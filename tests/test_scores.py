@@ -135,3 +135,18 @@ def test_synflow_needs_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         S.synflow_scores(net)
     assert S.synflow_scores(net, input_shape=(3,))["0.weight"].shape == (2, 3)
+
+
+def test_multi_batch_averaging():
+    """Taylor and gradient scores average |per-batch term|; SNIP takes |w * mean gradient| (signs may cancel)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False))
+    batches = [(torch.tensor([[1.0, 2.0]]), torch.tensor([0])), (torch.tensor([[-1.0, 0.5]]), torch.tensor([1]))]
+    grads = [torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), [net[0].weight])[0]
+             for x, y in batches]
+    w = net[0].weight.detach()
+    assert torch.allclose(S.taylor_scores(net, batches, batches=2)["0.weight"],
+                          ((w * grads[0]).abs() + (w * grads[1]).abs()) / 2)
+    assert torch.allclose(S.gradient_scores(net, batches, batches=2)["0.weight"],
+                          (grads[0].abs() + grads[1].abs()) / 2)
+    raw = (w * (grads[0] + grads[1]) / 2).abs()
+    assert torch.allclose(S.snip_scores(net, batches, batches=2)["0.weight"], raw / raw.sum())
