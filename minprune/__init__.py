@@ -1,11 +1,66 @@
-"""minprune: a compact PyTorch library for learning neural-network pruning. See README.md."""
+"""minprune: a compact PyTorch library for learning neural-network pruning. See README.md.
 
-from . import check, data, dynamic, gating, lottery, models, plots, plots_dynamic, schedules, sparse_training, widgets
+The functional API is re-exported here (`mp.prune` is the prune() function; the module is `minprune.prune`).
+"""
+
+from . import (
+    blocks,
+    check,
+    cli_export,
+    compressed,
+    data,
+    dependency,
+    distill,
+    dynamic,
+    energy,
+    export,
+    finetune,
+    gating,
+    group_scores,
+    huffman,
+    int8,
+    kmeans,
+    lottery,
+    masks,
+    models,
+    nm_sparsity,
+    pipeline,
+    plots,
+    plots_dynamic,
+    quantize,
+    recipe,
+    schedules,
+    scores,
+    sensitivity,
+    sparse_storage,
+    sparse_training,
+    speed,
+    surgery,
+    widgets,
+)
+from .blocks import block_scores, drop_blocks, droppable, prune_blocks
 from .check import show_source
 from .checkpoint import CheckpointError, load_model, save_model
+from .compressed import load_compressed, save_compressed
 from .data import load
+from .dependency import DependencyError, groups_table, plot_groups, trace_groups
+from .distill import attention_map, distill_loss, distill_student, hint_loss, kd_loss, soft_targets
 from .dynamic import GradualPruner
+from .energy import EnergyCosts, energy_table, estimate_energy, layer_counts
+from .export import ExportError, deployable_copy, export_onnx, quantize_onnx
+from .finetune import IterativeConfig, fine_tune, iterative_prune, iterative_sparsities
+from .group_scores import (
+    activation_scores,
+    bn_scale_scores,
+    norm_scores,
+    slimming_loss,
+    taylor_unit_scores,
+    unit_norms,
+)
+from .int8 import convert_qat_int8, dynamic_int8, int8_weights, prepare_qat_int8, static_int8
+from .kmeans import kmeans_1d, share_weights, unshare_weights
 from .lottery import RewindPoint, find_ticket, random_reinit, rewind, snapshot
+from .masks import make_masks, masks_sparsity, n_pruned, prunable_names, shuffle_masks, topk_mask
 from .measure import (
     compare,
     count_macs,
@@ -18,20 +73,13 @@ from .measure import (
     summary,
 )
 from .models import build
+from .nm_sparsity import nm_mask, nm_masks, nm_report
+from .pipeline import PipelineResult, measure_stages, pareto_front, plot_pareto, run_pipeline
+from .prune import apply_masks, copy_model, get_masks, load_masked_state_dict, make_permanent, prune
+from .quantize import dequantize, fake_quantize, quant_params, quantize_weights, strip_fake_quant, swap_fake_quant
+from .recipe import PipelineConfig, RecipeError, load_recipe
 from .schedules import make_schedule
-from .sparse_training import DynamicSparseTrainer, SparseConfig
-from .table import Table
-from .train import History, accuracy, evaluate, fit, seed_everything
-from .zoo import pretrained
-
-__version__ = "0.1.0"
-
-# issue 3: scores, masks, pruning, fine-tuning, sensitivity, sparse storage (`mp.prune` is the prune() function)
-from . import finetune, masks, scores, sensitivity, sparse_storage  # noqa: E402
-from .finetune import IterativeConfig, fine_tune, iterative_prune, iterative_sparsities  # noqa: E402
-from .masks import make_masks, masks_sparsity, n_pruned, prunable_names, shuffle_masks, topk_mask  # noqa: E402
-from .prune import apply_masks, copy_model, get_masks, load_masked_state_dict, make_permanent, prune  # noqa: E402
-from .scores import (  # noqa: E402
+from .scores import (
     gradient_scores,
     grasp_scores,
     magnitude_scores,
@@ -41,79 +89,38 @@ from .scores import (  # noqa: E402
     synflow_scores,
     taylor_scores,
 )
-from .sensitivity import layer_sparsities, sensitivity_scan  # noqa: E402
-from .sparse_storage import storage_table  # noqa: E402
+from .sensitivity import layer_sparsities, sensitivity_scan
+from .sparse_storage import storage_table
+from .sparse_training import DynamicSparseTrainer, SparseConfig
+from .speed import latency_grid, speedups, to_csr
+from .surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels
+from .table import Table
+from .train import History, accuracy, evaluate, fit, seed_everything
+from .zoo import pretrained
 
-# issue 4: structured pruning (units, channels, blocks, N:M) and why sparsity is not speed
-# isort: split
-from . import blocks, dependency, group_scores, nm_sparsity, speed, surgery  # noqa: E402
-from .blocks import block_scores, drop_blocks, droppable, prune_blocks  # noqa: E402
-from .dependency import DependencyError, groups_table, plot_groups, trace_groups  # noqa: E402
-from .group_scores import (  # noqa: E402
-    activation_scores,
-    bn_scale_scores,
-    norm_scores,
-    slimming_loss,
-    taylor_unit_scores,
-    unit_norms,
-)
-from .nm_sparsity import nm_mask, nm_masks, nm_report  # noqa: E402
-from .speed import latency_grid, speedups, to_csr  # noqa: E402
-from .surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "History", "Table", "accuracy", "build", "check", "widgets", "compare", "count_macs",
-    "count_nonzeros", "count_params", "data", "evaluate", "fit", "latency", "layer_sparsity", "load",
-    "load_model", "models", "plots", "pretrained", "save_model", "seed_everything", "show_source",
-    "size_on_disk", "sparsity", "summary",
-    "DynamicSparseTrainer", "GradualPruner", "RewindPoint", "SparseConfig", "dynamic", "find_ticket", "gating",
-    "lottery", "make_schedule", "plots_dynamic", "random_reinit", "rewind", "schedules", "snapshot", "sparse_training",
-    "IterativeConfig", "apply_masks", "copy_model", "fine_tune", "finetune", "get_masks", "gradient_scores",
-    "grasp_scores", "iterative_prune", "iterative_sparsities", "layer_sparsities", "load_masked_state_dict",
-    "magnitude_scores", "make_masks", "make_permanent", "masks", "masks_sparsity", "n_pruned", "prunable_names",
-    "prune", "random_scores", "scores", "sensitivity", "sensitivity_scan", "shuffle_masks", "snip_scores",
-    "sparse_storage", "storage_table", "synflow_masks", "synflow_scores", "taylor_scores", "topk_mask",
-    "DependencyError", "activation_scores", "block_scores", "blocks", "bn_scale_scores", "channel_masks",
-    "dependency", "drop_blocks", "droppable", "group_scores", "groups_table", "latency_grid", "nm_mask", "nm_masks",
-    "nm_report", "nm_sparsity", "norm_scores", "plot_groups", "prune_blocks", "prune_channels", "remove_channels",
-    "score_groups", "select_channels", "slimming_loss", "speed", "speedups", "surgery", "taylor_unit_scores",
-    "to_csr", "trace_groups", "unit_norms",
-]
-
-# issue 7: distillation, recipes, the pipeline (`mp.distill` is the module; the loop is `mp.distill_student`)
-# isort: split
-from . import distill, pipeline, recipe  # noqa: E402
-from .distill import attention_map, distill_loss, distill_student, hint_loss, kd_loss, soft_targets  # noqa: E402
-from .pipeline import PipelineResult, measure_stages, pareto_front, plot_pareto, run_pipeline  # noqa: E402
-from .recipe import PipelineConfig, RecipeError, load_recipe  # noqa: E402
-
-__all__ += [
-    "PipelineConfig", "PipelineResult", "RecipeError", "attention_map", "distill", "distill_loss", "distill_student",
-    "hint_loss", "kd_loss", "load_recipe", "measure_stages", "pareto_front", "pipeline", "plot_pareto", "recipe",
-    "run_pipeline", "soft_targets",
-]
-
-# issue 10: deployment (ONNX export, ONNX Runtime, int8) and the energy model
-# isort: split
-from . import cli_export, energy, export  # noqa: E402
-from .energy import EnergyCosts, energy_table, estimate_energy, layer_counts  # noqa: E402
-from .export import ExportError, deployable_copy, export_onnx, quantize_onnx  # noqa: E402
-
-__all__ += [
-    "EnergyCosts", "ExportError", "cli_export", "deployable_copy", "energy", "energy_table", "estimate_energy",
-    "export", "export_onnx", "layer_counts", "quantize_onnx",
-]
-
-# issue 6: quantization from scratch, k-means sharing, Huffman, the Deep Compression file, PyTorch int8
-# isort: split
-from . import compressed, huffman, int8, kmeans, quantize  # noqa: E402
-from .compressed import load_compressed, save_compressed  # noqa: E402
-from .int8 import convert_qat_int8, dynamic_int8, int8_weights, prepare_qat_int8, static_int8  # noqa: E402
-from .kmeans import kmeans_1d, share_weights, unshare_weights  # noqa: E402
-from .quantize import dequantize, fake_quantize, quant_params, quantize_weights, strip_fake_quant, swap_fake_quant  # noqa: E402
-
-__all__ += [
-    "compressed", "convert_qat_int8", "dequantize", "dynamic_int8", "fake_quantize", "huffman", "int8", "int8_weights",
-    "kmeans", "kmeans_1d", "load_compressed", "prepare_qat_int8", "quant_params", "quantize", "quantize_weights",
-    "save_compressed", "share_weights", "static_int8", "strip_fake_quant", "swap_fake_quant", "unshare_weights",
+    "accuracy", "activation_scores", "apply_masks", "attention_map", "block_scores", "blocks", "bn_scale_scores",
+    "build", "channel_masks", "check", "CheckpointError", "cli_export", "compare", "compressed", "convert_qat_int8",
+    "copy_model", "count_macs", "count_nonzeros", "count_params", "data", "dependency", "DependencyError",
+    "deployable_copy", "dequantize", "distill", "distill_loss", "distill_student", "drop_blocks", "droppable",
+    "dynamic", "dynamic_int8", "DynamicSparseTrainer", "energy", "energy_table", "EnergyCosts", "estimate_energy",
+    "evaluate", "export", "export_onnx", "ExportError", "fake_quantize", "find_ticket", "fine_tune", "finetune",
+    "fit", "gating", "get_masks", "gradient_scores", "GradualPruner", "grasp_scores", "group_scores", "groups_table",
+    "hint_loss", "History", "huffman", "int8", "int8_weights", "iterative_prune", "iterative_sparsities",
+    "IterativeConfig", "kd_loss", "kmeans", "kmeans_1d", "latency", "latency_grid", "layer_counts",
+    "layer_sparsities", "layer_sparsity", "load", "load_compressed", "load_masked_state_dict", "load_model",
+    "load_recipe", "lottery", "magnitude_scores", "make_masks", "make_permanent", "make_schedule", "masks",
+    "masks_sparsity", "measure_stages", "models", "n_pruned", "nm_mask", "nm_masks", "nm_report", "nm_sparsity",
+    "norm_scores", "pareto_front", "pipeline", "PipelineConfig", "PipelineResult", "plot_groups", "plot_pareto",
+    "plots", "plots_dynamic", "prepare_qat_int8", "pretrained", "prunable_names", "prune", "prune_blocks",
+    "prune_channels", "quant_params", "quantize", "quantize_onnx", "quantize_weights", "random_reinit",
+    "random_scores", "recipe", "RecipeError", "remove_channels", "rewind", "RewindPoint", "run_pipeline",
+    "save_compressed", "save_model", "schedules", "score_groups", "scores", "seed_everything", "select_channels",
+    "sensitivity", "sensitivity_scan", "share_weights", "show_source", "shuffle_masks", "size_on_disk",
+    "slimming_loss", "snapshot", "snip_scores", "soft_targets", "sparse_storage", "sparse_training", "SparseConfig",
+    "sparsity", "speed", "speedups", "static_int8", "storage_table", "strip_fake_quant", "summary", "surgery",
+    "swap_fake_quant", "synflow_masks", "synflow_scores", "Table", "taylor_scores", "taylor_unit_scores", "to_csr",
+    "topk_mask", "trace_groups", "unit_norms", "unshare_weights", "widgets",
 ]
