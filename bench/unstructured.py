@@ -23,7 +23,7 @@ from torch.nn.utils import prune as torch_prune
 import minprune as mp
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIG = {"seeds": [0, 1, 2], "sparsities": [0.9, 0.95, 0.98, 0.99], "fine_tune_epochs": 6, "rounds": 3,
+CONFIG = {"seeds": [0, 1, 2], "sparsities": [0.9, 0.95, 0.98, 0.99], "fine_tune_epochs": 15, "rounds": 3,
           "lr": 1e-3, "optimizer": "adam", "synflow_rounds": 5, "score_batches": 4, "threads": 1}
 
 
