@@ -4,18 +4,22 @@ Removing output channel i of a convolution also removes entry i of the BatchNorm
 of every layer that reads it. Residual additions tie the channels of both operands into one group, a flatten
 makes each channel own H*W consecutive features of the next Linear layer, and a concatenation places its inputs
 at channel offsets. A group is "frozen" when it touches the model input or output or a grouped convolution.
+The group data structures and their views live in `channel_groups.py`.
 See notebooks/06_structured_pruning.ipynb.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+
+from .channel_groups import ChannelSpaces, DependencyError, DependencyGraph, Group, groups_table, plot_groups
+
+__all__ = ["DependencyError", "DependencyGraph", "Group", "groups_table", "plot_groups", "trace_groups"]
 
 # Leaf modules and functions that keep every channel where it is (elementwise or per-channel spatial ops).
 PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.ELU,
@@ -28,77 +32,6 @@ ELEMENTWISE = {operator.add, operator.iadd, operator.sub, operator.mul, torch.ad
 FLATTENS = {torch.flatten}
 REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over spatial dims only: channels survive
 FLATTEN_METHODS = {"flatten", "view", "reshape"}
-
-
-class DependencyError(ValueError):
-    """The model contains an operation whose effect on channels minprune cannot follow."""
-
-
-@dataclass
-class Group:
-    """Channels that must be removed together: producers' outputs, followers, and the layers that read them."""
-
-    id: int
-    size: int
-    producers: list[str] = field(default_factory=list)  # modules whose output units are these channels
-    followers: list[str] = field(default_factory=list)  # BatchNorm / depthwise conv indexed by the channel
-    consumers: list[str] = field(default_factory=list)  # modules whose input features include these channels
-    frozen: str | None = None  # why this group may not be pruned, or None
-
-    def __repr__(self):
-        state = f", frozen: {self.frozen}" if self.frozen else ""
-        return f"Group({self.id}, size={self.size}, producers={self.producers}, consumers={self.consumers}{state})"
-
-
-@dataclass
-class DependencyGraph:
-    """The result of `trace_groups`: groups, and for each layer the channel space it reads and writes."""
-
-    groups: dict[int, Group]
-    inputs: dict[str, list[tuple[int, int]]]  # module -> [(group id, features per channel)], in feature order
-    outputs: dict[str, int]  # producer or follower module -> group id of its output channels
-    after: dict[str, str]  # producer -> the BatchNorm that directly normalises its output
-
-    def prunable(self) -> list[Group]:
-        """Groups that may lose channels, in model order."""
-        return [g for g in self.groups.values() if g.frozen is None and g.producers]
-
-
-class _Spaces:
-    """Union-find over channel groups; a tensor's channel space is a list of (group id, repeat) segments."""
-
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-        self.groups: dict[int, Group] = {}
-
-    def new(self, size: int, frozen: str | None = None) -> int:
-        gid = len(self.parent)
-        self.parent[gid] = gid
-        self.groups[gid] = Group(gid, size, frozen=frozen)
-        return gid
-
-    def find(self, gid: int) -> int:
-        while self.parent[gid] != gid:
-            gid = self.parent[gid]
-        return gid
-
-    def union(self, a: int, b: int, where: str) -> None:
-        a, b = self.find(a), self.find(b)
-        if a == b:
-            return
-        ga, gb = self.groups[a], self.groups[b]
-        if ga.size != gb.size:
-            raise DependencyError(f"{where}: cannot tie channel groups of sizes {ga.size} and {gb.size}")
-        self.parent[b] = a
-        ga.producers += gb.producers
-        ga.followers += gb.followers
-        ga.consumers += gb.consumers
-        ga.frozen = ga.frozen or gb.frozen
-
-    def freeze(self, space, reason: str) -> None:
-        for gid, _ in space:
-            group = self.groups[self.find(gid)]
-            group.frozen = group.frozen or reason
 
 
 def _shape(node) -> tuple | None:
@@ -136,7 +69,7 @@ class _Tracer:
             raise DependencyError(f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
         ShapeProp(self.gm).propagate(example)
         self.modules = dict(self.gm.named_modules())
-        self.s = _Spaces()
+        self.s = ChannelSpaces()
         self.space: dict[fx.Node, list] = {}
         self.inputs, self.outputs, self.after = {}, {}, {}
 
@@ -276,39 +209,3 @@ def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> Depen
     finally:
         model.train(was_training)
 
-
-def groups_table(graph: DependencyGraph):
-    """A Table with one row per group: size, producers, followers, consumers, and why it is frozen."""
-    from .table import Table
-
-    rows = [{"group": g.id, "size": g.size, "producers": ", ".join(g.producers), "followers": ", ".join(g.followers),
-             "consumers": ", ".join(g.consumers), "frozen": g.frozen or ""} for g in graph.groups.values()]
-    return Table(rows)
-
-
-def plot_groups(graph: DependencyGraph, ax=None):
-    """Each layer as a row: its input channels (left) and output channels (right), coloured by group.
-
-    Two cells with the same colour must lose the same channels. See notebooks/06_structured_pruning.ipynb.
-    """
-    import matplotlib.pyplot as plt
-
-    layers = list(dict.fromkeys([*graph.inputs, *graph.outputs]))
-    colours = {gid: plt.cm.tab20(i % 20) for i, gid in enumerate(graph.groups)}
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 0.3 * len(layers) + 1))
-    for row, name in enumerate(layers):
-        segments = graph.inputs.get(name, [])
-        for k, (gid, _) in enumerate(segments):  # a concatenation reads several groups side by side
-            ax.barh(row, 1 / len(segments), left=k / len(segments), color=colours[gid], edgecolor="white")
-        if name in graph.outputs:
-            gid = graph.outputs[name]
-            ax.barh(row, 1, left=1.2, color=colours[gid], edgecolor="white")
-            ax.text(2.3, row, f"{graph.groups[gid].size} ch{' (frozen)' if graph.groups[gid].frozen else ''}",
-                    va="center", fontsize=8)
-    ax.set_yticks(range(len(layers)), layers, fontsize=8)
-    ax.set_xticks([0.5, 1.7], ["reads", "writes"])
-    ax.set_xlim(0, 3.5)
-    ax.invert_yaxis()
-    ax.set_title("coupled channel groups (same colour = pruned together)")
-    return ax

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from .train import check_model
+
 
 def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """Keep the `n` highest scores in each group of `m` consecutive entries of every row (dim 0 = rows).
@@ -25,6 +27,9 @@ def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
         raise ValueError(f"need integers 0 < n <= m, got n={n!r}, m={m!r}")
     if scores.dim() < 2:
         raise ValueError(f"N:M needs a weight with rows (2-D or more), got shape {tuple(scores.shape)}")
+    if scores.is_floating_point() and bool(scores.isnan().any()):
+        raise ValueError(f"scores contains NaN at {int(scores.isnan().sum())} of {scores.numel()} entries; N:M "
+                         f"ranks scores, so they must be numbers (recompute them from finite weights)")
     rows = scores.reshape(scores.shape[0], -1)  # (out, in * kh * kw)
     if rows.shape[1] % m:
         raise ValueError(f"a row of {rows.shape[1]} weights does not split into groups of {m}")
@@ -62,8 +67,10 @@ def nm_report(model: nn.Module, masks: dict, n: int = 2, m: int = 4, *, value_bi
     MACs assume a kernel that skips the zeros, as sparse tensor cores do; a dense CPU kernel does not.
     See notebooks/06_structured_pruning.ipynb.
     """
-    params = dict(model.named_parameters())
-    dense = sum(params[k].numel() for k in masks if k in params)
+    check_model(model)
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
+    dense = sum(mk.numel() for mk in masks.values())  # a mask has its weight's shape (also once applied)
     kept = sum(int(mk.sum()) for mk in masks.values())
     index_bits = max(1, math.ceil(math.log2(m)))
     return {"layers": len(masks), "weights": dense, "kept": kept, "density": kept / max(dense, 1),

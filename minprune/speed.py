@@ -18,6 +18,7 @@ from torch import nn
 
 from .measure import num_threads
 from .table import Table
+from .train import check_model
 
 
 class CSRLinear(nn.Module):
@@ -41,6 +42,7 @@ def to_csr(model: nn.Module) -> nn.Module:
     """
     from .surgery import set_module
 
+    check_model(model)
     new = copy.deepcopy(model)
     for name, mod in list(new.named_modules()):
         if isinstance(mod, nn.Linear):
@@ -58,9 +60,10 @@ def _time_once(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def latency_grid(models: dict[str, nn.Module], input_shape, *, batch_sizes=(1, 8, 64, 256), threads=(1, 2),
-                 repeats: int = 10, warmup: int = 2) -> Table:
+                 repeats: int = 10, warmup: int = 2, channels_last: bool = False) -> Table:
     """Median forward time (ms) of each model for every batch size and thread count, runs interleaved.
 
+    channels_last: feed (N, C, H, W) inputs in NHWC memory layout (convert the models too, for a fair test).
     See notebooks/06_structured_pruning.ipynb.
     """
     if repeats < 1 or warmup < 0:
@@ -72,6 +75,8 @@ def latency_grid(models: dict[str, nn.Module], input_shape, *, batch_sizes=(1, 8
         with num_threads(n_threads):
             for batch in batch_sizes:
                 x = torch.randn(batch, *input_shape)
+                if channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 times = {name: [] for name in models}
                 for i in range(warmup + repeats):
                     for name, m in models.items():  # interleaved: load changes hit every model alike
@@ -85,12 +90,15 @@ def latency_grid(models: dict[str, nn.Module], input_shape, *, batch_sizes=(1, 8
 
 
 def speedups(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64, threads: int | None = None,
-             repeats: int = 10, baseline: str | None = None) -> dict[str, float]:
+             repeats: int = 10, baseline: str | None = None, channels_last: bool = False) -> dict[str, float]:
     """Speedup of every model over `baseline` (default: the first), from one interleaved `latency_grid`.
 
     See notebooks/06_structured_pruning.ipynb.
     """
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {models!r:.60}")
     n_threads = threads or torch.get_num_threads()
-    row = latency_grid(models, input_shape, batch_sizes=(batch_size,), threads=(n_threads,), repeats=repeats).rows[0]
+    row = latency_grid(models, input_shape, batch_sizes=(batch_size,), threads=(n_threads,), repeats=repeats,
+                       channels_last=channels_last).rows[0]
     base = row[baseline or next(iter(models))]
     return {name: base / row[name] for name in models}

@@ -1,24 +1,31 @@
-"""Interactive sparsity explorer (ipywidgets) with a static fallback figure.
+"""Interactive sparsity explorers (ipywidgets) with a static fallback figure.
 
 Move the sparsity slider, pick a score and a scope, and see the pruned copy's accuracy, its per-layer
-sparsity and the histogram of the surviving weights. The model itself is never changed. Where no live
-kernel runs (a committed notebook, a static HTML export) the same figure is shown as a picture.
-See notebooks/03_weight_pruning.ipynb.
+sparsity and the histogram of the surviving weights (`SparsityExplorer`, weights, notebook 03), or its
+MACs and the channels each layer keeps (`ChannelExplorer`, whole channels, notebook 06). The model itself
+is never changed. Where no live kernel runs (a committed notebook, a static HTML export) the same figure
+is shown as a picture.
+See notebooks/03_weight_pruning.ipynb and notebooks/06_structured_pruning.ipynb.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import torch
 from torch import nn
 
-from .measure import effective_parameters, layer_sparsity
+from .dependency import trace_groups
+from .group_scores import bn_scale_scores, norm_scores
+from .measure import count_macs, effective_parameters, layer_sparsity
 from .plots import style
 from .prune import copy_model, prune
 from .scores import magnitude_scores, random_scores, taylor_scores
+from .surgery import prune_channels
 from .train import evaluate
 
 SCORES = ("magnitude", "random", "taylor")
 SCOPES = ("global", "local")
+CHANNEL_SCORES = ("L1", "L2", "BN scale", "random")
 
 
 class SparsityExplorer:
@@ -75,20 +82,114 @@ class SparsityExplorer:
     def widget(self, sparsity: float = 0.9, score: str = "magnitude", scope: str = "global"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
         import ipywidgets as w
-        from IPython.display import display
 
         controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=0.99, step=0.01, description="sparsity",
                                               continuous_update=False),
                     "score": w.Dropdown(options=SCORES, value=score, description="score"),
                     "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
+        return _panel(self.figure, controls)
 
-        def draw(sparsity, score, scope):
-            fig = self.figure(sparsity, score, scope)
-            display(fig)
-            plt.close(fig)
 
-        out = w.interactive_output(draw, controls)
-        return w.VBox([w.HBox(list(controls.values())), out])
+class ChannelExplorer:
+    """Remove a fraction of the channels of every coupled group and show accuracy, MACs and kept channels.
+
+    The structured twin of `SparsityExplorer`: each setting builds a physically smaller copy with
+    `prune_channels` (the model is untouched), so the MAC count in the title is real work saved.
+    See notebooks/06_structured_pruning.ipynb.
+    """
+
+    def __init__(self, model: nn.Module, loader, *, example=None):
+        self.model, self.loader, self.example = model, loader, example
+        self.graph = trace_groups(model, example)  # raises DependencyError on graphs it cannot follow
+        self.layers = [name for g in self.graph.prunable() for name in g.producers]
+        self._scores, self.dense_acc = {}, evaluate(model, loader)["acc"]
+        self.dense_macs = self._macs(model)
+
+    def scores(self, score: str) -> dict:
+        """One score per output unit of every layer ({'<module>.weight': 1-D}), computed once."""
+        if score not in CHANNEL_SCORES:
+            raise ValueError(f"score must be one of {CHANNEL_SCORES}, got {score!r}")
+        if score not in self._scores:
+            if score == "random":
+                g = torch.Generator().manual_seed(0)
+                self._scores[score] = {k: torch.rand(v.shape, generator=g) for k, v in self.scores("L1").items()}
+            else:
+                fn = {"L1": lambda: norm_scores(self.model, p=1), "L2": lambda: norm_scores(self.model, p=2),
+                      "BN scale": lambda: bn_scale_scores(self.model)}[score]
+                self._scores[score] = fn()
+        return self._scores[score]
+
+    def pruned(self, sparsity: float, score: str = "L1", scope: str = "local") -> nn.Module:
+        """A smaller copy without `sparsity` of the channels (per group, or ranked across groups if global)."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        return prune_channels(self.model, sparsity, scores=self.scores(score), scope=scope, example=self.example)
+
+    def kept_channels(self, small: nn.Module) -> dict[str, tuple[int, int]]:
+        """{layer: (channels kept, channels before)} for every prunable layer of `small`."""
+        return {name: (_width(small.get_submodule(name)), _width(self.model.get_submodule(name)))
+                for name in self.layers}
+
+    def figure(self, sparsity: float = 0.5, score: str = "L1", scope: str = "local"):
+        """Kept channels per layer (bars over the original widths), titled with accuracy and MACs."""
+        small = self.pruned(sparsity, score, scope)
+        acc, macs = evaluate(small, self.loader)["acc"], self._macs(small)
+        kept = self.kept_channels(small)
+        with style():
+            fig, ax = plt.subplots(figsize=(7, 0.35 * len(kept) + 1.2))
+            ax.barh(list(kept), [b for _, b in kept.values()], color="lightgray", label="before")
+            ax.barh(list(kept), [k for k, _ in kept.values()], color="tab:green", label="kept")
+            ax.set_xlabel("channels")
+            ax.invert_yaxis()
+            ax.legend(loc="lower right", fontsize=8)
+            fig.suptitle(f"{score} / {scope}, {100 * sparsity:.0f}% of channels removed: accuracy {acc:.2f}% "
+                         f"(dense {self.dense_acc:.2f}%), {self.dense_macs / macs:.1f}x fewer MACs", fontsize=10)
+            fig.tight_layout()
+        return fig
+
+    def widget(self, sparsity: float = 0.5, score: str = "L1", scope: str = "local"):
+        """The live ipywidgets control panel (slider + dropdowns) with its output area."""
+        import ipywidgets as w
+
+        controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=0.95, step=0.05, description="sparsity",
+                                              continuous_update=False),
+                    "score": w.Dropdown(options=CHANNEL_SCORES, value=score, description="score"),
+                    "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
+        return _panel(self.figure, controls)
+
+    def _macs(self, model: nn.Module) -> int:
+        shape = tuple(self.example.shape[1:]) if self.example is not None else None
+        return count_macs(model, shape) if shape is not None else count_macs(model)
+
+
+def _width(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def _panel(figure_fn, controls: dict):
+    """Controls above an output area that redraws `figure_fn(**values)` whenever a control changes."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    def draw(**values):
+        fig = figure_fn(**values)
+        display(fig)
+        plt.close(fig)
+
+    out = w.interactive_output(draw, controls)
+    return w.VBox([w.HBox(list(controls.values())), out])
+
+
+def _show(explorer, sparsity: float):
+    """The live widget where a kernel runs, and always a static snapshot figure (for saved notebooks)."""
+    from IPython import get_ipython
+    from IPython.display import display
+
+    if getattr(get_ipython(), "kernel", None) is not None:
+        display(explorer.widget(sparsity))
+    fig = explorer.figure(sparsity)
+    fig.text(0.01, 0.01, "static snapshot", fontsize=7, color="gray")
+    return explorer
 
 
 def sparsity_explorer(model: nn.Module, loader, *, sparsity: float = 0.9, **kwargs) -> SparsityExplorer:
@@ -96,12 +197,12 @@ def sparsity_explorer(model: nn.Module, loader, *, sparsity: float = 0.9, **kwar
 
     The snapshot is what a committed notebook or an HTML export shows, where widgets cannot run.
     """
-    from IPython import get_ipython
-    from IPython.display import display
+    return _show(SparsityExplorer(model, loader, **kwargs), sparsity)
 
-    explorer = SparsityExplorer(model, loader, **kwargs)
-    if getattr(get_ipython(), "kernel", None) is not None:
-        display(explorer.widget(sparsity))
-    fig = explorer.figure(sparsity)
-    fig.text(0.01, 0.01, "static snapshot", fontsize=7, color="gray")
-    return explorer
+
+def channel_explorer(model: nn.Module, loader, *, sparsity: float = 0.5, **kwargs) -> ChannelExplorer:
+    """The channel-pruning explorer: live widget (in a running notebook) and a static snapshot at `sparsity`.
+
+    See notebooks/06_structured_pruning.ipynb.
+    """
+    return _show(ChannelExplorer(model, loader, **kwargs), sparsity)

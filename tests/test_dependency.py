@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import minprune as mp
+from minprune.channel_groups import ChannelSpaces
 from minprune.dependency import DependencyError, trace_groups
 
 
@@ -102,3 +103,16 @@ def test_model_left_in_its_mode():
     model = mp.build("vgg").train()
     trace_groups(model)
     assert model.training
+
+
+def test_channel_spaces_union_merges_members_and_refuses_size_mismatch():
+    spaces = ChannelSpaces()
+    a, b, c = spaces.new(4), spaces.new(4, frozen="model input"), spaces.new(3)
+    spaces.groups[a].producers.append("conv1")
+    spaces.groups[b].producers.append("conv2")
+    spaces.union(a, b, "add")
+    root = spaces.find(b)
+    assert spaces.find(a) == root and spaces.groups[root].producers == ["conv1", "conv2"]
+    assert spaces.groups[root].frozen == "model input"
+    with pytest.raises(DependencyError, match="node x: cannot tie channel groups of sizes 4 and 3"):
+        spaces.union(a, c, "node x")

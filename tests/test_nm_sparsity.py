@@ -49,6 +49,17 @@ def test_report_counts():
     assert report["nm_bytes"] == 15000 * 18 // 8 < report["dense_bytes"]
 
 
+def test_report_counts_after_the_masks_are_applied():
+    """Once applied, the parameter is `weight_orig`: the report must still count the layer (notebook 06)."""
+    model = mp.build("lenet300")
+    masks = nm_masks(mp.magnitude_scores(model), 2, 4)
+    before = nm_report(model, masks, 2, 4)
+    mp.apply_masks(model, masks)
+    after = nm_report(model, masks, 2, 4)
+    assert after == before and after["weights"] == mp.count_params(model) - (300 + 100 + 10)
+    assert after["density"] == 0.5 and after["mac_ratio"] == 2.0
+
+
 @pytest.mark.skipif(semi_structured_supported(), reason="checks the CPU refusal")
 def test_semi_structured_refused_on_cpu():
     with pytest.raises(RuntimeError, match="compute capability"):

@@ -168,6 +168,30 @@ def test_global_scope_keeps_one_per_layer_and_uses_bn_scores():
     check_equivalent(model, 0.3, torch.zeros(1, 1, 28, 28), scores=bn_scale_scores(model))
 
 
+def test_round_to_rounds_kept_channels_down_to_a_multiple():
+    model = mp.build("vgg", widths=(16, 32, 64))
+    graph = trace_groups(model)
+    scores = score_groups(graph, norm_scores(model))
+    plain = select_channels(graph, scores, 0.5625)  # keeps 7, 14, 28
+    rounded = select_channels(graph, scores, 0.5625, round_to=8)  # keeps 8 (never below 8), 8, 24
+    assert sorted(len(k) for k in plain.values()) == [7, 7, 14, 14, 28, 28]
+    assert sorted(len(k) for k in rounded.values()) == [8, 8, 8, 8, 24, 24]
+    for gid, idx in rounded.items():  # the kept channels are still the best-scored ones
+        assert set(idx.tolist()) <= set(torch.argsort(scores[gid], descending=True)[:len(idx) + 1].tolist())
+    small = prune_channels(model, 0.5625, round_to=16)
+    assert [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)] == [16, 16, 16, 16, 16, 16]
+    glob = select_channels(graph, scores, 0.5, scope="global", round_to=4)
+    assert all(len(idx) % 4 == 0 and len(idx) >= 4 for idx in glob.values())
+
+
+@pytest.mark.parametrize("round_to", [0, -8, 2.5, True, "8"])
+def test_bad_round_to_refused(round_to):
+    model = mp.build("lenet300")
+    graph = trace_groups(model)
+    with pytest.raises(ValueError, match="round_to must be None or a positive int"):
+        select_channels(graph, score_groups(graph, norm_scores(model)), 0.5, round_to=round_to)
+
+
 @pytest.mark.parametrize("arch", ["lenet5", "resnet"])
 def test_compacted_model_saves_and_reloads(tmp_path, arch):
     model = randomise_bn(mp.build(arch))

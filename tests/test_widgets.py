@@ -48,3 +48,46 @@ def test_bad_choices(explorer):
         explorer.pruned(0.5, "magnitude", "everywhere")
     with pytest.raises(ValueError, match="unknown layer"):
         widgets.SparsityExplorer(explorer.model, explorer.loader, layer="nope")
+
+
+@pytest.fixture
+def channels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=g)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=g)), batch_size=32)
+    return widgets.ChannelExplorer(mp.build("vgg"), loader)
+
+
+def test_channel_explorer_prunes_a_smaller_copy(channels):
+    before = {k: v.clone() for k, v in channels.model.state_dict().items()}
+    small = channels.pruned(0.5, "L1", "local")
+    kept = channels.kept_channels(small)
+    assert kept["features.0.0"] == (8, 16) and kept["features.7.0"] == (32, 64)  # every group halved
+    assert mp.count_macs(small) < 0.3 * channels.dense_macs
+    assert all(torch.equal(before[k], v) for k, v in channels.model.state_dict().items())
+
+
+@pytest.mark.parametrize("score,scope", [("L1", "local"), ("L2", "global"), ("BN scale", "global"),
+                                         ("random", "local")])
+def test_channel_figure_shows_accuracy_macs_and_bars(channels, score, scope):
+    fig = channels.figure(0.5, score, scope)
+    title = fig._suptitle.get_text()
+    assert "accuracy" in title and "fewer MACs" in title
+    bars = fig.axes[0].patches  # one grey bar (before) and one green bar (kept) per prunable layer
+    assert len(bars) == 2 * len(channels.layers)
+
+
+def test_channel_widget_builds_and_bad_choices(channels):
+    slider, score, scope = channels.widget(0.25).children[0].children
+    assert slider.value == 0.25 and score.options == widgets.CHANNEL_SCORES and scope.value == "local"
+    with pytest.raises(ValueError, match="score must be one of"):
+        channels.scores("taylor")
+    with pytest.raises(ValueError, match="scope must be one of"):
+        channels.pruned(0.5, "L1", "everywhere")
+    with pytest.raises(ValueError, match="sparsity"):
+        channels.pruned(1.0)
+
+
+def test_channel_explorer_static_snapshot_outside_a_kernel(channels):
+    explorer = widgets.channel_explorer(channels.model, channels.loader, sparsity=0.25)
+    assert isinstance(explorer, widgets.ChannelExplorer)

@@ -66,6 +66,40 @@ print(mp.groups_table(graph))
 mp.plot_groups(graph)
 
 # %% [markdown]
+# ### Exercise 6.1 (10 min): the features a channel owns after a flatten
+# When `(N, C, H, W)` is flattened to `(N, C*H*W)`, channel `c` owns the `hw = H*W` consecutive features
+# `c*hw, ..., c*hw + hw - 1`. When only the channels `keep` (sorted) stay, the Linear layer after the flatten
+# keeps exactly their features, in order. Return those feature indices as a LongTensor.
+
+# %%
+# Exercise 6.1 (10 min): input features of the Linear layer that survive channel pruning
+def my_flatten_index(keep, hw):
+    """LongTensor of the feature indices owned by the channels `keep`, each owning `hw` consecutive features."""
+    ### BEGIN SOLUTION
+    return (keep[:, None] * hw + torch.arange(hw)).flatten()
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_flatten_index(keep, hw):
+    """Read the surviving columns off `mp.remove_channels`: conv -> flatten -> Linear whose column j holds j."""
+    C = int(keep.max()) + 1
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, C, 1), torch.nn.Flatten(), torch.nn.Linear(C * hw, 1, bias=False))
+    with torch.no_grad():
+        net[2].weight.copy_(torch.arange(C * hw, dtype=torch.float32).reshape(1, -1))
+    graph = mp.trace_groups(net, torch.zeros(1, 1, 1, hw))
+    small = mp.remove_channels(net, {graph.outputs["0"]: keep}, graph)
+    return small[2].weight.detach()[0].long()
+
+
+g = torch.Generator().manual_seed(0)
+cases = [(torch.tensor([0, 2]), 3),  # channels 0 and 2 of 3 features each: 0 1 2 6 7 8
+         (torch.tensor([1]), 4), (torch.arange(0, 16, 2), 25),
+         (torch.randperm(64, generator=g)[:20].sort().values, 9)]
+mp.check.same_on(my_flatten_index, library_flatten_index, cases, hint="channel c owns c*hw ... c*hw + hw - 1")
+
+# %% [markdown]
 # ## Channels in the VGG-style network
 # Two ways to score a channel: the **L1 norm** of its filter, and **network slimming** (Liu et al. 2017): train with
 # an L1 penalty on the BatchNorm scales `gamma` so unimportant channels get `gamma` near zero, then rank
@@ -85,6 +119,26 @@ print("widths after slimming, 50% global:", [m.out_channels for m in slim_vgg.mo
 # %%
 results = {"VGG": vgg, "VGG L1 50%": finetuned(l1_vgg), "VGG slimming 50%": finetuned(slim_vgg)}
 mp.compare(results, test_loader, timing=False)
+
+# %% [markdown]
+# ### The channel explorer
+# In a running notebook, move the slider and change the score and the scope: the explorer removes that fraction
+# of the channels of every coupled group (or ranks all channels together with `global`), builds the physically
+# smaller copy, and shows its accuracy *before* fine-tuning, its MACs and the channels each layer keeps.
+# (A saved notebook cannot run widgets, so the picture below is a static snapshot at 50%.) Try: how far can you
+# go with L1 scores before accuracy collapses? Does `global` keep the early or the late layers wider?
+
+# %%
+explorer = mp.widgets.channel_explorer(vgg, test_loader, sparsity=0.5)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print({name: kept for name, kept in explorer.kept_channels(explorer.pruned(0.5, "L1", "global")).items()})
+
+# %% [markdown]
+# Global ranking with L1 scores nearly empties the first layers: a filter's L1 norm grows with its fan-in
+# (`in_channels * kh * kw` weights), so filters of early, narrow layers always look "small". Rank globally only
+# with scores that are comparable across layers, like the BatchNorm scales of network slimming above.
 
 # %% [markdown]
 # ## Channels in the residual network
@@ -129,6 +183,30 @@ mp.compare({"VGG": vgg, "VGG minus one layer": shallow}, test_loader, timing=Fal
 # sparse tensor cores that run such matrices about twice as fast (`torch.sparse.to_sparse_semi_structured`,
 # fp16 on CUDA). A CPU has no such kernel: there, 2:4 only saves storage and theoretical MACs. Layers whose
 # rows are not a multiple of 4 long (the first conv: 1 x 3 x 3 = 9) are skipped.
+
+# %% [markdown]
+# ### Exercise 6.2 (10 min): an N:M mask
+# Split every row of a 2-D score tensor into groups of `m` consecutive entries and keep the `n` highest scores of
+# each group (`True` = keep). Assume the row length is a multiple of `m`.
+
+# %%
+# Exercise 6.2 (10 min): N:M mask of a 2-D score tensor
+def my_nm_mask(scores, n, m):
+    """Bool tensor shaped like `scores` (rows, cols): True for the n highest of every m consecutive entries."""
+    ### BEGIN SOLUTION
+    groups = scores.reshape(scores.shape[0], -1, m)  # (rows, cols / m, m)
+    top = groups.topk(n, dim=2).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, top, True)
+    return mask.reshape(scores.shape)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cases = [(torch.tensor([[1.0, 4.0, 2.0, 3.0, 8.0, 5.0, 7.0, 6.0]]), 2, 4),  # keep 4, 3 | 8, 7
+         (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), 1, 2),
+         (torch.rand(6, 16, generator=g), 2, 4), (torch.rand(5, 24, generator=g), 1, 8)]
+mp.check.same_on(my_nm_mask, mp.nm_mask, cases, hint="group each row into blocks of m, keep the n largest per block")
 
 # %%
 nm = mp.copy_model(vgg)
@@ -199,12 +277,15 @@ plt.title("SmallVGG: latency vs MACs")
 # Latency falls with MACs but not proportionally: the parts of the network that do not shrink (data movement,
 # pooling, BatchNorm and ReLU passes, per-layer overhead) become a larger share. Channel counts that are not a
 # multiple of the CPU's vector width (8 floats for AVX2, 16 for AVX-512) leave vector lanes partly empty, so an
-# odd width can cost about as much as the next multiple of 8. Torch-Pruning's `round_to` option exists for
-# this reason. The benchmark `bench/structured.py` measures the same trade-off at 4x fewer MACs on three networks.
+# odd width can cost about as much as the next multiple of 8. `mp.prune_channels(model, sparsity, round_to=8)`
+# rounds every kept width down to a multiple of 8 for this reason (Torch-Pruning has the same option). The
+# benchmark `bench/structured.py` measures the same trade-off at 4x fewer MACs on three networks, at 1 and 2
+# threads and in channels_last layout.
 #
 # ## What the library gave you
 # - `mp.trace_groups`, `mp.groups_table`, `mp.plot_groups`: coupled channel groups;
 # - `mp.prune_channels` (`scope="global"`, per-layer dicts), `mp.bn_scale_scores`, `mp.slimming_loss`;
 # - `mp.droppable`, `mp.block_scores`, `mp.prune_blocks`: depth pruning;
 # - `mp.nm_masks`, `mp.nm_report`: N:M masks and their storage and MAC figures;
-# - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing.
+# - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing;
+# - `mp.widgets.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.
