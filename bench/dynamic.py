@@ -5,9 +5,13 @@ epochs E from the same initialisation:
 - dense: E epochs, no pruning (gives dense_acc);
 - one-shot + fine-tune: E/2 dense epochs, global magnitude pruning, E/2 fine-tuning epochs;
 - gradual: cubic schedule (Zhu & Gupta) from epoch 1 to 3E/4, global magnitude, then the rest at final sparsity;
-- RigL: constant sparsity from step 0, ERK densities, cosine-decayed drop fraction, updates until 3E/4;
-- ticket: iterative global magnitude pruning, rewinding to initialisation, then E epochs (the search costs
-  more epochs: column search_epochs); reinit: the same masks with fresh random weights, E epochs.
+- RigL and SET: constant sparsity from step 0, ER densities (ERK without the kernel dims: LeNet-5's two small
+  convolutions stay dense), kept initial weights rescaled by 1/sqrt(layer density), RigL regrowing by the
+  gradient summed over each 25-step interval, cosine-decayed drop fraction 0.3, updates until 3E/4;
+- ticket: global magnitude pruning of the trained dense network (one round), rewinding to initialisation,
+  then E epochs (the search costs the dense run: column search_epochs); reinit: the same masks with fresh
+  random weights, E epochs.
+Each (model, seed) is split into three jobs (dense-based methods, gradual, RigL + SET) run on 2 processes.
 Writes bench/results/dynamic.json and dynamic.md. Run: python bench/dynamic.py [--quick]
 """
 
@@ -32,7 +36,10 @@ from minprune.sparse_training import DynamicSparseTrainer, SparseConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = {"epochs": {"lenet300": 8, "lenet5": 6}, "lr": 3e-3, "batch_size": 64, "seeds": [0, 1, 2],
-          "prune_after": [0.95], "rigl": [0.9], "imp_path": [0.68, 0.9], "tickets": [0.9]}
+          "prune_after": [0.95], "dst": [0.9], "imp_path": [0.9], "tickets": [0.9],
+          "dst_options": {"distribution": "er", "rescale_init": True, "accumulate": True, "interval": 25,
+                          "drop_fraction": 0.3}}
+GROUPS = ("dense", "dst", "gradual")  # longest first
 
 
 def _train(model, splits, epochs, seed, callbacks=()):
@@ -46,8 +53,8 @@ def _fresh(arch, splits, seed):
     return mp.build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
 
 
-def run_one(arch: str, seed: int) -> list[dict]:
-    """Every method for one model and one seed: rows {model, method, sparsity, seed, acc, search_epochs}."""
+def run_one(arch: str, seed: int, group: str) -> list[dict]:
+    """One group of methods for one model and seed: rows {model, method, sparsity, seed, acc, search_epochs}."""
     torch.set_num_threads(1)
     splits, E = mp.load("mnist-small"), CONFIG["epochs"][arch]
     steps = len(splits.loader("train", CONFIG["batch_size"])) * E
@@ -57,6 +64,21 @@ def run_one(arch: str, seed: int) -> list[dict]:
         rows.append({"model": arch, "method": method, "sparsity": sparsity, "seed": seed, "acc": acc,
                      "epochs": E, "search_epochs": search})
 
+    if group == "gradual":
+        for s in CONFIG["prune_after"]:
+            model = _fresh(arch, splits, seed)
+            schedule = make_schedule("cubic", s, start=steps // E, end=3 * steps // 4,
+                                     interval=max(1, steps // E // 2))
+            pruner = GradualPruner(model, schedule, scope="global")
+            row("gradual (cubic)", s, _train(model, splits, E, seed, [pruner]))
+        return rows
+    if group == "dst":
+        for s in CONFIG["dst"]:
+            for method, label in (("rigl", "RigL"), ("set", "SET")):
+                model = _fresh(arch, splits, seed)
+                cfg = SparseConfig(sparsity=s, method=method, end=3 * steps // 4, seed=seed, **CONFIG["dst_options"])
+                row(label, s, _train(model, splits, E, seed, [DynamicSparseTrainer(model, cfg)]))
+        return rows
     dense = _fresh(arch, splits, seed)
     init, halfway = snapshot(dense), RewindPoint(steps // 2)
     row("dense", 0.0, _train(dense, splits, E, seed, [halfway]))
@@ -64,24 +86,18 @@ def run_one(arch: str, seed: int) -> list[dict]:
         model = rewind(_fresh(arch, splits, seed), halfway.state)
         prune(model, magnitude_scores(model), s, scope="global")
         row("one-shot + fine-tune", s, _train(model, splits, E - E // 2, seed))
-        model = _fresh(arch, splits, seed)
-        schedule = make_schedule("cubic", s, start=steps // E, end=3 * steps // 4, interval=max(1, steps // E // 2))
-        row("gradual (cubic)", s, _train(model, splits, E, seed, [GradualPruner(model, schedule, scope="global")]))
-    for s in CONFIG["rigl"]:
-        model = _fresh(arch, splits, seed)
-        cfg = SparseConfig(sparsity=s, method="rigl", distribution="erk", interval=25, end=3 * steps // 4, seed=seed)
-        row("RigL", s, _train(model, splits, E, seed, [DynamicSparseTrainer(model, cfg)]))
     trained, search = dense, 0  # IMP round 1 is the dense run itself
     for s in CONFIG["imp_path"]:
         ticket = copy_model(trained)
         prune(ticket, magnitude_scores(ticket), s, scope="global")
         rewind(ticket, init)
-        control = random_reinit(copy_model(ticket), seed=1000 + seed)
         acc = _train(ticket, splits, E, seed)
+        search += E
         if s in CONFIG["tickets"]:
+            control = random_reinit(copy_model(ticket), seed=1000 + seed)
             row("ticket (rewind to init)", s, acc, search)
             row("ticket reinit (control)", s, _train(control, splits, E, seed), search)
-        trained, search = ticket, search + E
+        trained = ticket
     return rows
 
 
@@ -96,6 +112,9 @@ def aggregate(raw: list[dict]) -> tuple[list[dict], dict]:
         rows.append({"model": model, "method": method, "sparsity": sparsity, "epochs": rs[0]["epochs"],
                      "search_epochs": rs[0]["search_epochs"], "acc_mean": statistics.mean(accs),
                      "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs)})
+    order = ["dense", "one-shot + fine-tune", "gradual (cubic)", "RigL", "SET", "ticket (rewind to init)",
+             "ticket reinit (control)"]
+    rows.sort(key=lambda r: (list(CONFIG["epochs"]).index(r["model"]), order.index(r["method"]), r["sparsity"]))
     dense = {r["model"]: r["acc_mean"] for r in rows if r["method"] == "dense"}
     return rows, dense
 
@@ -120,8 +139,8 @@ def targets(rows: list[dict], dense: dict) -> list[dict]:
 def to_markdown(rows: list[dict], dense: dict, checks: list[dict], seconds: float) -> str:
     lines = ["# Dynamic pruning benchmark", "",
              f"Embedded MNIST sample (3,500 train / 1,000 test), seeds {CONFIG['seeds']}, Adam lr {CONFIG['lr']}, "
-             f"epochs per method {CONFIG['epochs']}; sparsity of the Linear/Conv weights. "
-             f"Runtime {seconds:.0f} s.", "",
+             f"epochs per method {CONFIG['epochs']}; sparsity of the Linear/Conv weights. RigL/SET options "
+             f"{CONFIG['dst_options']}. Runtime {seconds:.0f} s (2 processes).", "",
              "| model | method | sparsity | epochs | search epochs | acc mean (%) | acc std |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -141,7 +160,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         CONFIG.update(seeds=[0], epochs={"lenet300": 2, "lenet5": 2})
-    jobs = [(arch, seed) for arch in CONFIG["epochs"] for seed in CONFIG["seeds"]]
+    jobs = [(arch, seed, group) for group in GROUPS for arch in CONFIG["epochs"] for seed in CONFIG["seeds"]]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         raw = [r for rows in pool.map(run_one, *zip(*jobs)) for r in rows]

@@ -17,6 +17,7 @@ from torch import nn
 from .masks import check_sparsity, masks_sparsity
 from .prune import copy_model, get_masks, make_permanent, prune
 from .scores import magnitude_scores
+from .train import check_model
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -25,6 +26,7 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     Keys are the plain names ('layers.1.weight', not 'layers.1.weight_orig').
     See notebooks/07_dynamic_pruning.ipynb.
     """
+    check_model(model)
     state = {}
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if not name.endswith("_mask"):

@@ -2,8 +2,13 @@
 
 SET (Mocanu et al. 2018) drops the smallest-magnitude weights and regrows as many at random;
 RigL (Evci et al. 2020) regrows where the dense gradient is largest. The drop fraction decays with a cosine
-to zero at `end`, after which the connectivity is frozen. Per-layer sparsities are uniform or ERK
-(Erdos-Renyi-Kernel: density proportional to (sum of dims) / (product of dims)).
+to zero at `end`, after which the connectivity is frozen. Per-layer sparsities are uniform, ERK
+(Erdos-Renyi-Kernel: density proportional to (sum of dims) / (product of dims)) or ER (the same over the
+(out, in) channel dims only, ignoring the kernel: Evci et al.'s `include_kernel=False`, which keeps small
+convolutions dense). Options that help at short budgets: `rescale_init` (the kept initial weights are divided
+by sqrt(layer density), so each unit's pre-activation variance is the dense one: the "sparse init" of
+Evci et al. 2022) and `accumulate` (RigL regrows by the gradient summed over the whole update interval
+rather than one mini-batch's).
 Masked weights are zeroed in place after every optimizer step (not reparametrised), so `.grad` at a
 pruned position is the dense gradient RigL needs.
 See notebooks/07_dynamic_pruning.ipynb.
@@ -20,16 +25,19 @@ from torch import nn
 from .masks import n_pruned, prunable_names
 
 METHODS = ("set", "rigl")
-DISTRIBUTIONS = ("uniform", "erk")
+DISTRIBUTIONS = ("uniform", "erk", "er")
 
 
-def erk_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float) -> dict[str, float]:
+def erk_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, *, include_kernel: bool = True
+                   ) -> dict[str, float]:
     """Per-layer sparsities whose total is `sparsity`, with density proportional to sum(shape) / prod(shape).
 
+    include_kernel=False (ER) uses only the first two dims (out, in channels) in that ratio.
     Layers that would need a density above 1 are kept dense and the others rescaled (Evci et al. 2020).
     """
     numel = {n: math.prod(s) for n, s in shapes.items()}
-    raw = {n: sum(s) / numel[n] for n, s in shapes.items()}
+    dims = {n: s if include_kernel else s[:2] for n, s in shapes.items()}
+    raw = {n: sum(d) / math.prod(d) for n, d in dims.items()}
     dense: set[str] = set()
     while True:
         budget = (1 - sparsity) * sum(numel.values()) - sum(numel[n] for n in dense)
@@ -41,7 +49,7 @@ def erk_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float) -> dict[
 
 
 def layer_sparsities(model: nn.Module, sparsity: float, distribution: str = "erk") -> dict[str, float]:
-    """Target sparsity of every prunable weight for 'uniform' or 'erk' distribution."""
+    """Target sparsity of every prunable weight for the 'uniform', 'erk' or 'er' distribution."""
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     params = dict(model.named_parameters())
@@ -52,12 +60,17 @@ def layer_sparsities(model: nn.Module, sparsity: float, distribution: str = "erk
         raise ValueError("the model already carries pruning masks; call make_permanent(model) first")
     if distribution == "uniform":
         return {n: sparsity for n in names}
-    return erk_sparsities({n: tuple(params[n].shape) for n in names}, sparsity)
+    shapes = {n: tuple(params[n].shape) for n in names}
+    return erk_sparsities(shapes, sparsity, include_kernel=distribution == "erk")
 
 
 @dataclass
 class SparseConfig:
-    """Settings of SET / RigL. `interval`: steps between connectivity updates; `end`: last update step."""
+    """Settings of SET / RigL. `interval`: steps between connectivity updates; `end`: last update step.
+
+    rescale_init: divide the kept initial weights by sqrt(layer density); accumulate: RigL grows by |sum of the
+    gradients since the last update| instead of the last mini-batch's gradient.
+    """
 
     sparsity: float = 0.9
     method: str = "rigl"
@@ -66,6 +79,8 @@ class SparseConfig:
     interval: int = 50
     end: int = 1000
     seed: int = 0
+    rescale_init: bool = False
+    accumulate: bool = False
 
     def validate(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
@@ -80,6 +95,9 @@ class SparseConfig:
             raise ValueError(f"interval must be a positive number of steps, got {self.interval!r}")
         if not isinstance(self.end, int) or self.end < 1:
             raise ValueError(f"end must be a positive step, got {self.end!r}")
+        for name in ("rescale_init", "accumulate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 def cosine_drop_fraction(step: int, initial: float, end: int) -> float:
@@ -136,6 +154,9 @@ class DynamicSparseTrainer:
         self.updates: list[dict] = []
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.keep_masks = keep_masks
+        self.grad_sums: dict[str, torch.Tensor] = {}
+        if self.config.rescale_init:
+            self.rescale(model)
         self.apply(model)
         if keep_masks:
             self.snapshots[0] = {n: m.clone().cpu() for n, m in self.masks.items()}
@@ -147,15 +168,35 @@ class DynamicSparseTrainer:
         for name, mask in self.masks.items():
             params[name].mul_(mask)
 
+    @torch.no_grad()
+    def rescale(self, model: nn.Module) -> None:
+        """Divide every layer's weights by sqrt(its mask density): the dense pre-activation variance."""
+        params = dict(model.named_parameters())
+        for name, mask in self.masks.items():
+            params[name].div_(math.sqrt(max(float(mask.float().mean()), 1e-12)))
+
     def on_step_end(self, model: nn.Module, step: int) -> None:
         cfg = self.config
+        if cfg.accumulate and cfg.method == "rigl" and step < cfg.end:
+            self._accumulate(model)
         if step % cfg.interval == 0 and step < cfg.end:
             self.update(model, step)
         self.apply(model)
 
-    def _grow_scores(self, p: nn.Parameter) -> torch.Tensor:
+    @torch.no_grad()
+    def _accumulate(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for name in self.masks:
+            grad = params[name].grad
+            if grad is not None:
+                total = self.grad_sums.get(name)
+                self.grad_sums[name] = grad.clone() if total is None else total.add_(grad)
+
+    def _grow_scores(self, name: str, p: nn.Parameter) -> torch.Tensor:
         if self.config.method == "set":
             return torch.rand(p.shape, generator=self.generator).to(p.device)
+        if name in self.grad_sums:
+            return self.grad_sums.pop(name).abs()
         if p.grad is None:
             raise RuntimeError("RigL needs gradients: call update() after loss.backward(), before zero_grad()")
         return p.grad.abs()
@@ -167,7 +208,7 @@ class DynamicSparseTrainer:
         params = dict(model.named_parameters())
         for name, mask in self.masks.items():
             p = params[name]
-            new, n_drop, n_grow = drop_and_grow(p, mask, self._grow_scores(p), fraction)
+            new, n_drop, n_grow = drop_and_grow(p, mask, self._grow_scores(name, p), fraction)
             p.mul_(new)  # dropped weights become 0; regrown ones start from 0 (RigL)
             self.masks[name] = new
             self.updates.append({"step": step, "layer": name, "pruned": n_drop, "regrown": n_grow,

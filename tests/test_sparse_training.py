@@ -45,11 +45,13 @@ class Spy(DynamicSparseTrainer):
         self.checked = getattr(self, "checked", 0) + 1
 
 
-@pytest.mark.parametrize("method, distribution", [("rigl", "erk"), ("set", "uniform"), ("rigl", "uniform")])
+@pytest.mark.parametrize("method, distribution", [("rigl", "erk"), ("set", "uniform"), ("rigl", "uniform"),
+                                                  ("rigl", "er"), ("set", "er")])
 def test_sparsity_constant_and_no_immediate_regrowth(method, distribution):
     mp.seed_everything(0)
     model = mp.build("lenet300")
-    cfg = SparseConfig(sparsity=0.8, method=method, distribution=distribution, interval=2, end=16)
+    extras = dict(rescale_init=True, accumulate=True) if distribution == "er" else {}
+    cfg = SparseConfig(sparsity=0.8, method=method, distribution=distribution, interval=2, end=16, **extras)
     dst = Spy(model, cfg)
     expected = {n: 1 - int(m.sum()) / m.numel() for n, m in dst.masks.items()}
     mp.fit(model, _toy(), epochs=4, lr=3e-3, callbacks=[dst], progress=False)
@@ -115,9 +117,49 @@ def test_erk_keeps_small_layers_dense_when_needed():
     assert out["tiny.weight"] == 0.0 and out["big.weight"] == pytest.approx(0.5 - 20 / 2_000_000 * 0.5, abs=1e-4)
 
 
+def test_er_ignores_the_kernel_and_keeps_lenet5_convolutions_dense():
+    model = mp.build("lenet5")
+    out = layer_sparsities(model, 0.9, "er")
+    assert out["features.0.weight"] == 0.0 and out["features.3.weight"] == 0.0  # (6+16)/(6*16) is large
+    params = dict(model.named_parameters())
+    total = sum(params[n].numel() for n in out)
+    assert sum(out[n] * params[n].numel() for n in out) == pytest.approx(0.9 * total, rel=1e-6)
+    assert erk_sparsities({"a": (8, 4, 3, 3)}, 0.5, include_kernel=False) == pytest.approx({"a": 0.5})
+
+
+def test_rescale_init_divides_the_kept_weights_by_sqrt_density():
+    mp.seed_everything(0)
+    model = mp.build("lenet5")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dst = DynamicSparseTrainer(model, SparseConfig(sparsity=0.9, distribution="uniform", rescale_init=True))
+    params = dict(model.named_parameters())
+    for name, mask in dst.masks.items():
+        density = float(mask.float().mean())
+        assert torch.allclose(params[name][mask], before[name][mask] / math.sqrt(density))
+        assert torch.all(params[name][~mask] == 0)
+    assert torch.equal(params["features.0.bias"], before["features.0.bias"])  # biases untouched
+
+
+def test_accumulate_grows_by_the_gradient_summed_over_the_interval():
+    """Two steps whose gradients cancel at one position: the last batch alone would pick it, the sum does not."""
+    layer = nn.Sequential(nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        layer[0].weight.copy_(torch.tensor([[0.5, 0.1, 0.0, 0.0]]))
+    cfg = SparseConfig(sparsity=0.5, distribution="uniform", drop_fraction=1.0, interval=2, end=100,
+                       accumulate=True)
+    dst = DynamicSparseTrainer(layer, cfg)
+    dst.masks = {"0.weight": torch.tensor([[True, True, False, False]])}
+    for step, grad in [(1, [0.0, 0.0, 3.0, -1.0]), (2, [0.0, 0.0, -3.0, -1.0])]:
+        layer[0].weight.grad = torch.tensor([grad])
+        dst.on_step_end(layer, step)
+    assert torch.equal(dst.masks["0.weight"], torch.tensor([[True, False, False, True]]))  # |sum| 0 vs 2
+    assert dst.grad_sums == {}  # the sums restart after every update
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(sparsity=1.0), "sparsity"), (dict(method="snip"), "method"), (dict(distribution="er"), "distribution"),
-    (dict(interval=0), "interval"), (dict(drop_fraction=1.5), "drop_fraction"),
+    (dict(sparsity=1.0), "sparsity"), (dict(method="snip"), "method"), (dict(distribution="erdos"), "distribution"),
+    (dict(interval=0), "interval"), (dict(drop_fraction=1.5), "drop_fraction"), (dict(accumulate=1), "accumulate"),
+    (dict(rescale_init="yes"), "rescale_init"),
 ])
 def test_bad_config_raises_and_leaves_model_untouched(kwargs, message):
     model = mp.build("lenet300")

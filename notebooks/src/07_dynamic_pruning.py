@@ -11,7 +11,7 @@
 # 6. measure input-dependent (runtime) pruning: neuron gating, the compute it really skips, next to a static
 #    network of the same average cost.
 #
-# Time: about 75 minutes.
+# Time: about 75 minutes, plus 40 for Exercises 7.1-7.3.
 
 # %% tags=["parameters"]
 import os
@@ -23,6 +23,8 @@ LR = 3e-3  # Adam learning rate of every method in the comparison
 GATE_EPOCHS = 2 if FAST else 6
 
 # %%
+import math
+
 import torch
 
 import minprune as mp
@@ -60,14 +62,18 @@ for step in [0, 100, 150, 300, 500, 900]:
 fig = mp.plots_dynamic.plot_schedules(schedules, 600)
 
 # %% [markdown]
-# ### Build the cubic schedule yourself
-# Write `my_cubic(step, final, initial, start, end, interval)`: hold `initial` before `start`, `final` from
+# ### Exercise 7.1 (10 min): build the cubic schedule yourself
+# Write `my_cubic(step, final, initial, start, end, interval)`: hold `initial` up to `start`, `final` from
 # `end` on, and in between use the formula with $t$ rounded *down* to the last update step
-# $t_0 + k\,\Delta t$ (the sparsity only changes when the pruner acts).
+# $t_0 + k\,\Delta t$ (the sparsity only changes when the pruner acts), so that $n\,\Delta t$ = `end - start`.
+# The check cell compares it with `mp.schedules.cubic`.
 
 # %%
 # BUILD IT YOURSELF
+# Exercise 7.1 (10 min): the cubic sparsity schedule of Zhu & Gupta
 def my_cubic(step, final, initial=0.0, start=0, end=1000, interval=1):
+    """Target sparsity at `step`: `initial` until `start`, `final` from `end` on, cubic in between."""
+    ### BEGIN SOLUTION
     if step <= start:
         return initial
     if step >= end:
@@ -75,12 +81,23 @@ def my_cubic(step, final, initial=0.0, start=0, end=1000, interval=1):
     last_update = start + (step - start) // interval * interval
     fraction_done = (last_update - start) / (end - start)
     return final + (initial - final) * (1 - fraction_done) ** 3
+    ### END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for step in [0, 37, 100, 250, 499, 500, 800]:
-    mp.check.same_as(my_cubic, mp.schedules.cubic, step, 0.9, initial=0.1, start=100, end=500, interval=50)
+def library_cubic(step, final, initial, start, end, interval):
+    return mp.schedules.cubic(step, final, initial=initial, start=start, end=end, interval=interval)
+
+
+cases = [(0, 0.9, 0.0, 0, 100, 1), (50, 0.9, 0.0, 0, 100, 1),  # half-way: 0.9 - 0.9 * 0.5**3 = 0.7875
+         (100, 0.9, 0.0, 0, 100, 1), (37, 0.9, 0.1, 100, 500, 50), (249, 0.9, 0.1, 100, 500, 50)]
+g = torch.Generator().manual_seed(0)
+for _ in range(20):
+    start, length, interval = torch.randint(0, 200, (3,), generator=g).tolist()
+    end, step = start + length + 1, int(torch.randint(0, 500, (1,), generator=g))
+    cases.append((step, 0.95, 0.2, start, end, interval + 1))
+mp.check.same_on(my_cubic, library_cubic, cases, hint="round t down to start + k * interval before the formula")
 
 # %% [markdown]
 # ## 2. Gradual pruning as a training callback
@@ -189,13 +206,16 @@ print(f"ticket {mp.accuracy(ticket, test_loader):.1f}%, same masks with random w
 # **RigL** (Evci et al. 2020) starts sparse with ERK layer densities (big layers sparser), and every 25 steps
 # drops the smallest active weights of each layer and regrows as many where the gradient is largest; the drop
 # fraction decays with a cosine. Masked weights are zeroed after each step, so `.grad` at a pruned position
-# is the dense gradient RigL needs. SET is the same with random regrowth.
+# is the dense gradient RigL needs. SET is the same with random regrowth. Two options matter on a short budget
+# (`bench/dynamic.py` measures them): `rescale_init=True` divides the kept initial weights by
+# $\sqrt{\text{density}}$, so a unit with 10% of its inputs starts with the activation scale of a dense one;
+# `accumulate=True` regrows by the gradient summed over the 25 steps since the last update, not one noisy batch.
 
 # %%
 mp.seed_everything(0)
 rigl = mp.build("lenet300")
 config = mp.SparseConfig(sparsity=SPARSITY, method="rigl", distribution="erk", interval=25,
-                         end=3 * total_steps // 4)
+                         end=3 * total_steps // 4, rescale_init=True, accumulate=True)
 rigl_trainer = mp.DynamicSparseTrainer(rigl, config, keep_masks=True)
 rigl_history = mp.fit(rigl, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader,
                       callbacks=[rigl_trainer], progress=False)
@@ -243,6 +263,89 @@ for name in first:
     print(f"{name}: {moved:,} of {int(first[name].sum()):,} initial connections moved during training")
 
 # %% [markdown]
+# ### Exercise 7.2 (15 min): one drop-and-grow update
+# Write the heart of RigL for one layer. With `n_active` active weights and `n_inactive` inactive ones, let
+# `k = min(int(fraction * n_active), n_inactive)`. Drop the `k` *active* weights with the smallest `|W|`, and
+# grow the `k` positions with the largest `grow_scores` among those that were inactive **before** this update
+# (so a weight dropped now cannot come straight back). Return the new bool mask (True = keep), same shape.
+# Hint: `torch.topk` on a flattened tensor in which the positions you must not pick are set to `inf` / `-inf`.
+
+# %%
+# Exercise 7.2 (15 min): one RigL update of one layer
+def my_drop_and_grow(W, mask, grow_scores, fraction):
+    """New mask after dropping the k smallest active |W| and growing the k inactive positions of largest score."""
+    ### BEGIN SOLUTION
+    active = mask.flatten()
+    k = min(int(fraction * int(active.sum())), int((~active).sum()))
+    new = active.clone()
+    if k > 0:
+        magnitude = W.abs().flatten().masked_fill(~active, float("inf"))
+        new[torch.topk(magnitude, k, largest=False).indices] = False
+        growable = grow_scores.flatten().masked_fill(active, -float("inf"))
+        new[torch.topk(growable, k).indices] = True
+    return new.view_as(mask)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from minprune.sparse_training import drop_and_grow, erk_sparsities
+
+
+def library_drop_and_grow(W, mask, grow_scores, fraction):
+    return drop_and_grow(W, mask, grow_scores, fraction)[0]
+
+
+W = torch.tensor([[0.5, -0.1, 0.0, 0.0], [0.3, 0.2, 0.0, 0.0]])
+scores = torch.tensor([[9.0, 9.0, 1.0, 5.0], [9.0, 9.0, 4.0, 2.0]])
+cases = [(W, W != 0, scores, 0.5),  # drop -0.1 and 0.2 (k = 2), grow the 5 and the 4; the 9s are active
+         (W, W != 0, scores, 0.0)]  # k = 0: nothing moves
+g = torch.Generator().manual_seed(0)
+for density, fraction in [(0.3, 0.3), (0.1, 0.5), (0.7, 1.0)]:  # the last one is capped by n_inactive
+    mask = torch.rand(20, 30, generator=g) < density
+    cases.append((torch.randn(20, 30, generator=g) * mask, mask, torch.rand(20, 30, generator=g), fraction))
+mp.check.same_on(my_drop_and_grow, library_drop_and_grow, cases,
+                 hint="drop among the active weights only, grow among the positions inactive before the update")
+
+# %% [markdown]
+# ### Exercise 7.3 (15 min): ERK layer densities
+# Erdos-Renyi-Kernel gives layer $l$ the density $\varepsilon\,\frac{\sum_i d_i}{\prod_i d_i}$ for a weight of
+# shape $(d_1, d_2, \dots)$, with one $\varepsilon$ for the whole network chosen so that the kept weights add up
+# to `(1 - sparsity)` times all weights. A layer whose density would exceed 1 is kept dense (sparsity 0):
+# remove it from the pool, subtract its weights from the budget, recompute $\varepsilon$ for the others, and
+# repeat until no layer exceeds 1. Return `{name: sparsity}`.
+
+# %%
+# Exercise 7.3 (15 min): ERK per-layer sparsities
+def my_erk(shapes, sparsity):
+    """{name: layer sparsity} whose weighted total is `sparsity`; shapes is {name: tuple of dims}."""
+    ### BEGIN SOLUTION
+    numel = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s) / numel[n] for n, s in shapes.items()}
+    dense = set()
+    while True:
+        budget = (1 - sparsity) * sum(numel.values()) - sum(numel[n] for n in dense)
+        eps = budget / sum(raw[n] * numel[n] for n in shapes if n not in dense)
+        too_dense = {n for n in shapes if n not in dense and eps * raw[n] > 1}
+        if not too_dense:
+            return {n: 0.0 if n in dense else 1 - eps * raw[n] for n in shapes}
+        dense |= too_dense
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+lenet5_shapes = {n: tuple(p.shape) for n, p in mp.build("lenet5").named_parameters() if n.endswith("weight")}
+cases = [({"a": (10, 10), "b": (10, 10)}, 0.5),  # two equal layers: 0.5 each
+         ({"big": (1000, 1000), "tiny": (10, 2)}, 0.5),  # tiny would need density > 1: kept dense
+         (lenet5_shapes, 0.9)]
+for _ in range(5):
+    dims = torch.randint(2, 300, (3, 2), generator=g).tolist()
+    cases.append(({f"layer{i}": tuple(d) for i, d in enumerate(dims)}, float(torch.rand(1, generator=g)) * 0.98))
+mp.check.same_on(my_erk, erk_sparsities, cases, hint="repeat: cap the layers above density 1, recompute epsilon")
+print({n: round(s, 3) for n, s in erk_sparsities(lenet5_shapes, 0.9).items()})
+
+# %% [markdown]
 # ## 5. Input-dependent pruning: neuron gating
 # Static pruning removes the same weights for every input. A *gate* can instead decide per input which neurons
 # to compute. `mp.gating.GatedMLP` puts a small gate (784 → 16 → 300, and 300 → 16 → 100) in front of each
@@ -284,11 +387,11 @@ mp.Table([
 # residual blocks of a big CNN), and only if the hardware can exploit a per-input sparsity pattern, which
 # batched dense kernels usually cannot.
 #
-# ## Exercises
-# **Question 7.1** (5 min). The cubic schedule reaches half of its final sparsity after what fraction of the
+# ## Questions
+# **Question 7.4** (5 min). The cubic schedule reaches half of its final sparsity after what fraction of the
 # pruning window? (Solve $1 - (1 - p)^3 = 1/2$.)
 #
-# **Question 7.2** (15 min). Rerun section 3 with `SPARSITY = 0.98`. Which method degrades most, and why does the
+# **Question 7.5** (15 min). Rerun section 3 with `SPARSITY = 0.98`. Which method degrades most, and why does the
 # ERK distribution of RigL help at extreme sparsity?
 #
 # ## What the library gave you
@@ -297,7 +400,8 @@ mp.Table([
 # - `mp.GradualPruner(model, schedule, scores=, scope=, structured=)`: a callback; `.history`, `.snapshots`,
 #   `.finish(model)` (physical compaction when structured);
 # - `mp.snapshot`, `mp.rewind`, `mp.RewindPoint(k)`, `mp.random_reinit`, `mp.find_ticket` (lottery tickets);
-# - `mp.SparseConfig`, `mp.DynamicSparseTrainer` (RigL / SET, uniform or ERK), `.updates`, `.snapshots`;
+# - `mp.SparseConfig` (RigL / SET; uniform, ERK or ER; `rescale_init`, `accumulate`), `mp.DynamicSparseTrainer`,
+#   `.updates`, `.snapshots`; `minprune.sparse_training.drop_and_grow` and `erk_sparsities` (Exercises 7.2, 7.3);
 # - `mp.gating.GatedMLP`, `gating_loss`, `sparse_forward`, `gated_macs`, `narrow_mlp`, `matching_widths`;
 # - `mp.plots_dynamic.plot_schedules / plot_layer_sparsity / plot_regrowth / plot_mask_snapshots /
 #   plot_accuracy_curves`.
