@@ -21,6 +21,7 @@ from minprune import export as ex
 from minprune.checkpoint import atomic_write
 from minprune.energy import estimate_energy
 from minprune.measure import size_on_disk
+from minprune.onnx_int8 import int8_weights_onnx
 from minprune.prune import copy_model, prune
 from minprune.scores import magnitude_scores
 from minprune.surgery import prune_channels
@@ -28,6 +29,9 @@ from minprune.table import Table
 
 RESULTS = Path(__file__).parent / "results"
 THREADS, ROUNDS, SEED = 1, 25, 0
+FC = {"classifier.1": 8, "classifier.3": 8, "classifier.5": 8}
+PRECISION = {  # (bits of the arithmetic and activations, bits of the stored weights) for the energy model
+    "compacted int8": {"bits": 8}, "compacted int8-fc": {"bits": FC}, "compacted int8 weights": {"weight_bits": 8}}
 
 
 def build_variants(splits) -> dict:
@@ -54,6 +58,7 @@ def build_sessions(models: dict, splits) -> tuple[dict, dict, dict]:
     calibration = splits.sample(256, "train")[0]
     protos["compacted int8"] = ex.quantize_onnx(protos["compacted"], calibration)  # static, every op
     protos["compacted int8-fc"] = ex.quantize_onnx(protos["compacted"], calibration, op_types=["Gemm", "MatMul"])
+    protos["compacted int8 weights"] = int8_weights_onnx(protos["compacted"])  # int8 file, float arithmetic
     sessions = {name: ex.session(p, threads=THREADS) for name, p in protos.items()}
     return protos, sessions, diffs
 
@@ -64,7 +69,9 @@ def main() -> dict:
     splits = mp.load("mnist-small")
     test = splits.loader("test", 500)
     models = build_variants(splits)
+    print(f"variants trained after {time.perf_counter() - start:.0f} s", flush=True)
     protos, sessions, diffs = build_sessions(models, splits)
+    print(f"exported and quantized after {time.perf_counter() - start:.0f} s", flush=True)
     shipped = {n: ex.deployable_copy(m)[0] for n, m in models.items()}  # masks made permanent: what you would ship
     runners = {("pytorch", n): m for n, m in shipped.items()} | {("onnxruntime", n): s for n, s in sessions.items()}
     keyed = {f"{rt}/{n}": r for (rt, n), r in runners.items()}
@@ -73,18 +80,28 @@ def main() -> dict:
     rows = []
     for (runtime, name), r in runners.items():
         model = shipped[name.split()[0]]
-        bits = 8 if "int8" in name else 32
+        precision = PRECISION.get(name, {})
         onnx_run = isinstance(r, ort.InferenceSession)
         rows.append({"model": "lenet5", "variant": name, "runtime": runtime,
                      "bytes": protos[name].ByteSize() if onnx_run else size_on_disk(model)["bytes"],
                      "acc": ex.onnx_accuracy(r, test) if onnx_run else mp.evaluate(model, test)["acc"],
                      "latency_b1_ms": ms[1][f"{runtime}/{name}"], "latency_b64_ms": ms[64][f"{runtime}/{name}"],
-                     "energy_uj": estimate_energy(model, bits=bits)["total_uj"],
-                     "energy_sparse_hw_uj": estimate_energy(model, bits=bits, sparse=True)["total_uj"],
+                     "energy_uj": estimate_energy(model, **precision)["total_uj"],
+                     "energy_sparse_hw_uj": estimate_energy(model, **precision, sparse=True)["total_uj"],
                      "max_abs_diff": diffs.get(name) if onnx_run else None})
     return {"rows": rows, "targets": targets(rows), "seconds": time.perf_counter() - start,
             "setup": {"threads": THREADS, "rounds": ROUNDS, "torch": torch.__version__, "onnxruntime": ort.__version__,
-                      "cpu": platform.processor() or platform.machine()}}
+                      "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags()}}
+
+
+def cpu_flags() -> str:
+    """The SIMD features that decide which int8 kernels are fast (VNNI: int8 dot products in one instruction)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def targets(rows: list[dict]) -> dict:
@@ -108,8 +125,12 @@ def write(result: dict) -> None:
     table = Table([{k: v for k, v in r.items() if k != "model"} for r in result["rows"]])
     lines = ["# Deployment benchmark: LeNet-5 on mnist-small", "",
              f"{THREADS} thread, medians of {ROUNDS} interleaved rounds; bytes = torch.save state_dict (PyTorch) or "
-             "ONNX file; energy = Horowitz 45 nm model, batch 1, weights from DRAM (dense hardware; "
-             "`energy_sparse_hw_uj`: hardware that stores and multiplies only nonzeros).", "", table.to_markdown(), "",
+             "ONNX file; energy = Horowitz 45 nm model, batch 1, weights from DRAM, each layer at its own precision "
+             "(dense hardware; `energy_sparse_hw_uj`: hardware that stores and multiplies only nonzeros).", "",
+             "Variants: `int8` = ONNX Runtime static int8, every Conv/Gemm (QOperator QLinearConv/QGemm, u8 "
+             "activations, s8 per-channel weights); `int8-fc` = only the Gemm layers int8; `int8 weights` = weights "
+             "stored int8 (per-channel, symmetric), dequantized once when the session is created, float arithmetic. "
+             f"CPU: {result['setup']['cpu_flags']}.", "", table.to_markdown(), "",
              "## Targets", "", "```json", json.dumps(result["targets"], indent=2), "```", ""]
     atomic_write(RESULTS / "deploy.md", lambda f: f.write("\n".join(lines).encode()))
 

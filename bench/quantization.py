@@ -2,8 +2,10 @@
 
 Targets (issue 6): int8 PTQ >= 3.5x smaller file at <= 0.5 point accuracy drop and faster CPU inference than
 float; Deep Compression (prune + k-means sharing + Huffman) on LeNet-300-100 >= 100x smaller than the float
-dense model at <= 0.5 point drop. Bytes are real files (torch.save of the state_dict, or the Deep Compression
-file); latency is the median over interleaved rounds, float vs variant in the same process, 1 thread, batch 64.
+dense model at <= 0.5 point drop. Bytes are real files: torch.save of the float state_dict, the compact int8 file
+of `save_int8` (checked to load back to identical outputs), or the Deep Compression file; latency is the median
+over interleaved rounds, float vs variant in the same process, 1 thread, batch 64. The int8 engine is
+`engine="auto"` (oneDNN for the CNNs, x86/fbgemm for the MLP; see minprune/int8.py for the measurements).
 Writes bench/results/quantization.json and quantization.md. Run: `.venv/bin/python bench/quantization.py`.
 """
 
@@ -19,6 +21,7 @@ import torch
 
 import minprune as mp
 from minprune.checkpoint import atomic_write
+from minprune.int8_file import load_int8, save_int8
 from minprune.prune import copy_model, make_permanent, prune
 from minprune.scores import magnitude_scores
 
@@ -40,6 +43,15 @@ def row(model_name, method, bits, nbytes, float_bytes, acc, float_acc, speed) ->
     return {"model": model_name, "method": method, "bits": bits, "bytes": nbytes,
             "compression": round(float_bytes / nbytes, 2), "acc": round(acc, 2), "acc_drop": round(float_acc - acc, 2),
             "speedup": round(speed, 2)}
+
+
+def int8_file_bytes(q, probe) -> int:
+    """Bytes of the compact int8 file; the file must load back to exactly the same outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        nbytes = save_int8(Path(tmp) / "model.mpq", q)["bytes"]
+        if not torch.equal(load_int8(Path(tmp) / "model.mpq")(probe), q(probe)):
+            raise AssertionError(f"{q.method} int8 file does not reproduce the model's outputs")
+    return nbytes
 
 
 def deep_compression(base, splits, test) -> tuple[torch.nn.Module, int]:
@@ -65,6 +77,7 @@ def main() -> None:
     start = time.time()
     splits = mp.load("mnist-small")
     test, calib = splits.loader("test", 500), [splits.sample(256, "train")[0]]
+    probe = splits.sample(64, "test")[0]
     rows = []
     for arch in ("lenet300", "lenet5", "vgg", "resnet"):
         base = mp.pretrained(arch, progress=False).eval()
@@ -74,8 +87,8 @@ def main() -> None:
         if arch == "lenet300":
             variants = {"dynamic PTQ": mp.dynamic_int8(base), **variants}
         for method, q in variants.items():
-            rows.append(row(arch, f"int8 {method}", 8, mp.size_on_disk(q)["bytes"], float_bytes, mp.accuracy(q, test),
-                            float_acc, speedup(base, q)))
+            rows.append(row(arch, f"int8 {method} ({q.engine})", 8, int8_file_bytes(q, probe), float_bytes,
+                            mp.accuracy(q, test), float_acc, speedup(base, q)))
         if arch == "lenet300":
             decoded, nbytes = deep_compression(base, splits, test)
             rows.append(row(arch, f"deep compression (prune {DC_SCHEDULE[-1]:.1%}, {DC_BITS}-bit, Huffman)", DC_BITS,

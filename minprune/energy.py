@@ -8,7 +8,10 @@ The per-operation energies are Horowitz's (ISSCC 2014, "Computing's energy probl
 The model (every assumption can be changed by an argument):
 - only layers with weights (Linear, Conv) cost anything: BatchNorm is folded into the convolution before
   deployment, and ReLU and pooling are fused into the layer before them;
-- a MAC is one multiply plus one add at the deployed precision (`bits=32`: float, `bits=8`: int8);
+- a MAC is one multiply plus one add at the layer's precision (32: float, 8: int8). Each layer has its own:
+  int8 layers of a PyTorch int8 model count at 8 bits, float layers at 32 (a mixed model mixes them);
+  `bits=8` or `bits={"classifier.1": 8}` sets it for all or for the named layers, and `weight_bits` the
+  same for the stored weights alone (int8 weights computed in float: `weight_bits=8`, `bits=32`);
 - every weight and bias is fetched once per inference (batch 1: no reuse across examples) from `weights`
   memory ("dram" by default: a model of 250 KB does not fit an 8 KB SRAM);
 - each layer reads its input and writes its output once, in `activations` memory ("sram" by default);
@@ -23,7 +26,8 @@ See notebooks/11_deploy.ipynb.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -47,6 +51,12 @@ class EnergyCosts:
     dram_32bit: float = 640.0
     sram_32bit: float = 5.0  # 8 KB SRAM
 
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"EnergyCosts.{f.name} must be a finite number >= 0 (picojoules), got {value!r}")
+
     def mac(self, bits: int) -> float:
         """pJ of one multiply-accumulate at 32-bit float or 8-bit int. See notebooks/11_deploy.ipynb."""
         return self.fp32_mult + self.fp32_add if bits == 32 else self.int8_mult + self.int8_add
@@ -59,6 +69,17 @@ class EnergyCosts:
 HOROWITZ_45NM = EnergyCosts()
 
 
+def _is_quantized(module: nn.Module) -> bool:
+    """An int8 Linear/Conv of torch.ao (static or dynamic): its weight() is a method returning a qint8 tensor."""
+    return type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
+
+
+def _is_layer(module: nn.Module) -> bool:
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        return True
+    return _is_quantized(module) and callable(getattr(module, "weight", None))
+
+
 def _example_input(model: nn.Module, input_shape) -> torch.Tensor:
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
@@ -68,34 +89,37 @@ def _example_input(model: nn.Module, input_shape) -> torch.Tensor:
 
 
 def _weights_of(module: nn.Module) -> list[torch.Tensor]:
-    """The effective weight and bias (a masked `weight` is weight_orig * weight_mask)."""
+    """The effective weight and bias (a masked `weight` is weight_orig * weight_mask; int8 ones dequantized)."""
+    if _is_quantized(module):
+        return [t.dequantize() if t.is_quantized else t for t in (module.weight(), module.bias()) if t is not None]
     return [t for t in (getattr(module, "weight", None), getattr(module, "bias", None)) if t is not None]
 
 
 @torch.no_grad()
 def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
-    """Per Linear/Conv layer, for one example: MACs (dense and nonzero-only), weights, activations.
+    """Per Linear/Conv layer (float or PyTorch int8), for one example: MACs (dense and nonzero-only), weights,
+    activations, and the precision the model stores it in.
 
-    Returns [{"layer", "macs", "nonzero_macs", "weights", "nonzero_weights", "activations"}] where
-    `weights` counts weight and bias values and `activations` counts input plus output values.
-    See notebooks/11_deploy.ipynb.
+    Returns [{"layer", "macs", "nonzero_macs", "weights", "nonzero_weights", "activations", "bits"}] where
+    `weights` counts weight and bias values, `activations` counts input plus output values and `bits` is 8
+    for an int8 layer, 32 for a float one. See notebooks/11_deploy.ipynb.
     """
     x = _example_input(model, input_shape)
     rows, handles = [], []
 
     def record(name):
         def hook(module, args, out):
-            W = module.weight  # Linear (out, in); Conv (out, in / groups, kh, kw)
-            uses = out.numel() // W.shape[0]  # how often each weight is used: output positions per channel
             params = _weights_of(module)
+            W = params[0]  # Linear (out, in); Conv (out, in / groups, kh, kw)
+            uses = out.numel() // W.shape[0]  # how often each weight is used: output positions per channel
             rows.append({"layer": name, "macs": W.numel() * uses, "nonzero_macs": int(torch.count_nonzero(W)) * uses,
                          "weights": sum(t.numel() for t in params),
                          "nonzero_weights": sum(int(torch.count_nonzero(t)) for t in params),
-                         "activations": args[0].numel() + out.numel()})
+                         "activations": args[0].numel() + out.numel(), "bits": 8 if _is_quantized(module) else 32})
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if _is_layer(module):
             handles.append(module.register_forward_hook(record(name)))
     was_training = model.training
     model.eval()
@@ -110,9 +134,23 @@ def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
     return rows
 
 
-def _check_options(bits, sparse, weights, activations, index_bits) -> None:
-    if bits not in (8, 32):
-        raise ValueError(f"bits must be 32 (float) or 8 (int8), got {bits!r}")
+PRECISIONS = (8, 32)
+
+
+def _check_bits(arg: str, bits, layers: list[str] | None = None) -> None:
+    """bits: None (each layer's own), 8 or 32 (every layer), or {layer name: 8 or 32} for some layers."""
+    if bits is None:
+        return
+    values = list(bits.values()) if isinstance(bits, dict) else [bits]
+    if any(v not in PRECISIONS for v in values):
+        raise ValueError(f"{arg} must be 32 (float) or 8 (int8), a dict {{layer: 32 or 8}} or None (each layer's "
+                         f"own precision), got {bits!r}")
+    unknown = sorted(set(bits) - set(layers)) if isinstance(bits, dict) and layers is not None else []
+    if unknown:
+        raise ValueError(f"{arg} names layers the model does not have: {unknown}; its layers: {layers}")
+
+
+def _check_options(sparse, weights, activations, index_bits) -> None:
     for arg, value in (("weights", weights), ("activations", activations)):
         if value not in MEMORIES:
             raise ValueError(f"{arg} must be one of {MEMORIES}, got {value!r}")
@@ -122,44 +160,63 @@ def _check_options(bits, sparse, weights, activations, index_bits) -> None:
         raise ValueError(f"index_bits must be a non-negative int, got {index_bits!r}")
 
 
-def layer_energy(counts: dict, *, bits: int = 32, sparse: bool = False, weights: str = "dram",
+def _layer_bits(counts: dict, bits, weight_bits) -> tuple[int, int]:
+    """(compute bits, weight bits) of one layer: an override for it if given, else the layer's own precision."""
+    def pick(choice, default):
+        choice = choice.get(counts["layer"]) if isinstance(choice, dict) else choice
+        return default if choice is None else choice
+    compute = pick(bits, counts.get("bits", 32))
+    return compute, pick(weight_bits, compute)
+
+
+def layer_energy(counts: dict, *, bits=None, weight_bits=None, sparse: bool = False, weights: str = "dram",
                  activations: str = "sram", index_bits: int = 4, costs: EnergyCosts = HOROWITZ_45NM) -> dict:
     """Energy in pJ of one layer from its `layer_counts` row: compute, weight fetch, activation traffic.
 
-    See notebooks/11_deploy.ipynb.
+    MACs and activations count at the layer's compute precision, weights at its weight precision (see
+    `estimate_energy` for `bits` and `weight_bits`). See notebooks/11_deploy.ipynb.
     """
-    _check_options(bits, sparse, weights, activations, index_bits)
-    nbytes = bits / 8
+    _check_bits("bits", bits)
+    _check_bits("weight_bits", weight_bits)
+    _check_options(sparse, weights, activations, index_bits)
+    compute, stored = _layer_bits(counts, bits, weight_bits)
     if sparse:  # only nonzeros are stored, each with a relative index, and zero products are skipped
-        macs, weight_bytes = counts["nonzero_macs"], counts["nonzero_weights"] * (nbytes + index_bits / 8)
+        macs, weight_bytes = counts["nonzero_macs"], counts["nonzero_weights"] * (stored / 8 + index_bits / 8)
     else:
-        macs, weight_bytes = counts["macs"], counts["weights"] * nbytes
-    return {"compute_pj": macs * costs.mac(bits),
+        macs, weight_bytes = counts["macs"], counts["weights"] * stored / 8
+    return {"compute_pj": macs * costs.mac(compute),
             "weights_pj": weight_bytes * costs.per_byte(weights),
-            "activations_pj": counts["activations"] * nbytes * costs.per_byte(activations)}
+            "activations_pj": counts["activations"] * compute / 8 * costs.per_byte(activations),
+            "weight_bytes": weight_bytes}
 
 
-def estimate_energy(model: nn.Module, input_shape=None, *, bits: int = 32, sparse: bool = False,
+def estimate_energy(model: nn.Module, input_shape=None, *, bits=None, weight_bits=None, sparse: bool = False,
                     weights: str = "dram", activations: str = "sram", index_bits: int = 4,
                     costs: EnergyCosts = HOROWITZ_45NM) -> dict:
     """Estimated energy of one inference (batch 1) in microjoules, split into compute and memory.
 
-    bits: deployed precision (32 float, 8 int8); weights / activations: 'dram' or 'sram';
-    sparse: hardware that stores only nonzero weights and skips zero products (see the module docstring).
+    bits: precision of each layer's arithmetic and activations: None = the model's own (int8 layers of a
+    PyTorch int8 model 8, float layers 32), 8 or 32 for every layer, or {layer name: 8 or 32} for some.
+    weight_bits: the same for the stored weights only (default: as `bits`; int8 weights computed in float
+    are bits=32, weight_bits=8). weights / activations: 'dram' or 'sram'; sparse: hardware that stores only
+    nonzero weights and skips zero products (see the module docstring).
     Returns {"compute_uj", "weights_uj", "activations_uj", "total_uj", "macs", "weight_bytes"}.
     See notebooks/11_deploy.ipynb.
     """
-    _check_options(bits, sparse, weights, activations, index_bits)
-    options = {"bits": bits, "sparse": sparse, "weights": weights, "activations": activations,
-               "index_bits": index_bits, "costs": costs}
-    total = {"compute_pj": 0.0, "weights_pj": 0.0, "activations_pj": 0.0}
-    macs = weight_bytes = 0
-    for counts in layer_counts(model, input_shape):
-        for key, value in layer_energy(counts, **options).items():
+    _check_options(sparse, weights, activations, index_bits)
+    for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
+        _check_bits(arg, value)  # values first, layer names once the layers are known
+    rows = layer_counts(model, input_shape)
+    for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
+        _check_bits(arg, value, [r["layer"] for r in rows])
+    total = {"compute_pj": 0.0, "weights_pj": 0.0, "activations_pj": 0.0, "weight_bytes": 0.0}
+    macs = 0
+    for counts in rows:
+        for key, value in layer_energy(counts, bits=bits, weight_bits=weight_bits, sparse=sparse, weights=weights,
+                                       activations=activations, index_bits=index_bits, costs=costs).items():
             total[key] += value
         macs += counts["nonzero_macs" if sparse else "macs"]
-        n = counts["nonzero_weights"] if sparse else counts["weights"]
-        weight_bytes += n * (bits / 8 + (index_bits / 8 if sparse else 0))
+    weight_bytes = total.pop("weight_bytes")
     out = {key.replace("_pj", "_uj"): value / 1e6 for key, value in total.items()}
     out["total_uj"] = sum(out.values())
     return {**out, "macs": macs, "weight_bytes": weight_bytes}
@@ -173,7 +230,9 @@ def energy_table(model: nn.Module, input_shape=None, **options) -> Table:
     rows = []
     for counts in layer_counts(model, input_shape):
         e = layer_energy(counts, **options)
-        rows.append({"layer": counts["layer"], "MACs": counts["macs"], "weights": counts["weights"],
+        compute, stored = _layer_bits(counts, options.get("bits"), options.get("weight_bits"))
+        rows.append({"layer": counts["layer"], "bits": compute if compute == stored else f"{compute}/w{stored}",
+                     "MACs": counts["macs"], "weights": counts["weights"],
                      "nonzeros": counts["nonzero_weights"], "compute nJ": e["compute_pj"] / 1e3,
                      "weights nJ": e["weights_pj"] / 1e3, "activations nJ": e["activations_pj"] / 1e3})
     return Table(rows, title="Estimated energy per inference (Horowitz 45 nm)")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write
+from .onnx_int8 import is_weight_only
 from .prune import copy_model, is_pruned, make_permanent
 from .quantize import FakeQuantMixin, strip_fake_quant
 
@@ -157,6 +158,7 @@ def export_onnx(model: nn.Module, path=None, *, example: torch.Tensor | None = N
 def session(model, *, threads: int = 1) -> ort.InferenceSession:
     """An ONNX Runtime CPU session for an ONNX model (ModelProto, bytes or path) with `threads` intra-op threads.
 
+    A model with int8 weights only (`onnx_int8.int8_weights_onnx`) gets its weights dequantized once, here.
     See notebooks/11_deploy.ipynb.
     """
     if not isinstance(threads, int) or threads < 1:
@@ -165,11 +167,13 @@ def session(model, *, threads: int = 1) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
-    if isinstance(model, onnx.ModelProto):
-        model = model.SerializeToString()
-    elif isinstance(model, (str, Path)):
-        model = str(model)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model))
+    elif isinstance(model, bytes):
+        model = onnx.load_from_string(model)
+    if is_weight_only(model):  # lets constant folding turn the int8 weights into float ones at load time
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def run_session(sess: ort.InferenceSession, x: torch.Tensor) -> torch.Tensor:
@@ -230,8 +234,10 @@ def quantize_onnx(proto: onnx.ModelProto, calibration: torch.Tensor | None = Non
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types)
         else:
             reader = _Calibration(proto.graph.input[0].name, calibration)
-            # QOperator format (QLinearConv, QGemm) is a smaller file than QDQ pairs and runs the same kernels;
-            # uint8 activations with int8 weights is the combination x86 CPUs have fast kernels for
+            # QOperator format (QLinearConv, QGemm) is a smaller file than QDQ pairs and runs the same kernels.
+            # On an AVX2 CPU without VNNI, QDQ vs QOperator, u8u8 vs u8s8 and per-tensor vs per-channel all ran
+            # LeNet-5 within noise of each other (1.1-1.4x dense PyTorch): the int8 convolution of the 1-channel
+            # input dominates. For int8 files at float speed see onnx_int8.int8_weights_onnx.
             quantize_static(src, dst, reader, quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types)
         quantized = _strip_debug_info(onnx.load(dst))

@@ -1,13 +1,21 @@
 """Real int8 models with PyTorch: dynamic quantization, static post-training quantization, QAT.
 
-Which path, and why: on a CPU without torch.compile, only the `torch.ao.quantization` kernels (fbgemm/x86)
-run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is deprecated in favour of
-torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8 configs) and its pt2e flow
+Which path, and why: on a CPU without torch.compile, only the `torch.ao.quantization` kernels (fbgemm/x86 and
+oneDNN) run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is deprecated in favour
+of torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8 configs) and its pt2e flow
 with X86InductorQuantizer are the maintained path, but they only get fast after a `torch.compile`
 (minutes on 2 cores): measured here, torchao's dynamic int8 LeNet-300-100 ran about 200x *slower* than float
 in eager mode, and a pt2e model that is not compiled keeps float weights. So the library uses
 eager `quantize_dynamic` for Linear layers and FX graph mode (`prepare_fx`/`convert_fx`, which handles
 functional ops and residual additions) for static PTQ and QAT. Every result is checked to hold int8 weights.
+
+Which engine (`torch.backends.quantized.engine`), and why: measured on a 2-core AMD EPYC with AVX2 and no
+AVX-512/VNNI (bench/quantization.py), the default 'x86' engine (fbgemm kernels) spends ~80% of a LeNet-5
+forward pass in its int8 convolution of the 1-channel input (no fast path for so few input channels) and is
+*slower* than float (0.6x), while 'onednn' runs it ~1.5-2x faster than float and VGG/ResNet ~2.5-3.5x.
+For Linear-only models fbgemm's int8 GEMM is the faster one (dynamic LeNet-300-100: ~1.5x vs ~0.9x). So
+engine='auto' picks 'onednn' for models with convolutions and 'x86' otherwise; pass engine= to choose.
+The weights are packed for the engine they were quantized with, and the model runs under that engine.
 See notebooks/08_quantization.ipynb.
 """
 
@@ -21,9 +29,11 @@ from torch import nn
 from torch.ao import quantization as tq
 from torch.ao.quantization import quantize_fx
 
-from .models import _check_input
+from .models import _check_input, describe
+from .train import check_model
 
-BACKEND = "x86"  # fbgemm kernels with x86-specific choices; the default engine on x86 CPUs
+BACKEND = "x86"  # fbgemm kernels with x86-specific choices; PyTorch's default engine on x86 CPUs
+ENGINES = ("auto", "x86", "fbgemm", "onednn")
 
 
 @contextmanager
@@ -51,25 +61,32 @@ def _engine(name: str):
 
 
 class Int8Model(nn.Module):
-    """A quantized model plus what the rest of minprune expects: `input_shape`, input checks, `method`."""
+    """A quantized model plus what the rest of minprune expects: `input_shape`, input checks, `method`.
 
-    def __init__(self, quantized: nn.Module, input_shape, method: str):
+    `engine` is the quantized engine its weights were packed for (it runs under it); `recipe` holds what
+    `save_int8`/`load_int8` need to rebuild it: the float model's description, method, per_channel, engine.
+    """
+
+    def __init__(self, quantized: nn.Module, input_shape, method: str, engine: str = BACKEND, recipe=None):
         super().__init__()
         self.quantized = quantized
         self.input_shape = tuple(input_shape)
         self.method = method
+        self.engine = engine
+        self.recipe = recipe
         self.register_forward_pre_hook(_check_input)
 
     def forward(self, x):
-        with _no_determinism_alerts():
+        with _no_determinism_alerts(), _engine(self.engine):
             return self.quantized(x)
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, int8 weights={len(int8_weights(self))}"
+        return f"method={self.method!r}, engine={self.engine!r}, int8 weights={len(int8_weights(self))}"
 
 
 def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
     """Name and dtype of every stored int8 weight (quantized tensors, including packed Linear params)."""
+    check_model(model)
     out = {}
     for name, value in model.state_dict().items():
         values = value if isinstance(value, tuple) else (value,)
@@ -79,10 +96,28 @@ def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
     return out
 
 
-def _check_float_cpu_model(model: nn.Module) -> None:
-    if BACKEND not in torch.backends.quantized.supported_engines:
-        raise RuntimeError(f"this PyTorch build has no {BACKEND!r} quantized engine "
+def pick_engine(model: nn.Module, engine: str = "auto") -> str:
+    """The quantized engine to use: 'auto' is 'onednn' for models with convolutions, else 'x86' (see above)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "auto":
+        engine = "onednn" if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()) else BACKEND
+    if engine not in torch.backends.quantized.supported_engines:
+        raise RuntimeError(f"this PyTorch build has no {engine!r} quantized engine "
                            f"(available: {torch.backends.quantized.supported_engines})")
+    return engine
+
+
+def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool) -> dict | None:
+    """What load_int8 needs to rebuild the int8 model; None for models minprune cannot describe."""
+    try:
+        description = getattr(model, "minprune_description", None) or describe(model)
+    except ValueError:
+        return None
+    return {"description": description, "method": method, "engine": engine, "per_channel": per_channel}
+
+
+def _check_float_cpu_model(model: nn.Module) -> None:
     for name, module in model.named_modules():
         if hasattr(module, "weight_orig"):
             raise ValueError(f"{name} carries a pruning mask (weight_orig); call make_permanent(model) first")
@@ -92,26 +127,28 @@ def _check_float_cpu_model(model: nn.Module) -> None:
         raise ValueError("int8 kernels here are CPU kernels (fbgemm/x86); move the model to the CPU first")
 
 
-def _finish(quantized: nn.Module, model: nn.Module, method: str) -> Int8Model:
-    result = Int8Model(quantized, model.input_shape, method)
+def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool) -> Int8Model:
+    result = Int8Model(quantized, model.input_shape, method, engine, _recipe(model, method, engine, per_channel))
     if not int8_weights(result):
         kinds = sorted({type(m).__name__ for m in model.modules() if list(m.parameters(recurse=False))})
-        raise ValueError(f"{method}: the {BACKEND} backend quantized none of the layers ({', '.join(kinds)})")
+        raise ValueError(f"{method}: the {engine} backend quantized none of the layers ({', '.join(kinds)})")
     return result
 
 
-def dynamic_int8(model: nn.Module) -> Int8Model:
+def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
     """Int8 weights for every nn.Linear; activations are quantized on the fly per batch. Returns a copy.
 
     No calibration needed. Dynamic quantization in PyTorch covers Linear (and recurrent) layers only.
+    engine: 'auto' (see the module docstring), 'x86', 'fbgemm' or 'onednn'.
     """
+    engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
         raise ValueError("dynamic int8 quantizes nn.Linear layers only and this model has none; "
                          "use static_int8 (with calibration data) for convolutions")
-    with _engine(BACKEND):
+    with _engine(engine):
         quantized = tq.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
-    return _finish(quantized, model, "dynamic")
+    return _finish(quantized, model, "dynamic", engine, True)
 
 
 def _batches(calibration) -> list[torch.Tensor]:
@@ -125,47 +162,68 @@ def _batches(calibration) -> list[torch.Tensor]:
     return xs
 
 
-def qconfig_mapping(per_channel: bool = True) -> tq.QConfigMapping:
-    """x86 defaults: per-channel symmetric int8 weights, uint8 activations with histogram observers."""
-    mapping = tq.get_default_qconfig_mapping(BACKEND)
+def _defaults_of(engine: str) -> str:
+    """Whose default observers to use. oneDNN's use all 8 bits of the activations, which can saturate the
+    16-bit intermediate sums of AVX2 int8 kernels on CPUs without VNNI; x86's use 7 (reduce_range=True)."""
+    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
+    return BACKEND if engine == "onednn" and not vnni else engine
+
+
+def qconfig_mapping(per_channel: bool = True, engine: str = BACKEND) -> tq.QConfigMapping:
+    """The engine's defaults: per-channel symmetric int8 weights, uint8 activations with histogram observers."""
+    engine = _defaults_of(engine)
+    mapping = tq.get_default_qconfig_mapping(engine)
     if not per_channel:
-        mapping = mapping.set_global(tq.QConfig(activation=tq.get_default_qconfig(BACKEND).activation,
+        mapping = mapping.set_global(tq.QConfig(activation=tq.get_default_qconfig(engine).activation,
                                                 weight=tq.default_weight_observer))
     return mapping
 
 
 @torch.no_grad()
-def static_int8(model: nn.Module, calibration, *, per_channel: bool = True) -> Int8Model:
+def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engine: str = "auto") -> Int8Model:
     """Static post-training quantization: fuse conv-BN(-ReLU), observe activation ranges on the calibration
     batches, convert weights and activations to int8. Returns a copy; `model` is untouched.
+    engine: 'auto' (oneDNN for CNNs, x86/fbgemm otherwise; see the module docstring), 'x86', 'fbgemm', 'onednn'.
     """
+    engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     xs = _batches(calibration)
-    with _engine(BACKEND):
-        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), qconfig_mapping(per_channel), (xs[0][:1],))
+    with _engine(engine):
+        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), qconfig_mapping(per_channel, engine),
+                                          (xs[0][:1],))
         for x in xs:  # calibration: observers record min/max (histograms) of every activation
             prepared(x)
         quantized = quantize_fx.convert_fx(prepared)
-    return _finish(quantized, model, "static")
+    return _finish(quantized, model, "static", engine, per_channel)
 
 
-def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True) -> nn.Module:
+def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str = "auto") -> nn.Module:
     """A copy with fake-quant observers for quantization-aware training; train it with `mp.fit`, then
     call `convert_qat_int8`. The copy keeps `input_shape` so the rest of minprune works with it.
     """
+    check_model(model)
+    if getattr(model, "input_shape", None) is None:
+        raise ValueError(f"prepare_qat_int8 traces the model with one example input, but this "
+                         f"{type(model).__name__} has no input_shape; set model.input_shape = (C, H, W) first "
+                         f"(minprune's models have it)")
+    engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     example = torch.zeros(1, *model.input_shape)
-    mapping = tq.get_default_qat_qconfig_mapping(BACKEND) if per_channel else qconfig_mapping(False)
-    with _engine(BACKEND):
+    qat_defaults = tq.get_default_qat_qconfig_mapping(_defaults_of(engine))
+    mapping = qat_defaults if per_channel else qconfig_mapping(False, engine)
+    with _engine(engine):
         prepared = quantize_fx.prepare_qat_fx(copy.deepcopy(model).train(), mapping, (example,))
     prepared.input_shape = tuple(model.input_shape)
+    prepared.quantized_engine, prepared.per_channel = engine, per_channel
+    recipe = _recipe(model, "qat", engine, per_channel)
+    prepared.minprune_description = recipe and recipe["description"]
     return prepared
 
 
 def convert_qat_int8(prepared: nn.Module) -> Int8Model:
     """Turn a model from `prepare_qat_int8` (after training) into a real int8 model. Returns a copy."""
-    if not hasattr(prepared, "input_shape") or not isinstance(prepared, torch.fx.GraphModule):
+    if not hasattr(prepared, "quantized_engine") or not isinstance(prepared, torch.fx.GraphModule):
         raise ValueError("convert_qat_int8 expects the model returned by prepare_qat_int8")
-    with _engine(BACKEND):
+    with _engine(prepared.quantized_engine):
         quantized = quantize_fx.convert_fx(copy.deepcopy(prepared).eval())
-    return _finish(quantized, prepared, "qat")
+    return _finish(quantized, prepared, "qat", prepared.quantized_engine, prepared.per_channel)

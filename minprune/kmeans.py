@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .quantize import _check_bits
+from .train import check_model
 
 
 def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +28,8 @@ def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor
         raise ValueError(f"k must be a positive int, got {k!r}")
     if x.numel() == 0:
         raise ValueError("cannot cluster an empty tensor")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite, but it contains NaN or Inf; k-means needs finite values")
     values = x.detach().flatten().float()
     centroids = torch.linspace(float(values.min()), float(values.max()), k)
     for _ in range(iters):
@@ -87,10 +90,15 @@ def share_weights(model: nn.Module, bits: int = 4, *, names=None, iters: int = 3
     The centroids become parameters, so `mp.fit(model, ...)` fine-tunes
     them; `unshare_weights` writes the shared values back into plain weights.
     """
+    check_model(model)
     _check_bits(bits)
     modules = _weights_to_share(model, names)
     if not modules:
         raise ValueError("the model has no unshared Linear/Conv weights to share")
+    bad = [name for name, module in modules.items() if not bool(torch.isfinite(module.weight).all())]
+    if bad:  # checked for every layer before any is shared, so a refused model is left as it was
+        raise ValueError(f"weights {bad} contain NaN or Inf; share_weights needs finite weights "
+                         f"(reload or re-initialise the model)")
     for module in modules.values():
         W = module.weight.detach()
         mask = W != 0
@@ -116,6 +124,7 @@ def shared_layers(model: nn.Module) -> dict[str, SharedWeight]:
 
 def unshare_weights(model: nn.Module) -> nn.Module:
     """Bake the shared values into plain `weight` parameters and remove the parametrizations, in place."""
+    check_model(model)
     shared = shared_layers(model)
     for name, module in list(model.named_modules()):
         if name in shared:

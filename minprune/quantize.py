@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .train import check_model
+
 MIN_BITS, MAX_BITS = 2, 8
 
 
@@ -33,17 +35,33 @@ def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
+def _check_axis(x: torch.Tensor, axis) -> None:
+    """Refuse an axis that is not None or an int in [-x.dim(), x.dim()) (no silent `axis % dim`)."""
+    if axis is None:
+        return
+    valid = f"an int from {-x.dim()} to {x.dim() - 1} or None" if x.dim() else "None (x is 0-d)"
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.dim() <= axis < x.dim():
+        raise ValueError(f"axis {axis!r} is out of range for a tensor of shape {tuple(x.shape)}; axis must be {valid}")
+
+
+def _check_finite(*parts: torch.Tensor) -> None:
+    """Refuse NaN or Inf in x; `parts` are x itself or its (per-channel) min and max, which carry any NaN/Inf."""
+    if not all(bool(torch.isfinite(t).all()) for t in parts):
+        raise ValueError("x must be finite, but it contains NaN or Inf (a diverged weight?); quantization "
+                         "needs finite values")
+
+
 def _reduce_dims(x: torch.Tensor, axis: int | None) -> list[int]:
+    _check_axis(x, axis)
     if axis is None:
         return list(range(x.dim()))
-    if not -x.dim() <= axis < max(x.dim(), 1):
-        raise ValueError(f"axis {axis} is out of range for a tensor of shape {tuple(x.shape)}")
     axis = axis % x.dim()
     return [d for d in range(x.dim()) if d != axis]
 
 
 def _broadcast(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
     """Reshape per-channel parameters (C,) so that they broadcast along `axis` of x."""
+    _check_axis(x, axis)
     if axis is None:
         return t
     shape = [1] * x.dim()
@@ -61,6 +79,7 @@ def quant_params(x: torch.Tensor, bits: int = 8, *, symmetric: bool = False, axi
     x = x.detach().float()
     lo = torch.clamp(x.amin(dim=dims), max=0.0)  # the range always contains 0, so 0 is on the grid
     hi = torch.clamp(x.amax(dim=dims), min=0.0)
+    _check_finite(lo, hi)
     if symmetric:
         scale = torch.maximum(-lo, hi) / qmax
         zero_point = torch.zeros_like(scale, dtype=torch.int64)
@@ -101,7 +120,9 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, *, symmetric: bool = False, ax
     """
     qmin, qmax = qrange(bits, symmetric)
     if scale is None or zero_point is None:
-        scale, zero_point = quant_params(x, bits, symmetric=symmetric, axis=axis)
+        scale, zero_point = quant_params(x, bits, symmetric=symmetric, axis=axis)  # refuses NaN/Inf in x
+    else:
+        _check_finite(x)
     scale, zero_point = _broadcast(torch.as_tensor(scale), x, axis), _broadcast(torch.as_tensor(zero_point), x, axis)
     q = torch.clamp(round_ste(x / scale) + zero_point, qmin, qmax)
     return (q - zero_point) * scale
@@ -145,6 +166,7 @@ def swap_fake_quant(model: nn.Module, bits: int = 8, *, per_channel: bool = True
 
     Train the result with `mp.fit` for quantization-aware training; `strip_fake_quant` ends it.
     """
+    check_model(model)
     _check_bits(bits)
     targets = [m for m in model.modules() if type(m) in SWAPS or isinstance(m, FakeQuantMixin)]
     if not targets:
@@ -161,6 +183,7 @@ def swap_fake_quant(model: nn.Module, bits: int = 8, *, per_channel: bool = True
 
 def strip_fake_quant(model: nn.Module) -> nn.Module:
     """Write the quantized values into the weights and swap the plain layers back, in place."""
+    check_model(model)
     for module in model.modules():
         if isinstance(module, FakeQuantMixin):
             with torch.no_grad():

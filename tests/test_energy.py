@@ -43,7 +43,7 @@ def test_conv_counts_by_hand():
     rows = layer_counts(nn.Sequential(conv), input_shape=(2, 5, 5))
     assert rows == [{"layer": "0", "macs": 54 * 25, "nonzero_macs": int(torch.count_nonzero(conv.weight)) * 25,
                      "weights": 54, "nonzero_weights": int(torch.count_nonzero(conv.weight)),
-                     "activations": 2 * 25 + 3 * 25}]
+                     "activations": 2 * 25 + 3 * 25, "bits": 32}]
 
 
 def test_macs_agree_with_flop_counter_on_every_model():
@@ -90,6 +90,66 @@ def test_energy_is_linear_in_the_costs(n_in, n_out, bits, mult, dram):
     assert e["compute_uj"] == pytest.approx(n_in * n_out * mac / 1e6)
     assert e["weights_uj"] == pytest.approx((n_in + 1) * n_out * bits / 8 * dram / 4 / 1e6)
     assert HOROWITZ_45NM.mac(32) == pytest.approx(4.6) and HOROWITZ_45NM.mac(8) == pytest.approx(0.23)
+
+
+def _two_layers():
+    """Linear(4, 3) -> ReLU -> Linear(3, 2), all weights and biases nonzero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand_like(p) + 0.5)
+    return model
+
+
+# layer "0": 12 MACs, 15 weight values, 4 + 3 activations; layer "2": 6 MACs, 8 weight values, 3 + 2 activations
+MIXED_FP32_INT8_UJ = {  # "0" in fp32, "2" in int8, weights from DRAM (160 pJ/B), activations in SRAM (1.25 pJ/B)
+    "compute_uj": (12 * 4.6 + 6 * 0.23) / 1e6,
+    "weights_uj": (15 * 4 * 160 + 8 * 1 * 160) / 1e6,
+    "activations_uj": (7 * 4 * 1.25 + 5 * 1 * 1.25) / 1e6}
+
+
+def test_two_layer_mixed_precision_by_hand():
+    e = estimate_energy(_two_layers(), input_shape=(4,), bits={"2": 8})
+    for key, value in MIXED_FP32_INT8_UJ.items():
+        assert e[key] == pytest.approx(value)
+    assert e["total_uj"] == pytest.approx(sum(MIXED_FP32_INT8_UJ.values()))
+    assert e["macs"] == 18 and e["weight_bytes"] == 15 * 4 + 8
+
+
+def test_pytorch_int8_layers_count_at_their_own_precision():
+    # layer "2" really int8 (dynamic quantization of that layer only): detected without any bits argument
+    quantized = torch.ao.quantization.quantize_dynamic(_two_layers(), {"2"}, dtype=torch.qint8)
+    assert [r["bits"] for r in layer_counts(quantized, input_shape=(4,))] == [32, 8]
+    e = estimate_energy(quantized, input_shape=(4,))
+    for key, value in MIXED_FP32_INT8_UJ.items():
+        assert e[key] == pytest.approx(value)
+    assert estimate_energy(quantized, input_shape=(4,), bits=32)["total_uj"] == pytest.approx(
+        estimate_energy(_two_layers(), input_shape=(4,))["total_uj"])  # an explicit bits overrides every layer
+
+
+def test_int8_weights_computed_in_float_by_hand():
+    # weight_bits=8, bits=32: fp32 MACs and activations, one byte per stored weight
+    e = estimate_energy(_two_layers(), input_shape=(4,), weight_bits=8)
+    assert e["compute_uj"] == pytest.approx(18 * 4.6e-6)
+    assert e["weights_uj"] == pytest.approx(23 * 160e-6)
+    assert e["activations_uj"] == pytest.approx(12 * 4 * 1.25e-6)
+    table = energy_table(_two_layers(), input_shape=(4,), weight_bits={"0": 8})
+    assert table.column("bits") == ["32/w8", 32]
+
+
+def test_static_int8_model_is_counted_like_the_float_one_at_8_bits():
+    model = mp.build("lenet5").eval()
+    q = mp.static_int8(model, [torch.randn(8, 1, 28, 28)])
+    assert {r["bits"] for r in layer_counts(q)} == {8}
+    assert estimate_energy(q)["total_uj"] == pytest.approx(estimate_energy(model, bits=8)["total_uj"])
+
+
+def test_bits_naming_unknown_layers_is_refused():
+    with pytest.raises(ValueError, match="does not have"):
+        estimate_energy(_two_layers(), input_shape=(4,), bits={"1": 8})
+    with pytest.raises(ValueError, match="weight_bits must be"):
+        estimate_energy(_two_layers(), input_shape=(4,), weight_bits={"0": 4})
 
 
 @pytest.mark.parametrize("kwargs, error", [

@@ -6,6 +6,7 @@ An export takes seconds (torch.export tracing); each test exports at most once a
 import argparse
 import warnings
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 import minprune as mp
 from minprune import export as ex
 from minprune.cli_export import add_export_parser, export_command
+from minprune.onnx_int8 import int8_weights_onnx, is_weight_only, quantize_weight
 from minprune.prune import apply_masks, is_pruned
 from minprune.quantize import FakeQuantMixin, swap_fake_quant
 from minprune.surgery import prune_channels
@@ -144,6 +146,37 @@ def test_static_int8_for_cnns_needs_calibration_and_is_close(cnn):
     assert ex.max_abs_diff(model, sess, x) > 0  # int8 is an approximation, not the same model
 
 
+def test_int8_weights_in_float_compute_are_small_close_and_folded_at_load(cnn, tmp_path):
+    model, proto, splits = cnn
+    stored = int8_weights_onnx(proto)
+    assert proto.graph.initializer[0].data_type == onnx.TensorProto.FLOAT  # the float model is untouched
+    int8_inits = [i for i in stored.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len([i for i in int8_inits if i.name.endswith("_int8")]) == 5  # 2 Conv + 3 Gemm weights
+    assert stored.ByteSize() < proto.ByteSize() / 3.5 and is_weight_only(stored) and not is_weight_only(proto)
+    x, _ = splits.sample(64, "test")
+    sess = ex.session(stored)
+    out, ref = ex.run_session(sess, x), model(x).detach()
+    assert (out - ref).abs().max() < 0.02 * ref.abs().max()  # int8 weights: a small, nonzero error
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() > 0.95
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(stored.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    assert "DequantizeLinear" not in {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+
+
+def test_weight_quantization_by_hand_and_errors(cnn):
+    W = np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]], dtype=np.float32)  # channel 1 pruned to zero
+    q, scale = quantize_weight(W, axis=0)
+    assert scale.tolist() == pytest.approx([2 / 127, 1.0]) and q.dtype == np.int8
+    assert q.tolist() == [[64, -127, 32], [0, 0, 0]]  # 1 / (2/127) = 63.5 -> 64 (round half to even)
+    with pytest.raises(ValueError, match="op_types"):
+        int8_weights_onnx(cnn[1], op_types=["Relu"])
+    with pytest.raises(ValueError, match="no float"):
+        int8_weights_onnx(int8_weights_onnx(cnn[1]))
+
+
 def test_max_abs_diff_detects_a_different_model_and_ort_measurements(cnn):
     model, proto, splits = cnn
     sess = ex.session(proto)
@@ -176,6 +209,18 @@ def test_cli_exports_a_masked_model_to_dynamic_int8(tmp_path, capsys):
     int8 = onnx.load(tmp_path / "model.int8.onnx")
     assert "DynamicQuantizeLinear" in {n.op_type for n in int8.graph.node}  # an MLP: dynamic quantization
     assert not any("mask" in t.name for t in int8.graph.initializer)
+
+
+def test_cli_exports_int8_weights_and_refuses_both_int8_flags(tmp_path, capsys):
+    mp.save_model(tmp_path / "model.pt", mp.build("lenet5"))
+    with pytest.raises(ValueError, match="choose one of"):
+        export_command(_cli_args(tmp_path, "--int8", "--int8-weights"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert export_command(_cli_args(tmp_path, "--int8-weights")) == 0
+    out = capsys.readouterr().out
+    assert "int8 weights: max |diff|" in out and "int8 weights, fp32 math" in out
+    stored = onnx.load(tmp_path / "model.int8w.onnx")
+    assert is_weight_only(stored) and "Conv" in {n.op_type for n in stored.graph.node}
 
 
 def test_cli_refuses_unknown_format_and_mismatched_data_before_writing(tmp_path):

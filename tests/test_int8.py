@@ -12,6 +12,7 @@ from torch import nn
 
 import minprune as mp
 from minprune import int8, kmeans
+from minprune.measure import num_threads
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
 
@@ -99,3 +100,30 @@ def test_pruned_or_shared_models_must_be_made_plain_first():
     kmeans.share_weights(plain, 4)
     with pytest.raises(ValueError, match="unshare_weights"):
         int8.static_int8(plain, [torch.randn(2, 1, 28, 28)])
+
+
+def test_auto_engine_is_onednn_for_cnns_and_x86_for_mlps():
+    assert int8.pick_engine(_model("lenet5")) == "onednn"
+    assert int8.pick_engine(_model("lenet300", hidden=(16, 8))) == "x86"
+    assert int8.pick_engine(_model("lenet5"), "fbgemm") == "fbgemm"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        int8.static_int8(_model("lenet5"), [torch.randn(2, 1, 28, 28)], engine="tpu")
+
+
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+def test_each_engine_runs_under_its_own_engine_whatever_the_global_one(engine):
+    model = _model("lenet5")
+    x = torch.randn(8, 1, 28, 28)
+    q = int8.static_int8(model, [x], engine=engine)
+    assert q.engine == engine and q.recipe["engine"] == engine
+    before = torch.backends.quantized.engine
+    with num_threads(1):  # oneDNN int8 is deterministic only at 1 thread
+        ref = q(x)
+        other = "onednn" if engine == "x86" else "x86"
+        torch.backends.quantized.engine = other
+        try:
+            assert torch.equal(q(x), ref)
+            assert torch.backends.quantized.engine == other  # restored after the forward pass
+        finally:
+            torch.backends.quantized.engine = before
+    assert (ref.argmax(1) == model(x).argmax(1)).float().mean() > 0.7

@@ -2,14 +2,15 @@
 # # 08 · Quantization: from a grid of integers to int8 PyTorch and Deep Compression
 #
 # **Learning objectives.** After this notebook you can
-# 1. say what a quantized number is (scale, zero point, bits) and why 0 must be exactly on the grid;
+# 1. say what a quantized number is (scale, zero point, bits) and why 0 must be exactly on the grid, and compute
+#    it yourself (Exercises 8.1-8.3);
 # 2. measure how accuracy falls with the bit width, and why per-channel scales beat one scale per tensor;
 # 3. train through rounding with a straight-through estimator (quantization-aware training, QAT);
 # 4. share weights with k-means and fine-tune the centroids (Han et al. 2016);
 # 5. make a real int8 model with PyTorch, and check that it is really int8, smaller and faster;
 # 6. run the Deep Compression pipeline (prune, share, Huffman-code) and read the real bytes of each stage.
 #
-# Time: about 60 minutes.
+# Time: about 90 minutes (30 of them for the exercises).
 
 # %% tags=["parameters"]
 import os
@@ -27,6 +28,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import minprune as mp
+from minprune.int8_file import load_int8, save_int8
 from minprune.prune import copy_model, make_permanent, prune
 from minprune.scores import magnitude_scores
 
@@ -63,22 +65,83 @@ print(f"4 bits: scale={float(scale):.4f}, zero point={int(zero_point)}, "
       f"max error={float((mp.fake_quantize(x, 4) - x).abs().max()):.4f} <= half a step={float(scale) / 2:.4f}")
 
 # %% [markdown]
-# ### Build it yourself: fake quantization
-# Quantize (`round(x / scale) + zero_point`, clamp to the grid) then dequantize. Compare with the library.
+# ### Exercise 8.1 (10 min): scale and zero point
+# Asymmetric b-bit quantization maps the range [lo, hi] = [min(x, 0), max(x, 0)] onto the integers
+# [0, 2^b - 1]: `scale = (hi - lo) / (2^b - 1)` and `zero_point = round(-lo / scale)` (clamped to the grid), so
+# that the real value 0 is exactly the integer `zero_point`. Guard against an all-zero `x` by keeping
+# `scale >= torch.finfo(torch.float32).eps`. Return both as tensors, like `mp.quant_params(x, bits)`.
 
 # %%
 # BUILD IT YOURSELF
-def my_fake_quantize(x, bits=8):
-    qmin, qmax = 0, 2**bits - 1
-    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    scale = max((hi - lo) / (qmax - qmin), torch.finfo(torch.float32).eps)
-    zero_point = min(max(round(qmin - lo / scale), qmin), qmax)
-    q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
-    return (q - zero_point) * scale
+# Exercise 8.1 (10 min): asymmetric scale and zero point of a tensor
+def my_quant_params(x, bits):
+    """(scale, zero_point) of asymmetric `bits`-bit quantization of the tensor x: 0-d float32 and int64 tensors."""
+    ### BEGIN SOLUTION
+    qmax = 2**bits - 1
+    lo, hi = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    scale = torch.clamp((hi - lo) / qmax, min=torch.finfo(torch.float32).eps)
+    zero_point = torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int64)
+    return scale, zero_point
+    ### END SOLUTION
 
 
 # %%
-mp.check.same_as(my_fake_quantize, mp.fake_quantize, torch.randn(50), 4, atol=1e-6)
+# NBVAL_CHECK_OUTPUT
+cases = [(torch.tensor([-1.0, 0.0, 2.0]), 2),  # range 3 on 4 levels: scale 1, zero point 1
+         (torch.tensor([0.5, 1.0, 3.0]), 8),  # all positive: lo = 0, zero point 0, scale 3/255
+         (torch.zeros(4), 4),  # all zero: the smallest positive scale
+         (torch.randn(100), 8), (torch.randn(50) * 3 - 2, 3)]
+mp.check.same_on(my_quant_params, mp.quant_params, cases, hint="lo = min(x, 0) and hi = max(x, 0): the range holds 0")
+
+# %% [markdown]
+# ### Exercise 8.2 (10 min): quantize, then dequantize
+# With the scale and zero point from `mp.quant_params`, quantize `q = clamp(round(x / scale) + zero_point, 0,
+# 2^b - 1)` and map back, `scale * (q - zero_point)`. That round trip is **fake quantization**: a float tensor
+# whose values lie on the b-bit grid. Compare with `mp.fake_quantize`.
+
+# %%
+# Exercise 8.2 (10 min): fake quantization, a quantize-dequantize round trip
+def my_fake_quantize(x, bits=8):
+    """x rounded to the nearest point of its asymmetric `bits`-bit grid (a float tensor shaped like x)."""
+    ### BEGIN SOLUTION
+    scale, zero_point = mp.quant_params(x, bits)
+    q = torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1)
+    return scale * (q - zero_point)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cases = [(torch.tensor([-1.0, 0.0, 0.4, 2.0]), 2),  # grid -1, 0, 1, 2: 0.4 rounds to 0
+         (torch.tensor([0.0, 0.3, 1.0]), 8), (torch.randn(50), 4), (torch.randn(200) * 5, 3)]
+mp.check.same_on(my_fake_quantize, mp.fake_quantize, cases, atol=1e-6, hint="round, add the zero point, clamp")
+
+# %% [markdown]
+# ### Exercise 8.3 (10 min): one scale per output channel
+# Symmetric quantization fixes the zero point at 0 and uses the grid [-(2^(b-1) - 1), 2^(b-1) - 1]. A weight
+# matrix `W` of shape (out, in) gets one scale per row (output channel): `max |W[i, :]| / (2^(b-1) - 1)`, again
+# at least `torch.finfo(torch.float32).eps`. Compare with `mp.quant_params(W, bits, symmetric=True, axis=0)[0]`.
+
+# %%
+# Exercise 8.3 (10 min): per-channel symmetric scales of a weight matrix
+def my_channel_scales(W, bits):
+    """One symmetric scale per row of W (a float32 tensor of shape (W.shape[0],))."""
+    ### BEGIN SOLUTION
+    qmax = 2 ** (bits - 1) - 1
+    return torch.clamp(W.abs().amax(dim=1) / qmax, min=torch.finfo(torch.float32).eps)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_channel_scales(W, bits):
+    return mp.quant_params(W, bits, symmetric=True, axis=0)[0]
+
+
+cases = [(torch.tensor([[1.0, -2.0], [0.5, 0.25]]), 2),  # qmax 1: scales 2 and 0.5
+         (torch.tensor([[127.0, 0.0], [0.0, 0.0]]), 8),  # 1.0, and eps for the all-zero (pruned) row
+         (torch.randn(6, 10), 8), (base.layers[1].weight.detach(), 4)]
+mp.check.same_on(my_channel_scales, library_channel_scales, cases, hint="the largest |weight| of each row")
 
 # %% [markdown]
 # ## 2. Bits against accuracy, per tensor against per channel
@@ -150,9 +213,22 @@ _ = plt.legend()
 # while writing this library we measured torchao's dynamic int8 LeNet-300-100 at about 200x *slower* than float
 # in eager mode, and an uncompiled pt2e model keeps float weights (its file was larger than the float one).
 # Compiling took about two minutes on 2 cores. So `minprune.int8` uses the older `torch.ao.quantization`
-# eager/FX API, which runs real fbgemm/x86 int8 kernels without compiling. That API emits a
+# eager/FX API, which runs real int8 kernels without compiling. That API emits a
 # **DeprecationWarning**; we filter exactly that warning (by message) in the next cell, so that the output stays
 # readable, and say so here. The library itself does not filter it.
+#
+# **Which int8 kernels.** PyTorch has several quantized engines. The default on x86, `"x86"`, uses fbgemm; on this
+# course's CPU (AMD EPYC, AVX2, no AVX-512 or VNNI) fbgemm's int8 convolution of LeNet-5's 1-channel input took
+# about 80% of the whole forward pass and made the int8 LeNet-5 *slower* than float (0.6x), while oneDNN's ran
+# it 1.5-2x faster than float (and VGG/ResNet 2.5-3.5x). For Linear layers fbgemm is the faster one. So
+# `engine="auto"` picks `"onednn"` for CNNs and `"x86"` for MLPs; pass `engine=` to compare on your machine.
+# Without VNNI, int8 kernels add pairs of 8-bit products in 16 bits, which can overflow; so activations use 7 bits
+# (`reduce_range`), as PyTorch's x86 defaults do.
+#
+# **Real bytes.** `torch.save(model.state_dict())` of an int8 model wastes bytes (float64 scales and int64 zero
+# points per channel, one zip record per tensor). `mp.int8_file.save_int8` writes the int8 values, the scales
+# and the model's description, packed into one flat tensor per dtype; `load_int8` (weights_only=True) rebuilds
+# the same int8 model, with exactly the same outputs. The sizes below are those files.
 
 # %%
 warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")  # explained in the text above
@@ -162,29 +238,43 @@ dynamic = mp.dynamic_int8(base)  # LeNet-300-100: int8 Linear weights, activatio
 cnn = mp.pretrained("vgg", progress=False).eval()
 static = mp.static_int8(cnn, [splits.sample(256, "train")[0]])  # calibration: 256 training images
 print("int8 weights of the static VGG:", list(mp.int8_weights(static).values())[:3], "...")
+print("engines:", dynamic.engine, "(LeNet-300-100),", static.engine, "(VGG)")
 
 # %%
+def int8_file_bytes(variant):
+    """Bytes of the compact int8 file, after checking that it loads back to the very same outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        nbytes = save_int8(Path(tmp) / "model.mpq", variant)["bytes"]
+        x = splits.sample(16, "test")[0]
+        assert torch.equal(load_int8(Path(tmp) / "model.mpq")(x), variant(x))
+    return nbytes
+
+
 def measure(name, float_model, variant):
     """Accuracy, real bytes and latency, float and int8 timed in alternating rounds (shared CPU: noisy)."""
     t_float, t_int8 = [], []
     for _ in range(3 if FAST else 10):
         t_float.append(mp.latency(float_model, batch_size=64, threads=1, repeats=5)["median_ms"])
         t_int8.append(mp.latency(variant, batch_size=64, threads=1, repeats=5)["median_ms"])
-    size_f, size_q = mp.size_on_disk(float_model)["bytes"], mp.size_on_disk(variant)["bytes"]
+    size_f, size_q = mp.size_on_disk(float_model)["bytes"], int8_file_bytes(variant)
     return {"model": name, "float acc": mp.accuracy(float_model, test), "int8 acc": mp.accuracy(variant, test),
             "x smaller": size_f / size_q, "x faster": sorted(t_float)[len(t_float) // 2] / sorted(t_int8)[len(t_int8) // 2]}
 
 
-int8_table = mp.Table([measure("LeNet-300-100 dynamic", base, dynamic), measure("VGG static PTQ", cnn, static)])
+lenet5 = mp.pretrained("lenet5", progress=False).eval()
+static5 = mp.static_int8(lenet5, [splits.sample(256, "train")[0]])
+int8_table = mp.Table([measure("LeNet-300-100 dynamic", base, dynamic), measure("VGG static PTQ", cnn, static),
+                       measure("LeNet-5 static PTQ", lenet5, static5)])
 int8_table
 
 # %%
 assert all(abs(r["float acc"] - r["int8 acc"]) <= 1.0 for r in int8_table.rows), int8_table.rows
 
 # %% [markdown]
-# The int8 files are about 3.3-3.9x smaller, not 4x: each tensor costs some bytes of file structure, and
-# biases, scales and zero points stay in float. Speed depends on the layer shapes: large matrix products gain,
-# LeNet-5's 1- and 6-channel convolutions were *slower* in int8 on this machine (see bench/quantization.py).
+# The int8 files are about 3.7-3.9x smaller, not 4x: biases and scales stay in float and the file carries the
+# model's description. Speed depends on the layer shapes and on the engine: with fbgemm, LeNet-5's 1-channel
+# convolution was slower in int8 than in float on this machine; with oneDNN it is faster
+# (bench/quantization.py has the full-length measurement, timings here are short and noisy).
 #
 # **QAT with PyTorch**: `mp.prepare_qat_int8(model)` returns a copy with fake-quant observers; train it with
 # `mp.fit`, then `mp.convert_qat_int8(prepared)` gives the int8 model. (Shown in the tests; it is slow in class.)
@@ -226,5 +316,5 @@ mp.Table([{"tensor": k, "bytes": v} for k, v in info["by_tensor"].items()])
 # `mp.quant_params`, `mp.quantize.quantize` / `mp.dequantize`, `mp.fake_quantize`, `mp.quantize.round_ste`,
 # `mp.quantize_weights`, `mp.swap_fake_quant` / `mp.strip_fake_quant`, `mp.share_weights` /
 # `mp.unshare_weights`, `mp.kmeans.kmeans_1d`, `mp.huffman.encode` / `decode`, `mp.save_compressed` /
-# `mp.load_compressed`, `mp.dynamic_int8`, `mp.static_int8`, `mp.prepare_qat_int8` / `mp.convert_qat_int8`,
-# `mp.int8_weights`.
+# `mp.load_compressed`, `mp.dynamic_int8`, `mp.static_int8` (`engine=`), `mp.prepare_qat_int8` /
+# `mp.convert_qat_int8`, `mp.int8_weights`, `minprune.int8_file.save_int8` / `load_int8`.
