@@ -15,7 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import History, fit, model_device
+from .checkpoint import CheckpointError, load_model, save_model
+from .data import load
+from .models import build
+from .train import History, cross_entropy_loss, fit, model_device, seed_everything
+from .zoo import cache_dir
 
 
 def _check_kd_args(temperature: float, alpha: float) -> None:
@@ -53,6 +57,70 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch
     log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
     soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+
+def gap_closed(teacher_acc: float, alone_acc: float, distilled_acc: float) -> float:
+    """Share (in %) of the teacher-student accuracy gap closed: 100 * (distilled - alone) / (teacher - alone).
+
+    100 means the distilled student matches the teacher, 0 no gain, negative a loss; NaN when the student alone
+    already matches the teacher (no gap to close). See notebooks/09_distillation.ipynb.
+    """
+    gap = teacher_acc - alone_acc
+    return 100.0 * (distilled_acc - alone_acc) / gap if gap > 0 else float("nan")
+
+
+def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
+    """Move each image of a batch (batch, C, H, W) by its own random whole-pixel offset in [-max_shift, max_shift]
+    along each axis; the edge pixels are repeated into the gap (MNIST's edges are background). Returns a new tensor.
+
+    Draws from torch's global generator, so `seed_everything` makes it repeatable. See notebooks/09_distillation.ipynb.
+    """
+    if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0 (pixels), got {max_shift!r}")
+    if x.dim() != 4:
+        raise ValueError(f"random_shift needs images (batch, C, H, W), got shape {tuple(x.shape)}")
+    if max_shift == 0:
+        return x.clone()
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")  # (batch, C, H + 2s, W + 2s)
+    start = torch.randint(0, 2 * max_shift + 1, (n, 2)).tolist()  # top-left corner of each crop
+    return torch.stack([padded[i, :, r:r + h, c:c + w] for i, (r, c) in enumerate(start)])
+
+
+def with_shifts(loss_fn: Callable, max_shift: int = 2) -> Callable:
+    """Data augmentation through `fit`'s loss hook: `loss_fn(model, random_shift(x), y)`.
+
+    Wrapped around `distill_loss`, the teacher labels the very images the student sees, so every epoch brings
+    new soft targets (a "consistent" teacher, Beyer et al. 2022). See notebooks/09_distillation.ipynb.
+    """
+    random_shift(torch.zeros(1, 1, 1, 1), max_shift)  # validate now, not at the first batch
+
+    def shifted_loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        return loss_fn(model, random_shift(x, max_shift) if max_shift else x, y)
+
+    return shifted_loss_fn
+
+
+def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *, epochs: int = 15, max_shift: int = 2,
+                          seed: int = 0, progress: bool = False) -> nn.Module:
+    """A teacher trained on randomly shifted images, so that it labels shifted images well; cached like
+    `pretrained` (trained on first use, then loaded). A teacher that never saw shifts mislabels them, and then
+    its soft targets on augmented batches mislead the student. See notebooks/09_distillation.ipynb.
+    """
+    random_shift(torch.zeros(1, 1, 1, 1), max_shift)
+    path = cache_dir() / f"{arch}-{dataset}-shift{max_shift}-epochs{epochs}-seed{seed}-teacher.pt"
+    if path.exists():
+        try:
+            return load_model(path)[0]
+        except CheckpointError:
+            pass  # a damaged cache entry is retrained and overwritten
+    splits = load(dataset, seed=seed)
+    seed_everything(seed)
+    model = build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    fit(model, splits.loader("train", 64, seed=seed), epochs=epochs, progress=progress,
+        loss_fn=with_shifts(cross_entropy_loss, max_shift))
+    save_model(path, model, meta={"max_shift": max_shift, "epochs": epochs})
+    return model
 
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
@@ -129,9 +197,11 @@ def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float =
 
 
 def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epochs: int = 3, lr: float = 1e-3,
-            temperature: float = 4.0, alpha: float = 0.9, hints=None, beta: float = 10.0, **fit_kwargs) -> History:
+                    temperature: float = 4.0, alpha: float = 0.9, hints=None, beta: float = 10.0,
+                    max_shift: int = 0, **fit_kwargs) -> History:
     """Train `student` in place on the teacher's soft targets (plus hints); returns its History.
 
+    max_shift > 0: augment every batch with `random_shift` (teacher and student see the same shifted images).
     Extra keyword arguments go to `fit` (val_loader, callbacks such as a mask keeper, optimizer, progress).
     See notebooks/09_distillation.ipynb.
     """
@@ -140,5 +210,6 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epo
     _check_kd_args(temperature, alpha)
     if hints:
         _hint_pairs(student, teacher, hints)  # fail before training starts
-    loss_fn = distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta)
+    loss_fn = with_shifts(distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta),
+                          max_shift)
     return fit(student, train_loader, epochs=epochs, lr=lr, loss_fn=loss_fn, **fit_kwargs)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from . import group_scores, int8, scores
-from .distill import distill_student
+from .distill import distill_student, with_shifts
 from .measure import count_macs, count_nonzeros, count_params, latency, size_on_disk
 from .models import build
 from .plots import style
@@ -27,7 +27,7 @@ from .quantize import quantize_weights
 from .recipe import PipelineConfig, validate
 from .surgery import prune_channels
 from .table import Table
-from .train import History, evaluate, fit, seed_everything
+from .train import History, cross_entropy_loss, evaluate, fit, seed_everything
 from .zoo import pretrained
 
 
@@ -89,15 +89,18 @@ def prune_step(model: nn.Module, config: PipelineConfig, loader) -> nn.Module:
 
 def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, splits, *,
                   progress: bool = False) -> tuple[nn.Module, History]:
-    """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`."""
+    """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`;
+    with `finetune.max_shift`, every training batch is moved by random shifts (the teacher sees the same images)."""
     step, student = config.finetune, copy_model(model)
     seed_everything(config.base.seed)
     loader, val = splits.loader("train", 64, seed=config.base.seed), splits.loader("val", 500)
     if step.distill:
         history = distill_student(student, teacher, loader, epochs=step.epochs, lr=step.lr,
-                                  temperature=step.temperature, alpha=step.alpha, val_loader=val, progress=progress)
+                                  temperature=step.temperature, alpha=step.alpha, max_shift=step.max_shift,
+                                  val_loader=val, progress=progress)
     else:
-        history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress)
+        history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress,
+                      loss_fn=with_shifts(cross_entropy_loss, step.max_shift))
     return student, history
 
 
@@ -196,14 +199,20 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
         ms = interleaved_latency(models, input_shape, batch_size=batch_size, threads=threads, repeats=repeats)
         for row in rows:
             row[f"ms@b{batch_size}"] = ms[row["stage"]]
-    base = rows[0]
-    for row in rows:
-        row["drop"] = base["acc"] - row["acc"]
-        row["x smaller"] = base["KB"] / row["KB"]
-        row["x smaller zip"] = base["zip KB"] / row["zip KB"]
-        if timing:
-            row["x faster"] = base[f"ms@b{batch_size}"] / row[f"ms@b{batch_size}"]
-    return Table(rows)
+    return Table([{**row, **ratios(rows[0], row, f"ms@b{batch_size}" if timing else None)} for row in rows])
+
+
+def ratios(base: dict, row: dict, latency_key: str | None = "ms@b64") -> dict:
+    """How a stage compares with the `base` (dense) stage: accuracy `drop` in points, `x smaller` (bytes),
+    `x smaller zip` (zip-compressed bytes) and, with a `latency_key`, `x faster`. Bigger ratios are better.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    out = {"drop": base["acc"] - row["acc"], "x smaller": base["KB"] / row["KB"],
+           "x smaller zip": base["zip KB"] / row["zip KB"]}
+    if latency_key is not None:
+        out["x faster"] = base[latency_key] / row[latency_key]
+    return out
 
 
 def run_pipeline(config: PipelineConfig, splits=None, *, progress: bool = False, timing: bool = True
@@ -226,6 +235,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
     Sorted by size. See notebooks/10_capstone.ipynb.
     """
+    for i, point in enumerate(points):
+        if not (isinstance(point, (tuple, list)) and len(point) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+            raise ValueError(f"points must be (size, accuracy) pairs of numbers; points[{i}] is {point!r}")
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], float("-inf")
     for i in order:

@@ -123,3 +123,55 @@ def test_distill_trains_a_student_and_rejects_bad_hints():
     loader = torch.utils.data.DataLoader(small, batch_size=64)
     history = distill.distill_student(student, teacher, loader, epochs=2, progress=False)
     assert len(history.train_loss) == 2 and history.train_loss[1] < history.train_loss[0]
+
+
+def test_random_shift_moves_each_image_by_whole_pixels_within_the_limit():
+    mp.seed_everything(0)
+    x = torch.zeros(32, 1, 9, 9)
+    x[:, 0, 4, 4] = 1.0  # one bright pixel in the middle of a background of zeros
+    shifted = distill.random_shift(x, 2)
+    assert shifted.shape == x.shape and torch.equal(x[:, 0, 4, 4], torch.ones(32))  # the input is untouched
+    rows, cols = (shifted[:, 0] == 1).nonzero()[:, 1], (shifted[:, 0] == 1).nonzero()[:, 2]
+    assert shifted.sum().item() == 32 and rows.sub(4).abs().max() <= 2 and cols.sub(4).abs().max() <= 2
+    assert len({(int(r), int(c)) for r, c in zip(rows, cols)}) > 5  # each image gets its own offset
+    assert torch.equal(distill.random_shift(x, 0), x)
+    edge = torch.arange(16.0).reshape(1, 1, 4, 4)  # replicate padding repeats edge values, never invents new ones
+    assert set(distill.random_shift(edge.expand(8, 1, 4, 4), 1).unique().tolist()) <= set(range(16))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_random_shift_and_with_shifts_reject_bad_shifts(bad):
+    with pytest.raises(ValueError, match="max_shift"):
+        distill.random_shift(torch.zeros(1, 1, 4, 4), bad)
+    with pytest.raises(ValueError, match="max_shift"):
+        distill.with_shifts(distill.distill_loss(_tiny_cnn()), bad)
+
+
+def test_with_shifts_shows_teacher_and_student_the_same_images():
+    seen = {}
+
+    class Record(torch.nn.Module):
+        def __init__(self, key):
+            super().__init__()
+            self.key, self.lin = key, torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            seen[self.key] = x.clone()
+            return self.lin(x.flatten(1))
+
+    mp.seed_everything(1)
+    x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    loss_fn = distill.with_shifts(distill.distill_loss(Record("teacher")), 1)
+    loss_fn(Record("student"), x, y)
+    assert torch.equal(seen["teacher"], seen["student"]) and not torch.equal(seen["student"], x)
+
+
+def test_shift_trained_teacher_is_trained_once_then_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINPRUNE_CACHE", str(tmp_path))
+    first = distill.shift_trained_teacher("lenet300", epochs=1, max_shift=1)
+    files = list(tmp_path.glob("*shift1*teacher.pt"))
+    assert len(files) == 1
+    again = distill.shift_trained_teacher("lenet300", epochs=1, max_shift=1)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(ValueError, match="max_shift"):
+        distill.shift_trained_teacher("lenet300", epochs=1, max_shift=-1)

@@ -114,3 +114,20 @@ def test_plot_pareto_returns_a_figure():
             {"stage": "c", "KB": 50.0, "acc": 90.0}]
     fig = pipeline.plot_pareto(rows)
     assert len(fig.axes[0].collections[0].get_offsets()) == 3
+
+
+def test_ratios_against_the_dense_row():
+    dense = {"acc": 97.0, "KB": 240.0, "zip KB": 220.0, "ms@b64": 2.0}
+    small = {"acc": 96.5, "KB": 24.0, "zip KB": 11.0, "ms@b64": 0.5}
+    assert pipeline.ratios(dense, small) == {"drop": 0.5, "x smaller": 10.0, "x smaller zip": 20.0, "x faster": 4.0}
+    assert "x faster" not in pipeline.ratios(dense, small, None)
+    assert pipeline.ratios(dense, dense)["drop"] == 0 and pipeline.ratios(dense, dense)["x faster"] == 1
+
+
+def test_finetune_with_shifts_runs_and_keeps_masks(splits):
+    config = _config(prune={"method": "weight", "sparsity": 0.5}, finetune={"epochs": 1, "distill": False,
+                                                                            "max_shift": 2})
+    models, history, _ = pipeline.run_stages(config, splits)
+    tuned = models["fine-tuned"]
+    assert len(history.epoch) == 1
+    assert mp.count_nonzeros(tuned) <= mp.count_nonzeros(models["pruned (weight)"])

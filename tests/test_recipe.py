@@ -45,6 +45,8 @@ def test_defaults_and_overrides():
     ({"finetune": {"temperature": 0.0}}, r"finetune.temperature must be > 0"),
     ({"quantize": {"bits": 1}}, r"quantize.bits must be in \[2, 8\]"),
     ({"measure": {"threads": 0}}, r"measure.threads must be in"),
+    ({"finetune": {"max_shift": 5}}, r"finetune.max_shift must be in \[0, 4\]"),
+    ({"finetune": {"max_shift": 1.0}}, r"finetune.max_shift must be an int"),
 ])
 def test_bad_recipes_name_the_key(values, message):
     with pytest.raises(RecipeError, match=message):
