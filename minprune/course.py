@@ -64,6 +64,7 @@ def make_student_notebook(nb):
             if BEGIN in cell.source:
                 cell.source = strip_solutions(cell.source, current)
             cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)  # the solution run's timestamps
     return student
 
 

@@ -22,6 +22,7 @@ def _notebook():
     for i, cell in enumerate(nb.cells[1:], 1):
         cell.execution_count = i
         cell.outputs = [nbformat.v4.new_output("stream", text="x")]
+        cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z"}
     return nb
 
 
@@ -46,6 +47,7 @@ def test_student_notebook_hides_solutions_and_clears_outputs():
     assert "SPARSITY = 0.5" not in text and "abs()" not in text
     assert 'raise NotImplementedError("Exercise 3.1' in student.cells[1].source
     assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
+    assert all("execution" not in c.metadata for c in student.cells)
     assert nb.cells[1].outputs  # the solution notebook itself is untouched
     assert course.list_exercises(nb) == ["3.1", "3.2"]
 
@@ -80,3 +82,15 @@ def test_course_command_writes_student_notebooks(tmp_path, capsys):
     assert main(["course", "student", str(tmp_path / "out"), "--src", str(src)]) == 0
     assert "03_demo.ipynb" in capsys.readouterr().out
     assert main(["course", "student", str(src), "--src", str(src)]) == 2  # user error, no traceback
+
+
+def test_generate_on_the_course_notebooks(tmp_path):
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "notebooks"
+    written = course.generate_student_notebooks(src, tmp_path)
+    assert [p.name for p in written] == sorted(p.name for p in src.glob("[0-9][0-9]_*.ipynb"))
+    for path in written:
+        student = nbformat.read(path, as_version=4)
+        nbformat.validate(student)
+        assert course.BEGIN not in "\n".join(c.source for c in student.cells)

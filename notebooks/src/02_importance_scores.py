@@ -6,7 +6,7 @@
 #
 # **Learning objectives.** After this notebook you can
 # 1. compute magnitude (L1, L2), random, gradient, Taylor, SNIP, GraSP and SynFlow scores with one API;
-# 2. write the magnitude score yourself and check it against the library;
+# 2. write the magnitude and the Taylor score yourself and check them against the library (Exercises 2.1, 2.2);
 # 3. read score histograms and per-layer views, and explain why scores span many orders of magnitude;
 # 4. compare rankings: how much do magnitude and gradient-based scores agree on what to keep?
 #
@@ -47,22 +47,35 @@ for name in names:
 # Han et al. (2015) pruned the weights with the smallest absolute value: `score = |w|` (L1) or `w²` (L2).
 # Small weights contribute little to the layer's output, so removing them should change little.
 #
-# ### Build it yourself
-# Write `my_magnitude_scores(model)` returning `{name: |w|}` for every prunable weight.
+# ### Exercise 2.1 (5 min): magnitude scores, L1 and L2
+# Write `my_magnitude_scores(model, p=1)` returning `{name: |w| ** p}` for every prunable weight
+# (`mp.prunable_names(model)`), as float tensors shaped like the weights: `p=1` is the L1 score `|w|`, `p=2` the
+# L2 score `w²`. Scores never change the model: detach the weights and do not modify them in place.
+# The check cell compares your function with `mp.magnitude_scores` on a 2x3 layer you can check by eye, then on
+# LeNet-300-100.
 
 # %%
 # BUILD IT YOURSELF
-def my_magnitude_scores(model):
+# Exercise 2.1 (5 min): magnitude scores |w| ** p
+def my_magnitude_scores(model, p=1):
+    """{name: |w| ** p} for every prunable weight of `model` (float tensors shaped like the weights)."""
+    ### BEGIN SOLUTION
     scores = {}
     params = dict(model.named_parameters())
     for name in mp.prunable_names(model):
-        W = params[name]  # (out, in)
-        scores[name] = W.detach().abs()
+        W = params[name].detach()  # (out, in)
+        scores[name] = W.abs() ** p
     return scores
+    ### END SOLUTION
 
 
 # %%
-mp.check.same_as(my_magnitude_scores, mp.magnitude_scores, model)
+# NBVAL_CHECK_OUTPUT
+tiny = torch.nn.Sequential(torch.nn.Linear(3, 2))
+with torch.no_grad():
+    tiny[0].weight.copy_(torch.tensor([[0.5, -2.0, 0.0], [-1.0, 0.25, 3.0]]))  # L1: [[0.5, 2, 0], [1, 0.25, 3]]
+cases = [(tiny, 1), (tiny, 2), (model, 1), (model, 2)]
+mp.check.same_on(my_magnitude_scores, mp.magnitude_scores, cases, hint="one entry per name in mp.prunable_names")
 
 # %% [markdown]
 # From here on we use the library version. Its weight histograms show a peak around zero: many weights are
@@ -94,8 +107,44 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
+# %% [markdown]
+# ### Exercise 2.2 (10 min): the Taylor score of one batch
+# For one batch `(x, y)`, compute the mean cross-entropy loss of the model, the gradient `dL/dw` of every
+# prunable weight, and return `{name: |w · dL/dw|}`. Take the gradients with `torch.autograd.grad(loss, weights)`:
+# it returns them without storing anything in `.grad`, so the model is left as it was.
+# The check compares your function with `mp.taylor_scores(model, [(x, y)], batches=1)`: first on a 2x2 layer
+# whose two rows are equal, so both logits are equal, the softmax gives 0.5 each and you can work the scores out
+# by hand; then on LeNet-300-100 and a real batch.
+
 # %%
+# Exercise 2.2 (10 min): first-order Taylor scores |w * dL/dw| for one batch
+def my_taylor_scores(model, x, y):
+    """{name: |w * dL/dw|} for every prunable weight, L the mean cross-entropy of model(x) against labels y."""
+    ### BEGIN SOLUTION
+    params = dict(model.named_parameters())
+    names = mp.prunable_names(model)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, [params[name] for name in names])
+    return {name: (params[name].detach() * g).abs() for name, g in zip(names, grads)}
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_taylor_scores(model, x, y):
+    return mp.taylor_scores(model, [(x, y)], batches=1)
+
+
 train_loader = splits.loader("train", 128, shuffle=False)
+x, y = next(iter(train_loader))
+pair = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False))
+with torch.no_grad():
+    pair[0].weight.copy_(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
+x_hand, y_hand = torch.tensor([[1.0, 0.0]]), torch.tensor([0])  # dL/dW = [[-0.5, 0], [0.5, 0]]
+mp.check.same_on(my_taylor_scores, library_taylor_scores, [(pair, x_hand, y_hand), (model, x, y)],
+                 atol=1e-9, rtol=1e-4, hint="the loss is the batch mean; multiply each gradient by its weight")
+
+# %%
 all_scores = {
     "L1": magnitude,
     "L2": mp.magnitude_scores(model, p=2),
@@ -141,6 +190,12 @@ mp.Table(rows, title="overlap of the top 10% with magnitude's top 10%")
 # %% [markdown]
 # L2 ranks exactly like L1 (squaring keeps the order). Random overlaps at chance. Taylor and SNIP agree more
 # with magnitude than pure gradient does, because they multiply by `w`.
+#
+# **Question 2.3 (5 min).** L2 keeps exactly the weights L1 keeps, within every layer. Would it still prune the
+# same weights under a *global* ranking across layers? And why can a weight with a large `|w|` still get a tiny
+# Taylor score? Write two sentences.
+#
+# *Your answer:* ...
 #
 # A scatter plot of one layer shows the same thing at the level of single weights:
 
@@ -205,4 +260,4 @@ assert results["L1"] > results["random"] + 20, results
 #   `mp.grasp_scores`, `mp.synflow_scores`: `{name: scores}` without changing the model
 # - `mp.synflow_masks(model, sparsity, rounds)`: iterative SynFlow
 # - `mp.topk_mask`, `mp.make_masks`, `mp.prune`, `mp.copy_model` (used here, explained in 03)
-# - `mp.plots.plot_score_histograms`
+# - `mp.plots.plot_score_histograms`; `mp.check.same_on` for your own versions

@@ -6,7 +6,8 @@
 #
 # **Learning objectives.** After this notebook you can
 # 1. turn scores into masks by target sparsity or by threshold, per layer (local) or across layers (global);
-# 2. write `topk_mask` yourself, with exact counts and a fixed tie rule, and check it against the library;
+# 2. write local, threshold and global masks yourself, with exact counts and a fixed tie rule, and check them
+#    against the library (Exercises 3.1-3.3);
 # 3. explain the mask reparametrisation (`weight_orig * weight_mask`) shared with `torch.nn.utils.prune`;
 # 4. draw accuracy-vs-sparsity curves against the random and shuffled-mask controls;
 # 5. run a sensitivity scan and turn it into per-layer sparsities.
@@ -37,26 +38,37 @@ print(f"dense test accuracy: {dense_acc:.1f}%")
 # weights; that one rounding rule lives in `mp.n_pruned` and everything else uses it. When scores tie, the
 # lower index is removed first, so masks are reproducible.
 #
-# ### Build it yourself
+# ### Exercise 3.1 (10 min): keep the top scores, remove exactly the rest
 # Write `my_topk_mask(scores, sparsity)`: a bool tensor shaped like `scores`, **True = keep**, that removes
-# exactly `mp.n_pruned(scores.numel(), sparsity)` of the lowest scores (ties: lower index goes first).
+# exactly `mp.n_pruned(scores.numel(), sparsity)` of the lowest scores; among equal scores the lower (flattened)
+# index goes first. The check starts with a 4x4 weight whose mask you can verify by eye, then ties, the rounding
+# rule (`round(2.5) == 2`: Python rounds halves to even) and random scores.
 
 # %%
 # BUILD IT YOURSELF
+# Exercise 3.1 (10 min): a mask that removes exactly the lowest scores
 def my_topk_mask(scores, sparsity):
+    """Bool mask shaped like `scores` (True = keep) removing the mp.n_pruned(numel, sparsity) lowest scores."""
+    ### BEGIN SOLUTION
     n = mp.n_pruned(scores.numel(), sparsity)
     order = torch.sort(scores.flatten(), stable=True).indices  # ascending, ties keep index order
     keep = torch.ones(scores.numel(), dtype=torch.bool)
     keep[order[:n]] = False
     return keep.view(scores.shape)
+    ### END SOLUTION
 
 
 # %%
+# NBVAL_CHECK_OUTPUT
 W = torch.tensor([[0.9, -0.1, 0.4, 0.0],
                   [0.2, 0.2, -0.7, 0.3],
                   [0.1, 0.5, -0.2, 0.6],
                   [0.8, 0.0, 0.3, -0.4]])
-mp.check.same_as(my_topk_mask, mp.topk_mask, W.abs(), 0.5, hint="remove the lowest |w| first, ties by index")
+cases = [(W.abs(), 0.5),  # 8 of 16 go: every |w| <= 0.2, and one of the two 0.3s (the first one)
+         (torch.tensor([0.3, 0.1, 0.1, 0.1, 0.5]), 0.4),  # 2 go: the first two 0.1s
+         (torch.tensor([0.4, 0.3, 0.2, 0.1]), 0.625),  # 0.625 * 4 = 2.5 rounds to 2
+         (torch.rand(3, 3), 0.0), (torch.rand(6, 7), 0.3), (mp.magnitude_scores(model)["layers.5.weight"], 0.9)]
+mp.check.same_on(my_topk_mask, mp.topk_mask, cases, hint="remove the lowest scores first, ties by index")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -88,8 +100,36 @@ fig = mp.plots.show_masks(masks)
 # Han et al. (2015) pruned every weight below a threshold. With a threshold, the sparsity is an *outcome*, and
 # it differs per layer: a weight equal to the threshold is pruned, only scores strictly above it are kept.
 
+# %% [markdown]
+# ### Exercise 3.2 (5 min): threshold masks for a whole model
+# Write `my_threshold_masks(scores, threshold)`: for a dict `{name: scores}`, the dict `{name: bool mask}` that keeps
+# only the scores **strictly above** `threshold`. The check compares it with `mp.make_masks(scores, threshold=...)`.
+
 # %%
+# Exercise 3.2 (5 min): keep the scores strictly above a threshold, in every layer
+def my_threshold_masks(scores, threshold):
+    """{name: bool mask} keeping the entries of each scores[name] that are strictly above `threshold`."""
+    ### BEGIN SOLUTION
+    masks = {}
+    for name, s in scores.items():
+        masks[name] = s > threshold
+    return masks
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_threshold_masks(scores, threshold):
+    return mp.make_masks(scores, threshold=threshold)
+
+
 magnitude = mp.magnitude_scores(model)
+hand = {"a": torch.tensor([0.5, 0.25, 0.75]), "b": torch.tensor([[0.0, 1.0], [0.25, 0.5]])}
+cases = [(hand, 0.25),  # keeps a: [T, F, T], b: [[F, T], [F, T]]: a score equal to the threshold is pruned
+         (hand, 1.0), (magnitude, 0.05)]
+mp.check.same_on(my_threshold_masks, library_threshold_masks, cases, hint="strictly above: '>' not '>='")
+
+# %%
 rows = []
 for threshold in [0.01, 0.03, 0.05, 0.1]:
     masks = mp.make_masks(magnitude, threshold=threshold)
@@ -104,6 +144,39 @@ mp.Table(rows, title="sparsity reached by a magnitude threshold")
 # - **random** scores: the baseline every pruning method must beat;
 # - **shuffled** global masks (`mp.shuffle_masks`): the same per-layer sparsities as global magnitude,
 #   at random positions. If global magnitude beats it, the *positions* matter, not just the layer budget.
+#
+# ### Exercise 3.3 (15 min): one global ranking, an exact count
+# Write `my_global_masks(scores, sparsity)`: rank the entries of **all** tensors together and remove exactly
+# `mp.n_pruned(total, sparsity)` of the lowest, `total` being the number of entries of all tensors. Ties follow
+# the rule of Exercise 3.1 on the long vector you get by flattening the tensors and concatenating them in the
+# dict's order. Return `{name: bool mask shaped like scores[name]}` (True = keep). You may call `mp.topk_mask`.
+
+# %%
+# Exercise 3.3 (15 min): global masks with an exact total count
+def my_global_masks(scores, sparsity):
+    """{name: bool mask} removing the mp.n_pruned(total, sparsity) lowest scores across all tensors together."""
+    ### BEGIN SOLUTION
+    flat = torch.cat([s.flatten() for s in scores.values()])  # (total,) in dict order
+    keep = mp.topk_mask(flat, sparsity)
+    masks, start = {}, 0
+    for name, s in scores.items():
+        masks[name] = keep[start:start + s.numel()].view(s.shape)
+        start += s.numel()
+    return masks
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_global_masks(scores, sparsity):
+    return mp.make_masks(scores, sparsity, scope="global")
+
+
+hand = {"a": torch.tensor([0.1, 0.5]), "b": torch.tensor([[0.2, 0.9], [0.3, 0.05]])}
+cases = [(hand, 0.5),  # 3 of 6 go: 0.05, 0.1, 0.2, so a keeps [F, T] and b keeps [[F, T], [T, F]]
+         ({"a": torch.ones(3), "b": torch.ones(2)}, 0.4),  # all tied: the first two entries of a go
+         ({"conv": torch.rand(4, 2, 3, 3), "fc": torch.rand(10, 5)}, 0.7), (magnitude, 0.9)]
+mp.check.same_on(my_global_masks, library_global_masks, cases, hint="one ranking over all entries, then split it")
 
 # %%
 curves = {"local magnitude": [], "global magnitude": [], "shuffled global masks": [], "random": []}

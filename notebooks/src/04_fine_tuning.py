@@ -9,7 +9,8 @@
 # 2. prune iteratively (Han et al. 2015): prune a little, retrain, repeat, and compare it with one-shot at the same
 #    training budget;
 # 3. measure whether pruning changes overfitting on our small data set (train vs test accuracy);
-# 4. compute the honest storage size of a sparse model, and see when sparsity saves bytes and when it does not.
+# 4. compute the honest storage size of a sparse model, and see when sparsity saves bytes and when it does not;
+# 5. write the iterative sparsity schedule, accuracy and the bitmask size yourself (Exercises 4.1-4.3).
 
 # %% tags=["parameters"]
 import os
@@ -67,7 +68,33 @@ assert acc_tuned > acc_pruned, (acc_pruned, acc_tuned)
 # ## 2. Iterative pruning
 # Han et al. (2015) pruned in rounds: each round removes the same *fraction of the surviving* weights, then
 # retrains. `mp.iterative_sparsities(final, rounds)` gives the targets; `mp.iterative_prune` runs the rounds
-# (already pruned weights stay pruned, so each round's sparsity is the total). Same training budget as one-shot:
+# (already pruned weights stay pruned, so each round's sparsity is the total).
+#
+# ### Exercise 4.1 (5 min): the sparsity after each round
+# Every round removes the same fraction of the weights that survived the previous rounds, and after the last of
+# `rounds` rounds the sparsity is `final`. Write `my_iterative_sparsities(final, rounds)`: the list of total
+# sparsities after rounds 1, 2, ..., `rounds`. (Which fraction of the weights survives one round, if `1 - final`
+# survive all of them?) The check compares it with `mp.iterative_sparsities`.
+
+# %%
+# Exercise 4.1 (5 min): the total sparsity after each of `rounds` equal rounds
+def my_iterative_sparsities(final, rounds):
+    """[sparsity after round 1, ..., after round `rounds` (== final)]: each round removes the same fraction."""
+    ### BEGIN SOLUTION
+    keep_per_round = (1 - final) ** (1 / rounds)
+    return [1 - keep_per_round**k for k in range(1, rounds + 1)]
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cases = [(0.75, 2),  # keep 1/2 per round: [0.5, 0.75]
+         (0.875, 3),  # keep 1/2 per round: [0.5, 0.75, 0.875]
+         (0.9, 1), (0.98, 5), (0.99, 3)]
+mp.check.same_on(my_iterative_sparsities, mp.iterative_sparsities, cases, hint="the kept fractions multiply")
+
+# %% [markdown]
+# From here on the library's schedule: the rounds for our target, with the same training budget as one-shot.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -107,8 +134,43 @@ mp.Table([{"method": k, **{f"{s:g}": a for s, a in v}} for k, v in curves.items(
 # Our training set is small (3,500 digits), so the dense model fits it almost perfectly. Pruning removes
 # capacity: does the gap between training and test accuracy shrink? We measure it rather than assume it.
 
+# %% [markdown]
+# ### Exercise 4.2 (10 min): accuracy, the measure behind the gap
+# Write `my_accuracy(model, loader)`: the percentage of the examples in `loader` (any iterable of `(x, y)` batches)
+# whose largest logit is at the true label. Measure in eval mode without gradients, and leave the model in the
+# mode you found it (as `mp.accuracy` does). The check starts with a 2-input, 3-class layer and three examples
+# whose predictions you can work out by hand.
+
 # %%
+# Exercise 4.2 (10 min): accuracy in percent over all batches of a loader
+def my_accuracy(model, loader):
+    """Percentage (0-100) of examples in `loader` whose argmax logit equals the label."""
+    ### BEGIN SOLUTION
+    was_training = model.training
+    model.eval()
+    correct, seen = 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(dim=1) == y).sum())
+            seen += len(y)
+    model.train(was_training)
+    return 100.0 * correct / seen
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+three = torch.nn.Linear(2, 3)
+with torch.no_grad():
+    three.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+    three.bias.zero_()
+x_hand = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.2]])  # logits [2, 0, 1], [0, 2, 1], [1, 1.2, 1.1]
+y_hand = torch.tensor([0, 1, 2])  # right, right, wrong: 66.67%
 train_eval = splits.loader("train", 500, shuffle=False)
+cases = [(three, [(x_hand, y_hand)]), (dense, test_loader), (one_shot, test_loader), (dense, train_eval)]
+mp.check.same_on(my_accuracy, mp.accuracy, cases, hint="count the correct predictions over all batches")
+
+# %%
 rows = []
 for label, m in [("dense", dense), (f"one-shot {target:g} + fine-tune", one_shot),
                  (f"iterative {target:g}", iterative)]:
@@ -143,6 +205,41 @@ print("same accuracy:", mp.accuracy(loaded, test_loader) == mp.accuracy(one_shot
 #   gap is too long.
 #
 # `mp.storage_table` serializes every tensor in every format (real bytes, decodable back to the same tensor):
+
+# %% [markdown]
+# ### Exercise 4.3 (10 min): the bytes of the bitmask format
+# The bitmask format stores one bit per entry (1 = nonzero), packed 8 to a byte (the last byte padded), then the
+# nonzero values, `W.element_size()` bytes each (4 for float32). Write `my_bitmask_bytes(W)`: the bytes of the
+# bits and the values (leave out the small header that `mp.sparse_storage.encode` writes before every format).
+
+# %%
+# Exercise 4.3 (10 min): bytes of the bitmask encoding of a tensor, header excluded
+def my_bitmask_bytes(W):
+    """Bytes of one bit per entry (packed 8 per byte) plus the nonzero values of W (an int)."""
+    ### BEGIN SOLUTION
+    bits_bytes = (W.numel() + 7) // 8
+    return bits_bytes + int(torch.count_nonzero(W)) * W.element_size()
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def library_bitmask_bytes(W):
+    header = len(mp.sparse_storage.encode(W, "dense")) - W.numel() * W.element_size()  # the same in every format
+    return len(mp.sparse_storage.encode(W, "bitmask")) - header
+
+
+cases = [(torch.tensor([[0.0, 1.5, 0.0, 0.0], [0.0, 0.0, 0.0, -2.0]]),),  # 8 bits = 1 byte, 2 values = 8 bytes
+         (torch.eye(3),),  # 9 bits = 2 bytes, 3 values = 12 bytes
+         (torch.randn(5, 7).half(),), (mp.measure.effective_parameters(one_shot)["layers.1.weight"].detach(),)]
+mp.check.same_on(my_bitmask_bytes, library_bitmask_bytes, cases, hint="round the bits up to whole bytes")
+
+# %% [markdown]
+# **Question 4.4 (5 min).** From your formula: above which sparsity does the bitmask format take fewer bytes than
+# the dense float32 tensor? And CSR with 16-bit column indices (ignore the row pointers)? Compare with the tables
+# below.
+#
+# *Your answer:* ...
 
 # %%
 half = mp.copy_model(dense)
