@@ -57,8 +57,24 @@ def atomic_write(path, write_fn) -> Path:
     return path
 
 
+def _check_plain(what: str, value) -> None:
+    """Refuse values that `torch.load(weights_only=True)` would not read back (objects, functions, ...)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{what} keys must be str or int, got {key!r}")
+            _check_plain(f"{what}[{key!r}]", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(f"{what}[{i}]", item)
+    elif not isinstance(value, (str, int, float, bool, type(None), torch.Tensor)):
+        raise TypeError(f"{what} must hold only str, int, float, bool, None, tensors, lists and dicts "
+                        f"(what weights_only loading accepts), got {type(value).__name__}")
+
+
 def save_model(path, model: nn.Module, *, description: dict | None = None, meta: dict | None = None) -> Path:
     """Write `model` to `path` atomically; `description` defaults to `models.describe(model)`."""
+    _check_plain("meta", meta or {})
     description = description if description is not None else describe(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "description": description, "meta": dict(meta or {}),
@@ -86,7 +102,10 @@ def read_checkpoint(path) -> dict:
 def load_model(path, *, device=None) -> tuple[nn.Module, dict]:
     """Rebuild the model stored in `path` and load its weights strictly; returns (model, meta)."""
     payload = read_checkpoint(path)
-    model = from_description(payload["description"])
+    try:
+        model = from_description(payload["description"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the model description cannot be rebuilt: {exc}") from exc
     try:  # masked models (weight_orig + weight_mask) load too, their pruned weights staying zero
         load_masked_state_dict(model, payload["state_dict"], strict=True)
     except (RuntimeError, ValueError) as exc:

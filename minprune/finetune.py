@@ -22,8 +22,8 @@ def _loaders(data, batch_size: int = 64):
     """(train loader, validation loader or None) from a DataSplits or a plain DataLoader."""
     if hasattr(data, "loader") and hasattr(data, "train"):
         return data.loader("train", batch_size), data.loader("val", 500)
-    if data is None:
-        raise ValueError("fine-tuning needs data: pass a DataSplits (mp.load(...)) or a DataLoader")
+    if data is None or isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise ValueError(f"fine-tuning needs data: pass a DataSplits (mp.load(...)) or a DataLoader, got {data!r:.60}")
     return data, None
 
 
@@ -63,6 +63,22 @@ class IterativeConfig:
     eval_split: str = "val"
 
 
+def _check_config(config: IterativeConfig) -> None:
+    """Refuse a bad config before the first round prunes anything."""
+    if not isinstance(config, IterativeConfig):
+        raise TypeError(f"config must be an IterativeConfig, got {type(config).__name__}")
+    if isinstance(config.epochs, bool) or not isinstance(config.epochs, int) or config.epochs < 0:
+        raise ValueError(f"config.epochs must be a non-negative int, got {config.epochs!r}")
+    if config.scope not in ("local", "global"):
+        raise ValueError(f"config.scope must be 'local' or 'global', got {config.scope!r}")
+    if config.optimizer not in ("sgd", "adam", "adamw"):
+        raise ValueError(f"config.optimizer must be 'sgd', 'adam' or 'adamw', got {config.optimizer!r}")
+    if config.eval_split not in ("train", "val", "test"):
+        raise ValueError(f"config.eval_split must be 'train', 'val' or 'test', got {config.eval_split!r}")
+    if not isinstance(config.lr, (int, float)) or not config.lr > 0:
+        raise ValueError(f"config.lr must be a number > 0, got {config.lr!r}")
+
+
 def _accuracy(model, data, split: str) -> float:
     if hasattr(data, "loader") and hasattr(data, "train"):
         return evaluate(model, data.loader(split, 500))["acc"]
@@ -79,6 +95,10 @@ def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
     See notebooks/04_fine_tuning.ipynb.
     """
     config = config or IterativeConfig()
+    _check_config(config)
+    _loaders(data)
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be a function model -> scores (e.g. mp.magnitude_scores), got {score_fn!r}")
     sparsities = [sparsities] if isinstance(sparsities, (int, float)) else list(sparsities)
     for s in sparsities:
         check_sparsity(s)

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from .train import check_model
+
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
 
@@ -21,6 +23,7 @@ def prunable_names(model: nn.Module) -> list[str]:
 
     See notebooks/02_importance_scores.ipynb.
     """
+    check_model(model)
     names = []
     for mod_name, module in model.named_modules():
         if isinstance(module, PRUNABLE_TYPES):
@@ -55,7 +58,8 @@ def _check_scores(scores: dict) -> None:
         raise ValueError("scores must be a non-empty dict {parameter name: tensor}")
     for name, s in scores.items():
         if not isinstance(s, torch.Tensor) or not s.is_floating_point():
-            raise TypeError(f"scores[{name!r}] must be a float tensor, got {type(s).__name__}")
+            got = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
+            raise TypeError(f"scores[{name!r}] must be a float tensor, got {got}")
         if torch.isnan(s).any():
             raise ValueError(f"scores[{name!r}] contains NaN; fix the score function before pruning")
 
@@ -142,11 +146,17 @@ def make_masks(scores: dict, sparsity: float | None = None, *, threshold: float 
     return {n: masks[n] for n in scores if n in masks}  # keep the scores' order
 
 
+def _check_masks(masks) -> None:
+    if not isinstance(masks, dict) or not all(isinstance(m, torch.Tensor) for m in masks.values()):
+        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
+
+
 def masks_sparsity(masks: dict) -> float:
     """Fraction of entries that the masks remove, over all tensors together.
 
     See notebooks/03_weight_pruning.ipynb.
     """
+    _check_masks(masks)
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
     return 1.0 - kept / total if total else 0.0
@@ -158,6 +168,7 @@ def shuffle_masks(masks: dict, seed: int = 0) -> dict:
     If a method's masks beat their shuffled copies, it is the positions that matter, not just the layer sparsities.
     See notebooks/03_weight_pruning.ipynb.
     """
+    _check_masks(masks)
     generator = torch.Generator().manual_seed(seed)
     out = {}
     for name, mask in masks.items():

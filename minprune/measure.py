@@ -19,11 +19,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .energy import estimate_energy  # re-exported: the energy model is part of measuring
 from .table import Table
-from .train import evaluate, model_device
+from .train import check_model, eval_mode, evaluate, model_device
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`."""
+    check_model(model)
     out = {}
     for mod_name, module in model.named_modules():
         for p_name, p in module.named_parameters(recurse=False):
@@ -61,6 +62,7 @@ def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, 
 
 
 def _example(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
+    check_model(model)
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
         raise ValueError("pass input_shape=(C, H, W); the model does not record one")
@@ -74,11 +76,8 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
     by_module=True returns {"total": n, "features.0": n, ...} for every module that does arithmetic.
     """
     x = _example(model, input_shape, 1)
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
+    with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(x)
-    model.train(was_training)
     if not by_module:
         return counter.get_total_flops() // 2
     prefix = type(model).__name__ + "."  # the counter names modules 'ClassName.path.to.module'
@@ -108,13 +107,15 @@ def num_threads(n: int | None):
 def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads: int | None = None,
             warmup: int = 5, repeats: int = 30) -> dict:
     """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     x = _example(model, input_shape, batch_size)
-    was_training = model.training
-    model.eval()
     times = []
-    with num_threads(threads):
+    with eval_mode(model), num_threads(threads), torch.no_grad():  # inference: no autograd graph, as in deployment
         for i in range(warmup + repeats):
             start = time.perf_counter()
             model(x)
@@ -122,7 +123,6 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
                 torch.cuda.synchronize()
             if i >= warmup:
                 times.append(1000 * (time.perf_counter() - start))
-    model.train(was_training)
     times.sort()
     return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10],
             "p90_ms": times[(9 * len(times)) // 10], "batch_size": batch_size, "threads": torch.get_num_threads()
@@ -131,6 +131,7 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
 
 def size_on_disk(model: nn.Module) -> dict:
     """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed."""
+    check_model(model)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     raw = buffer.getvalue()
@@ -164,8 +165,10 @@ def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=N
 
 def compare(models: dict[str, nn.Module], loader=None, *, baseline: str | None = None, **kwargs) -> Table:
     """A Table with one `summary` row per model, plus ratios against `baseline` (default: the first)."""
-    if not models:
-        raise ValueError("compare needs at least one model")
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {type(models).__name__}")
+    if baseline is not None and baseline not in models:
+        raise ValueError(f"baseline must be one of the model names {list(models)}, got {baseline!r}")
     rows = [summary(m, loader, name=n, **kwargs) for n, m in models.items()]
     base = rows[[*models].index(baseline)] if baseline is not None else rows[0]
     for row in rows:

@@ -12,6 +12,8 @@ See notebooks/01_train_baseline.ipynb.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -144,6 +146,10 @@ def build(arch: str, **kwargs) -> nn.Module:
     """Build a model by name ('lenet300', 'lenet5', 'vgg', 'resnet') with its keyword arguments."""
     if arch not in ARCHS:
         raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    allowed = [p for p in inspect.signature(ARCHS[arch]).parameters if p != "self"]
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        raise TypeError(f"unknown argument(s) {unknown} for {arch!r}; allowed: {', '.join(allowed)}")
     return ARCHS[arch](**kwargs)
 
 

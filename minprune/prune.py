@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from .masks import _check_scores, make_masks
+from .train import check_model
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -51,6 +52,7 @@ def _some_names(model: nn.Module) -> list[str]:
 
 def check_against_model(model: nn.Module, tensors: dict, what: str = "masks") -> None:
     """Raise ValueError unless every name exists in `model` and every tensor has its parameter's shape."""
+    check_model(model)
     if not isinstance(tensors, dict):
         raise TypeError(f"{what} must be a dict {{parameter name: tensor}}, got {type(tensors).__name__}")
     for name, t in tensors.items():
@@ -113,6 +115,7 @@ def get_masks(model: nn.Module) -> dict:
 
     See notebooks/03_weight_pruning.ipynb.
     """
+    check_model(model)
     masks = {}
     for mod_name, module in model.named_modules():
         for hook in module._forward_pre_hooks.values():

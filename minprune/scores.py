@@ -29,6 +29,9 @@ def _names(model: nn.Module, names) -> list[str]:
         raise ValueError(f"unknown parameter name(s) {unknown}; prunable ones are {prunable_names(model)}")
     if not names:
         raise ValueError("no parameters to score: the model has no Linear or Conv2d weights and names= is empty")
+    bad = [n for n in names if not bool(torch.isfinite(params[n]).all())]
+    if bad:
+        raise ValueError(f"weights {bad} contain NaN or Inf; scores need finite weights (did training diverge?)")
     return names
 
 

@@ -42,6 +42,8 @@ def sensitivity_scan(model: nn.Module, loader, sparsities=DEFAULT_GRID, *, names
     """Prune each tensor in `names` alone to every sparsity of the grid (scores from score_fn(model));
     evaluate on `loader`. The model is not changed. See notebooks/03_weight_pruning.ipynb.
     """
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be a function model -> scores (e.g. mp.magnitude_scores), got {score_fn!r}")
     sparsities = [check_sparsity(s) for s in sparsities]
     if not sparsities:
         raise ValueError("sparsities must list at least one value")
@@ -65,6 +67,8 @@ def layer_sparsities(result: Sensitivity, max_drop: float = 1.0) -> dict[str, fl
 
     See notebooks/03_weight_pruning.ipynb.
     """
+    if not isinstance(result, Sensitivity):
+        raise TypeError(f"result must be the Sensitivity that sensitivity_scan returns, got {type(result).__name__}")
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 accuracy points, got {max_drop}")
     chosen = {}

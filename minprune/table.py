@@ -22,6 +22,8 @@ class Table:
     """Rows of dicts with shared columns. `str()` gives text, notebooks show HTML, `to_markdown()` for reports."""
 
     def __init__(self, rows: list[dict], title: str = ""):
+        if isinstance(rows, (str, bytes, dict)) or not all(isinstance(r, dict) for r in rows):
+            raise TypeError("rows must be a list of dicts {column: value}, one dict per row")
         self.rows = [dict(r) for r in rows]
         self.title = title
         self.columns = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,20 @@ def seed_everything(seed: int = 0) -> None:
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_model(model, what: str = "model") -> None:
+    """Raise TypeError unless `model` is a torch.nn.Module (so a wrong argument fails with a clear message)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raise ValueError naming the first parameter that holds NaN or Inf (training diverged, or a bad file)."""
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"model weights must be finite, but {name!r} contains NaN or Inf; "
+                             f"reload or re-initialise the model")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -88,8 +103,10 @@ def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, op
     optimizer: a name for `make_optimizer` or a torch optimizer. loss_fn(model, x, y) -> (loss, logits)
     replaces cross entropy (distillation, regularisers). The device is the model's.
     """
+    check_model(model)
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    check_finite_weights(model)
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     loss_fn = loss_fn or cross_entropy_loss
     callbacks = list(callbacks)
@@ -126,20 +143,32 @@ def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, op
     return history
 
 
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Switch `model` to eval mode for a block and restore its train/eval flag afterwards, also on errors."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader) -> dict:
     """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was."""
-    was_training = model.training
-    model.eval()
+    check_model(model)
+    if loader is None or isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
+        raise TypeError(f"loader must be an iterable of (x, y) batches such as a DataLoader, got {loader!r:.60}")
     device = model_device(model)
     total_loss, correct, seen = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
     if seen == 0:
         raise ValueError("cannot evaluate on an empty loader")
     return {"loss": total_loss / seen, "acc": 100.0 * correct / seen}

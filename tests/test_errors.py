@@ -1,0 +1,1931 @@
+"""The bad-input table of docs/errors.md, row by row.
+
+Every row of the table in docs/errors.md has an id; `CASES` below holds, for each id, the bad call and what it
+must leave untouched (a model, a dict of tensors, a file, or a tuple of those). The test reads the expected
+error type and the message fragments from the doc itself, so the doc and the library cannot drift apart:
+a row without a case, or a case without a row, fails `test_every_row_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import minprune as mp
+from minprune import checkpoint, huffman, quantize, sparse_storage
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|(?P<fn>[^|]*)\|(?P<bad>[^|]*)\|\s*`?(?P<error>\w+)`?\s*\|"
+                 r"(?P<message>.*)\|\s*$")
+ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError,
+          "RuntimeError": RuntimeError, "FloatingPointError": FloatingPointError,
+          "CheckpointError": mp.CheckpointError, "DependencyError": mp.DependencyError,
+          "RecipeError": mp.RecipeError, "ExportError": mp.ExportError}
+
+
+def doc_rows() -> dict[str, dict]:
+    """{id: {"error": name, "fragments": [...]}} from the table rows of docs/errors.md."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = ROW.match(line)
+        if m:
+            fragments = re.findall(r"`([^`]+)`", m["message"].replace("\\|", "|"))
+            assert m["id"] not in rows, f"duplicate row id {m['id']} in {DOC.name}"
+            rows[m["id"]] = {"error": m["error"], "fragments": fragments}
+    return rows
+
+
+# ---- small inputs ----------------------------------------------------------------------------------------
+
+def lenet300():
+    return mp.build("lenet300")
+
+
+def lenet5():
+    return mp.build("lenet5")
+
+
+def vgg():
+    return mp.build("vgg", widths=[4, 8])
+
+
+def resnet():
+    return mp.build("resnet", widths=[4, 8], blocks=[1, 1])
+
+
+def loader(n: int = 8, shape=(1, 28, 28)):
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)),
+                      batch_size=4)
+
+
+def empty_loader():
+    return DataLoader(TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long)), batch_size=4)
+
+
+class NoLayers(nn.Module):
+    """A model with no Linear or Conv2d layer at all (and so nothing to prune)."""
+
+    input_shape = (1, 28, 28)
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return (x.flatten(1)[:, :10] * self.scale).relu()
+
+
+class Upsampler(nn.Module):
+    """A CNN whose channels pass through an op the dependency tracer does not know (nn.Upsample)."""
+
+    input_shape = (1, 8, 8)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv2(self.up(self.conv1(x))).mean((2, 3)))
+
+
+def with_nan(model, name="layers.1.weight", value=float("nan")):
+    with torch.no_grad():
+        model.get_submodule(name.rpartition(".")[0]).weight[0, 0] = value
+    return model
+
+
+def scores_of(model):
+    return mp.magnitude_scores(model)
+
+
+def saved(tmp_path, model=None) -> Path:
+    return mp.save_model(tmp_path / "model.pt", model if model is not None else lenet300())
+
+
+# ---- the cases: id -> (bad call, what must stay unchanged) -----------------------------------------------
+
+CASES = {}
+
+
+def case(row_id):
+    def register(fn):
+        assert row_id not in CASES, row_id
+        CASES[row_id] = fn
+        return fn
+    return register
+
+
+# data, models, train
+@case("data-name")
+def _(tmp):
+    return lambda: mp.load("imagenet"), None
+
+
+@case("data-val-size")
+def _(tmp):
+    return lambda: mp.load("mnist-small", val_size=-5), None
+
+
+@case("data-val-too-big")
+def _(tmp):
+    return lambda: mp.load("mnist-small", val_size=4500), None
+
+
+@case("data-split")
+def _(tmp):
+    splits = mp.load("mnist-small")
+    return lambda: splits.loader("validation"), None
+
+
+@case("data-batch-size")
+def _(tmp):
+    splits = mp.load("mnist-small")
+    return lambda: splits.loader("train", batch_size=0), None
+
+
+@case("data-offline")
+def _(tmp):
+    return lambda: mp.load("cifar10", root=tmp / "nothing-here"), tmp
+
+
+@case("data-corrupt-file")
+def _(tmp):
+    bad = tmp / "mnist_small.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    return lambda: mp.data.read_mnist_small(bad), bad
+
+
+@case("build-arch")
+def _(tmp):
+    return lambda: mp.build("alexnet"), None
+
+
+@case("build-kwargs")
+def _(tmp):
+    return lambda: mp.build("lenet5", depth=3), None
+
+
+@case("forward-shape")
+def _(tmp):
+    model = lenet5()
+    return lambda: model(torch.zeros(2, 3, 32, 32)), model
+
+
+@case("forward-type")
+def _(tmp):
+    model = lenet5()
+    return lambda: model([[0.0] * 784]), model
+
+
+@case("seed")
+def _(tmp):
+    return lambda: mp.seed_everything(-1), None
+
+
+@case("fit-epochs")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), epochs="2", progress=False), model
+
+
+@case("fit-optimizer")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), epochs=1, optimizer="rmsprop", progress=False), model
+
+
+@case("fit-nan-weights")
+def _(tmp):
+    model = with_nan(lenet300())
+    return lambda: mp.fit(model, loader(), epochs=1, progress=False), model
+
+
+@case("fit-shape")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(shape=(3, 32, 32)), epochs=1, progress=False), model
+
+
+@case("fit-lr")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), epochs=1, lr=-1.0, progress=False), model
+
+
+@case("evaluate-loader-none")
+def _(tmp):
+    model = lenet300()
+    model.eval()
+    return lambda: mp.evaluate(model, None), model
+
+
+@case("evaluate-empty")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.evaluate(model, empty_loader()), model
+
+
+@case("accuracy-shape")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.accuracy(model, loader(shape=(1, 32, 32))), model
+
+
+# checkpoint, zoo
+@case("save-not-minprune")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 2))
+    return lambda: mp.save_model(tmp / "m.pt", model), (model, tmp)
+
+
+@case("load-missing")
+def _(tmp):
+    return lambda: mp.load_model(tmp / "nope.pt"), tmp
+
+
+@case("load-truncated")
+def _(tmp):
+    path = saved(tmp)
+    path.write_bytes(path.read_bytes()[:1000])
+    return lambda: mp.load_model(path), path
+
+
+@case("load-not-torch")
+def _(tmp):
+    path = tmp / "model.pt"
+    path.write_bytes(b"hello, I am not a model file" * 10)
+    return lambda: mp.load_model(path), path
+
+
+@case("load-foreign")
+def _(tmp):
+    path = tmp / "model.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    return lambda: mp.load_model(path), path
+
+
+@case("load-tampered")
+def _(tmp):
+    path = saved(tmp)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["layers.1.weight"][0, 0] += 1.0
+    torch.save(payload, path)
+    return lambda: mp.load_model(path), path
+
+
+class Evil:
+    def __reduce__(self):  # unpickling this would run a shell command
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+@case("load-malicious-pickle")
+def _(tmp):
+    path = tmp / "model.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": checkpoint.FORMAT, "payload": Evil()}, f)
+    return lambda: mp.load_model(path), path
+
+
+@case("load-shape-mismatch")
+def _(tmp):
+    path = tmp / "model.pt"
+    model = lenet300()
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    state["layers.1.weight"] = torch.zeros(5, 784)
+    payload = {"format": checkpoint.FORMAT, "description": mp.models.describe(model), "meta": {},
+               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
+    torch.save(payload, path)
+    return lambda: mp.load_model(path), path
+
+
+@case("load-bad-description")
+def _(tmp):
+    path = tmp / "model.pt"
+    state = {k: v.detach() for k, v in lenet300().state_dict().items()}
+    payload = {"format": checkpoint.FORMAT, "description": {"arch": "os.system"}, "meta": {},
+               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
+    torch.save(payload, path)
+    return lambda: mp.load_model(path), path
+
+
+@case("load-bad-layer-spec")
+def _(tmp):
+    path = tmp / "model.pt"
+    model = lenet300()
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    description = {**mp.models.describe(model), "shapes": {"layers.1": ["Evil", {}]}}
+    payload = {"format": checkpoint.FORMAT, "description": description, "meta": {},
+               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
+    torch.save(payload, path)
+    return lambda: mp.load_model(path), path
+
+
+@case("save-meta-object")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_model(tmp / "m.pt", model, meta={"history": [1, 2], "splits": mp.load("mnist-small")}), \
+        (model, tmp)
+
+
+@case("save-meta-function")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_model(tmp / "m.pt", model, meta={"score_fn": mp.magnitude_scores}), (model, tmp)
+
+
+@case("load-device")
+def _(tmp):
+    path = saved(tmp)
+    return lambda: mp.load_model(path, device="tpu"), path
+
+
+@case("pretrained-arch")
+def _(tmp):
+    return lambda: mp.pretrained("alexnet"), None
+
+
+@case("pretrained-data")
+def _(tmp):
+    return lambda: mp.pretrained("lenet300", "imagenet", progress=False), None
+
+
+# measure
+@case("measure-not-a-model")
+def _(tmp):
+    return lambda: mp.count_params("lenet5"), None
+
+
+@case("sparsity-type")
+def _(tmp):
+    return lambda: mp.sparsity([torch.zeros(3)]), None
+
+
+@case("nonzeros-type")
+def _(tmp):
+    return lambda: mp.count_nonzeros("lenet5"), None
+
+
+@case("layer-sparsity-type")
+def _(tmp):
+    return lambda: mp.layer_sparsity(lenet300().state_dict()), None
+
+
+@case("size-on-disk-type")
+def _(tmp):
+    return lambda: mp.size_on_disk(None), None
+
+
+@case("compare-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.compare([model], timing=False), model
+
+
+@case("latency-batch-size")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.latency(model, batch_size=0, repeats=1), model
+
+
+@case("macs-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 2))
+    return lambda: mp.count_macs(model), model
+
+
+@case("macs-wrong-shape")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.count_macs(model, (3, 32, 32)), model
+
+
+@case("latency-repeats")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.latency(model, repeats=0), model
+
+
+@case("latency-threads")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.latency(model, threads=0, repeats=1), model
+
+
+@case("compare-empty")
+def _(tmp):
+    return lambda: mp.compare({}), None
+
+
+@case("compare-baseline")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.compare({"dense": model}, baseline="pruned", timing=False), model
+
+
+@case("summary-empty-loader")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.summary(model, empty_loader(), timing=False), model
+
+
+# scores
+@case("scores-unknown-name")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.magnitude_scores(model, names=["layers.9.weight"]), model
+
+
+@case("scores-no-prunable")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.magnitude_scores(model), model
+
+
+@case("scores-p")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.magnitude_scores(model, p=0), model
+
+
+@case("scores-nan-weights")
+def _(tmp):
+    model = with_nan(lenet300())
+    return lambda: mp.magnitude_scores(model), model
+
+
+@case("scores-inf-weights")
+def _(tmp):
+    model = with_nan(lenet300(), value=float("inf"))
+    return lambda: mp.magnitude_scores(model), model
+
+
+@case("taylor-no-data")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.taylor_scores(model), model
+
+
+@case("taylor-empty")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.taylor_scores(model, empty_loader()), model
+
+
+@case("taylor-batches")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.taylor_scores(model, loader(), batches=0), model
+
+
+@case("taylor-shape")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.taylor_scores(model, loader(shape=(3, 32, 32))), model
+
+
+@case("gradient-no-data")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.gradient_scores(model), model
+
+
+@case("snip-empty")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.snip_scores(model, []), model
+
+
+@case("grasp-no-data")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.grasp_scores(model), model
+
+
+@case("synflow-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 2))
+    return lambda: mp.synflow_scores(model), model
+
+
+@case("synflow-sparsity")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.synflow_masks(model, 1.0), model
+
+
+@case("synflow-rounds")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.synflow_masks(model, 0.5, rounds=0), model
+
+
+@case("random-scores-unknown")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.random_scores(model, names="fc.weight"), model
+
+
+# masks
+@case("masks-sparsity-range")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 1.5), s
+
+
+@case("masks-sparsity-one")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 1.0), s
+
+
+@case("masks-sparsity-type")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, "0.5"), s
+
+
+@case("masks-sparsity-nan")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, float("nan")), s
+
+
+@case("masks-both")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, threshold=0.1), s
+
+
+@case("masks-scope")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, scope="layer"), s
+
+
+@case("masks-threshold-type")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, threshold="small"), s
+
+
+@case("masks-override-name")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, overrides={"fc.weight": 0.2}), s
+
+
+@case("masks-override-range")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, overrides={"layers.1.weight": 2}), s
+
+
+@case("masks-exclude-name")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, exclude=["fc.weight"]), s
+
+
+@case("masks-empty-scores")
+def _(tmp):
+    return lambda: mp.make_masks({}, 0.5), None
+
+
+@case("masks-scores-type")
+def _(tmp):
+    return lambda: mp.make_masks({"w": [0.1, 0.2]}, 0.5), None
+
+
+@case("masks-nan-scores")
+def _(tmp):
+    s = {"w": torch.tensor([0.1, float("nan"), 0.3])}
+    return lambda: mp.make_masks(s, 0.5), s
+
+
+@case("masks-int-scores")
+def _(tmp):
+    s = {"w": torch.tensor([1, 2, 3])}
+    return lambda: mp.make_masks(s, 0.5), s
+
+
+@case("topk-sparsity")
+def _(tmp):
+    s = torch.rand(10)
+    return lambda: mp.topk_mask(s, -0.1), {"s": s}
+
+
+@case("n-pruned-sparsity")
+def _(tmp):
+    return lambda: mp.n_pruned(100, 1.2), None
+
+
+@case("prunable-names-type")
+def _(tmp):
+    return lambda: mp.prunable_names({"layers.1.weight": torch.zeros(3)}), None
+
+
+@case("masks-sparsity-fn-type")
+def _(tmp):
+    return lambda: mp.masks_sparsity("masks"), None
+
+
+@case("shuffle-masks-type")
+def _(tmp):
+    return lambda: mp.shuffle_masks([torch.ones(3, dtype=torch.bool)]), None
+
+
+# prune
+@case("prune-sparsity")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.prune(model, scores_of(model), 1.2), model
+
+
+@case("prune-unknown-name")
+def _(tmp):
+    model, other = lenet300(), lenet5()
+    return lambda: mp.prune(model, scores_of(other), 0.5), model
+
+
+@case("prune-score-shape")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.prune(model, {"layers.1.weight": torch.rand(3, 3)}, 0.5), model
+
+
+@case("prune-nan-scores")
+def _(tmp):
+    model = lenet300()
+    s = scores_of(model)
+    s["layers.3.weight"][0, 0] = float("nan")
+    return lambda: mp.prune(model, s, 0.5), model
+
+
+@case("prune-nan-weights")
+def _(tmp):
+    model = with_nan(lenet300())
+    return lambda: mp.prune(model, mp.magnitude_scores(model), 0.5), model
+
+
+@case("prune-no-prunable")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.prune(model, mp.magnitude_scores(model), 0.5), model
+
+
+@case("prune-scores-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.prune(model, [0.1, 0.2], 0.5), model
+
+
+@case("prune-scope")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.prune(model, scores_of(model), 0.5, scope="everything"), model
+
+
+@case("apply-masks-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.apply_masks(model, [torch.ones(300, 784)]), model
+
+
+@case("apply-masks-shape")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.apply_masks(model, {"layers.1.weight": torch.ones(300, 783, dtype=torch.bool)}), model
+
+
+@case("apply-masks-values")
+def _(tmp):
+    model = lenet300()
+    good = torch.ones(100, 300, dtype=torch.bool)
+    bad = torch.full((300, 784), 0.5)
+    return lambda: mp.apply_masks(model, {"layers.3.weight": good, "layers.1.weight": bad}), model
+
+
+@case("apply-masks-unknown")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.apply_masks(model, {"layers.1.weight": torch.ones(300, 784), "conv.weight": torch.ones(3)}), \
+        model
+
+
+@case("load-masked-mismatch")
+def _(tmp):
+    model, other = lenet300(), lenet5()
+    mp.prune(other, scores_of(other), 0.5)
+    return lambda: mp.load_masked_state_dict(model, other.state_dict()), model
+
+
+@case("copy-model-type")
+def _(tmp):
+    return lambda: mp.copy_model({"layers.1.weight": torch.zeros(2)}), None
+
+
+@case("get-masks-type")
+def _(tmp):
+    return lambda: mp.get_masks(None), None
+
+
+@case("make-permanent-type")
+def _(tmp):
+    return lambda: mp.make_permanent("model.pt"), None
+
+
+# sensitivity, finetune
+@case("sensitivity-grid")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.sensitivity_scan(model, loader(), [0.5, 1.0]), model
+
+
+@case("sensitivity-empty-grid")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.sensitivity_scan(model, loader(), []), model
+
+
+@case("sensitivity-name")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.sensitivity_scan(model, loader(), [0.5], names=["fc.weight"]), model
+
+
+@case("sensitivity-empty-loader")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.sensitivity_scan(model, empty_loader(), [0.5]), model
+
+
+@case("sensitivity-score-fn")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.sensitivity_scan(model, loader(), [0.5], score_fn="magnitude"), model
+
+
+@case("layer-sparsities-type")
+def _(tmp):
+    return lambda: mp.layer_sparsities({"layers.1.weight": [90.0]}), None
+
+
+@case("layer-sparsities-drop")
+def _(tmp):
+    result = mp.sensitivity.Sensitivity(90.0, [0.5], {"layers.1.weight": [89.0]})
+    return lambda: mp.layer_sparsities(result, max_drop=-1), None
+
+
+@case("fine-tune-no-data")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fine_tune(model, None), model
+
+
+@case("fine-tune-epochs")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fine_tune(model, loader(), epochs=-1), model
+
+
+@case("iterative-sparsities")
+def _(tmp):
+    return lambda: mp.iterative_sparsities(0.9, 0), None
+
+
+@case("iterative-final")
+def _(tmp):
+    return lambda: mp.iterative_sparsities(1.0, 3), None
+
+
+@case("iterative-order")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.iterative_prune(model, mp.magnitude_scores, [0.8, 0.5], loader()), model
+
+
+@case("iterative-range")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.iterative_prune(model, mp.magnitude_scores, [0.5, 1.5], loader()), model
+
+
+@case("iterative-config-epochs")
+def _(tmp):
+    model = lenet300()
+    config = mp.IterativeConfig(epochs=-1)
+    return lambda: mp.iterative_prune(model, mp.magnitude_scores, [0.5], loader(), config), model
+
+
+@case("iterative-config-scope")
+def _(tmp):
+    model = lenet300()
+    config = mp.IterativeConfig(scope="layer")
+    return lambda: mp.iterative_prune(model, mp.magnitude_scores, [0.5], loader(), config), model
+
+
+@case("iterative-score-fn")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.iterative_prune(model, "magnitude", [0.5], loader()), model
+
+
+@case("fine-tune-data-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fine_tune(model, "mnist-small"), model
+
+
+@case("storage-bits")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.storage_table(model, bits=0), model
+
+
+@case("sparse-encode-format")
+def _(tmp):
+    t = torch.zeros(3, 3)
+    return lambda: sparse_storage.encode(t, "coo"), {"t": t}
+
+
+@case("sparse-decode-garbage")
+def _(tmp):
+    return lambda: sparse_storage.decode(b"XXXX0000"), None
+
+
+# unit scores, dependency, surgery, blocks
+@case("unit-norms-p")
+def _(tmp):
+    W = torch.rand(4, 3)
+    return lambda: mp.unit_norms(W, p=3), {"W": W}
+
+
+@case("norm-scores-p")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.norm_scores(model, p=0), model
+
+
+@case("bn-scores-no-bn")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.bn_scale_scores(model), model
+
+
+@case("slimming-strength")
+def _(tmp):
+    return lambda: mp.slimming_loss(-1e-4), None
+
+
+@case("activation-stat")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.activation_scores(model, loader(), stat="median"), model
+
+
+@case("activation-empty")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.activation_scores(model, empty_loader()), model
+
+
+@case("taylor-unit-empty")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.taylor_unit_scores(model, empty_loader()), model
+
+
+@case("trace-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    return lambda: mp.trace_groups(model), model
+
+
+@case("trace-unsupported")
+def _(tmp):
+    model = Upsampler()
+    return lambda: mp.trace_groups(model), model
+
+
+@case("prune-channels-unsupported")
+def _(tmp):
+    model = Upsampler()
+    return lambda: mp.prune_channels(model, 0.5), model
+
+
+@case("prune-channels-sparsity")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.prune_channels(model, 1.0), model
+
+
+@case("prune-channels-scope")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.prune_channels(model, 0.5, scope="layer"), model
+
+
+@case("prune-channels-name")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.prune_channels(model, {"features.9.0": 0.5}), model
+
+
+@case("prune-channels-all")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.prune_channels(model, {"layers.3": 0.999}), model
+
+
+@case("prune-channels-score-shape")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.prune_channels(model, 0.5, scores={"features.0.0.weight": torch.ones(3)}), model
+
+
+@case("prune-channels-no-scores")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.prune_channels(model, 0.5, scores={"nothing.weight": torch.ones(3)}), model
+
+
+@case("prune-channels-coupled")
+def _(tmp):
+    model = resnet()
+    return lambda: mp.prune_channels(model, {"layers.1.conv2": 0.5, "layers.1.shortcut.0": 0.25}), model
+
+
+@case("prune-channels-no-groups")
+def _(tmp):
+    model = mp.build("lenet300", hidden=[])
+    return lambda: mp.prune_channels(model, 0.5), model
+
+
+@case("select-channels-round-to")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    scores = mp.score_groups(graph, mp.norm_scores(model))
+    return lambda: mp.select_channels(graph, scores, 0.5, round_to=0), model
+
+
+@case("score-groups-type")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    return lambda: mp.score_groups(graph, [torch.ones(4)]), model
+
+
+@case("score-groups-graph")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.score_groups({}, mp.norm_scores(model)), model
+
+
+@case("groups-table-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.groups_table(model), model
+
+
+@case("plot-groups-type")
+def _(tmp):
+    return lambda: mp.plot_groups("vgg"), None
+
+
+@case("remove-channels-group")
+def _(tmp):
+    model = vgg()
+    return lambda: mp.remove_channels(model, {99: torch.arange(2)}), model
+
+
+@case("remove-channels-empty")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    gid = graph.prunable()[0].id
+    return lambda: mp.remove_channels(model, {gid: torch.zeros(0, dtype=torch.long)}, graph), model
+
+
+@case("remove-channels-index")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    gid = graph.prunable()[0].id
+    return lambda: mp.remove_channels(model, {gid: torch.tensor([0, 99])}, graph), model
+
+
+@case("remove-channels-float")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    gid = graph.prunable()[0].id
+    return lambda: mp.remove_channels(model, {gid: torch.tensor([0.0, 1.0])}, graph), model
+
+
+@case("remove-channels-frozen")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    frozen = next(g for g in graph.groups.values() if g.frozen and g.producers)
+    return lambda: mp.remove_channels(model, {frozen.id: torch.arange(1)}, graph), model
+
+
+@case("channel-masks-group")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    return lambda: mp.channel_masks(model, {123: torch.arange(1)}, graph), model
+
+
+@case("select-global-dict")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    group_scores = mp.score_groups(graph, mp.norm_scores(model))
+    return lambda: mp.select_channels(graph, group_scores, {"features.0.0": 0.5}, scope="global"), model
+
+
+@case("drop-blocks-name")
+def _(tmp):
+    model = resnet()
+    return lambda: mp.drop_blocks(model, ["layers.1"]), model
+
+
+@case("drop-blocks-unknown")
+def _(tmp):
+    model = resnet()
+    return lambda: mp.drop_blocks(model, "layers.7"), model
+
+
+@case("prune-blocks-n")
+def _(tmp):
+    model = resnet()
+    x = torch.randn(2, 1, 28, 28)
+    return lambda: mp.prune_blocks(model, x, n=5), model
+
+
+@case("block-scores-shape")
+def _(tmp):
+    model = resnet()
+    return lambda: mp.block_scores(model, torch.zeros(2, 3, 32, 32)), model
+
+
+@case("droppable-shape")
+def _(tmp):
+    model = resnet()
+    return lambda: mp.droppable(model, torch.zeros(1, 3, 32, 32)), model
+
+
+# N:M, speed
+@case("nm-n-m")
+def _(tmp):
+    W = torch.rand(4, 8)
+    return lambda: mp.nm_mask(W, 3, 2), {"W": W}
+
+
+@case("nm-rows")
+def _(tmp):
+    W = torch.rand(4, 6)
+    return lambda: mp.nm_mask(W, 2, 4), {"W": W}
+
+
+@case("nm-1d")
+def _(tmp):
+    W = torch.rand(8)
+    return lambda: mp.nm_mask(W, 2, 4), {"W": W}
+
+
+@case("nm-masks-strict")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.nm_masks(scores_of(model), 2, 4, strict=True), model
+
+
+@case("nm-nan-scores")
+def _(tmp):
+    W = torch.rand(2, 4)
+    W[0, 1] = float("nan")
+    return lambda: mp.nm_mask(W, 2, 4), {"W": W}
+
+
+@case("nm-report-type")
+def _(tmp):
+    model = lenet300()
+    masks = list(mp.nm_masks(scores_of(model)).values())
+    return lambda: mp.nm_report(model, masks), model
+
+
+@case("latency-grid-repeats")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.latency_grid({"dense": model}, (1, 28, 28), repeats=0), model
+
+
+@case("speedups-empty")
+def _(tmp):
+    return lambda: mp.speedups({}, (1, 28, 28)), None
+
+
+@case("to-csr-type")
+def _(tmp):
+    return lambda: mp.to_csr("lenet300"), None
+
+# schedules, dynamic, lottery, sparse training
+@case("schedule-shape")
+def _(tmp):
+    return lambda: mp.make_schedule("quadratic", 0.9, end=100), None
+
+
+@case("schedule-final")
+def _(tmp):
+    return lambda: mp.make_schedule("cubic", 1.0, end=100), None
+
+
+@case("schedule-order")
+def _(tmp):
+    return lambda: mp.make_schedule("cubic", 0.5, initial=0.8, end=100), None
+
+
+@case("schedule-end")
+def _(tmp):
+    return lambda: mp.make_schedule("linear", 0.9, start=50, end=10), None
+
+
+@case("schedule-no-end")
+def _(tmp):
+    return lambda: mp.make_schedule("cubic", 0.9), None
+
+
+@case("schedule-interval-type")
+def _(tmp):
+    return lambda: mp.make_schedule("cubic", 0.9, end=100, interval=2.5), None
+
+
+@case("gradual-no-prunable")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.GradualPruner(model, mp.make_schedule("cubic", 0.5, end=10)), model
+
+
+@case("gradual-schedule-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.GradualPruner(model, 0.9), model
+
+
+@case("gradual-scope")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.GradualPruner(model, mp.make_schedule("cubic", 0.5, end=10), scope="layer"), model
+
+
+@case("rewind-mismatch")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.rewind(model, mp.snapshot(lenet5())), model
+
+
+@case("rewind-shape")
+def _(tmp):
+    model = lenet300()
+    state = mp.snapshot(model)
+    state["layers.5.bias"] = torch.zeros(11)
+    return lambda: mp.rewind(model, state), model
+
+
+@case("rewind-point-k")
+def _(tmp):
+    return lambda: mp.RewindPoint(-1), None
+
+
+@case("snapshot-type")
+def _(tmp):
+    return lambda: mp.snapshot("lenet300"), None
+
+
+@case("find-ticket-final")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.find_ticket(model, lambda m: None, 1.0), model
+
+
+@case("find-ticket-rounds")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.find_ticket(model, lambda m: None, 0.5, rounds=0), model
+
+
+@case("find-ticket-snapshot")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.find_ticket(model, lambda m: None, 0.5, rewind_to=mp.snapshot(lenet5())), model
+
+
+@case("sparse-config-sparsity")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.DynamicSparseTrainer(model, mp.SparseConfig(sparsity=1.0)), model
+
+
+@case("sparse-config-method")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.DynamicSparseTrainer(model, mp.SparseConfig(method="snip")), model
+
+
+@case("sparse-config-distribution")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.DynamicSparseTrainer(model, mp.SparseConfig(distribution="normal")), model
+
+
+@case("sparse-config-drop")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.DynamicSparseTrainer(model, mp.SparseConfig(drop_fraction=1.5)), model
+
+
+@case("sparse-no-prunable")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.DynamicSparseTrainer(model), model
+
+
+@case("sparse-already-masked")
+def _(tmp):
+    model = lenet300()
+    mp.prune(model, scores_of(model), 0.5)
+    return lambda: mp.DynamicSparseTrainer(model), model
+
+
+# quantization, k-means, Huffman, Deep Compression files, int8
+@case("quant-bits-high")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.quant_params(x, 16), {"x": x}
+
+
+@case("quant-bits-low")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.fake_quantize(x, 1), {"x": x}
+
+
+@case("quant-bits-type")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.quant_params(x, 8.0), {"x": x}
+
+
+@case("quant-axis")
+def _(tmp):
+    x = torch.randn(4, 3)
+    return lambda: mp.quant_params(x, 8, axis=2), {"x": x}
+
+
+@case("quantize-axis")
+def _(tmp):
+    x = torch.randn(3)
+    return lambda: quantize.quantize(x, 0.1, 0, axis=5), {"x": x}
+
+
+@case("dequantize-axis")
+def _(tmp):
+    q = torch.zeros(2, 3, dtype=torch.int32)
+    return lambda: mp.dequantize(q, torch.ones(3), torch.zeros(3), axis=-3), {"q": q}
+
+
+@case("quant-nan")
+def _(tmp):
+    x = torch.tensor([0.5, float("nan"), -1.0])
+    return lambda: mp.quant_params(x, 8), {"x": x}
+
+
+@case("fake-quant-inf")
+def _(tmp):
+    x = torch.tensor([0.5, float("inf"), -1.0])
+    return lambda: mp.fake_quantize(x, 8), {"x": x}
+
+
+@case("quantize-bits")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: quantize.quantize(x, 0.1, 0, bits=9), {"x": x}
+
+
+@case("quantize-weights-bits")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.quantize_weights(model, 32), model
+
+
+@case("swap-fake-quant-masked")
+def _(tmp):
+    model = lenet300()
+    mp.prune(model, scores_of(model), 0.5)
+    return lambda: mp.swap_fake_quant(model, 8), model
+
+
+@case("swap-fake-quant-no-layers")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.swap_fake_quant(model, 8), model
+
+
+@case("swap-fake-quant-type")
+def _(tmp):
+    return lambda: mp.swap_fake_quant("lenet300", 8), None
+
+
+@case("strip-fake-quant-type")
+def _(tmp):
+    state = lenet300().state_dict()
+    return lambda: mp.strip_fake_quant(state), state
+
+
+@case("kmeans-k")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.kmeans_1d(x, 0), {"x": x}
+
+
+@case("kmeans-empty")
+def _(tmp):
+    return lambda: mp.kmeans_1d(torch.zeros(0), 4), None
+
+
+@case("kmeans-nan")
+def _(tmp):
+    x = torch.tensor([0.5, float("nan"), -1.0, 2.0])
+    return lambda: mp.kmeans_1d(x, 2), {"x": x}
+
+
+@case("share-bits")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.share_weights(model, 9), model
+
+
+@case("share-masked")
+def _(tmp):
+    model = lenet300()
+    mp.prune(model, scores_of(model), 0.5)
+    return lambda: mp.share_weights(model, 4), model
+
+
+@case("share-names")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.share_weights(model, 4, names=["layers.9.weight"]), model
+
+
+@case("share-no-layers")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.share_weights(model, 4), model
+
+
+@case("share-nan")
+def _(tmp):
+    model = with_nan(lenet300(), "layers.3.weight")
+    return lambda: mp.share_weights(model, 4), model
+
+
+@case("unshare-type")
+def _(tmp):
+    return lambda: mp.unshare_weights(None), None
+
+
+@case("huffman-truncated")
+def _(tmp):
+    data, lengths = huffman.encode([0, 1, 2, 3, 0, 0, 1] * 10)
+    return lambda: huffman.decode(data[:2], lengths, 70), None
+
+
+@case("huffman-missing-code")
+def _(tmp):
+    return lambda: huffman.encode([0, 1, 5], {0: 1, 1: 1}), None
+
+
+@case("compressed-unshared")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_compressed(tmp / "m.mpdc", model), (model, tmp)
+
+
+@case("compressed-max-gap")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_compressed(tmp / "m.mpdc", model, max_gap=0), (model, tmp)
+
+
+@case("compressed-dtype")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_compressed(tmp / "m.mpdc", model, float_dtype="bfloat16"), (model, tmp)
+
+
+def _compressed_file(tmp):
+    model = mp.build("lenet300", hidden=[8, 8])
+    mp.prune(model, scores_of(model), 0.8)
+    mp.make_permanent(model)
+    mp.share_weights(model, 2)
+    path = tmp / "m.mpdc"
+    mp.save_compressed(path, model)
+    return path
+
+
+@case("compressed-crc")
+def _(tmp):
+    path = _compressed_file(tmp)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return lambda: mp.load_compressed(path), path
+
+
+@case("compressed-truncated")
+def _(tmp):
+    path = _compressed_file(tmp)
+    path.write_bytes(path.read_bytes()[:-20])
+    return lambda: mp.load_compressed(path), path
+
+
+@case("compressed-foreign")
+def _(tmp):
+    path = tmp / "m.mpdc"
+    path.write_bytes(b"\x89PNG not a model")
+    return lambda: mp.load_compressed(path), path
+
+
+@case("compressed-missing")
+def _(tmp):
+    return lambda: mp.load_compressed(tmp / "none.mpdc"), tmp
+
+
+@case("int8-masked")
+def _(tmp):
+    model = lenet300()
+    mp.prune(model, scores_of(model), 0.5)
+    return lambda: mp.dynamic_int8(model), model
+
+
+@case("int8-dynamic-no-linear")
+def _(tmp):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    model.input_shape = (1, 8, 8)
+    return lambda: mp.dynamic_int8(model), model
+
+
+@case("int8-static-empty")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.static_int8(model, []), model
+
+
+@case("int8-convert-type")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.convert_qat_int8(model), model
+
+
+@case("int8-weights-type")
+def _(tmp):
+    return lambda: mp.int8_weights("model.pt"), None
+
+
+@case("save-int8-float")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_int8(tmp / "m.pt", model), (model, tmp)
+
+
+@case("load-int8-missing")
+def _(tmp):
+    return lambda: mp.load_int8(tmp / "missing.pt"), tmp
+
+
+@case("load-int8-garbage")
+def _(tmp):
+    path = tmp / "garbage.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    return lambda: mp.load_int8(path), tmp
+
+
+@case("int8-weights-onnx-ops")
+def _(tmp):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    proto = helper.make_model(graph)
+    before = proto.SerializeToString()
+
+    def call():
+        try:
+            mp.int8_weights_onnx(proto, op_types=("Softmax",))
+        finally:
+            assert proto.SerializeToString() == before, "the ONNX model changed although the call failed"
+    assert onnx.checker.check_model(proto) is None
+    return call, None
+
+
+@case("qat-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    return lambda: mp.prepare_qat_int8(model), model
+
+# distillation
+@case("kd-temperature")
+def _(tmp):
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    return lambda: mp.kd_loss(s, t, torch.zeros(4, dtype=torch.long), temperature=0), {"s": s, "t": t}
+
+
+@case("kd-alpha")
+def _(tmp):
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    return lambda: mp.kd_loss(s, t, torch.zeros(4, dtype=torch.long), alpha=1.5), {"s": s, "t": t}
+
+
+@case("kd-shapes")
+def _(tmp):
+    s, t = torch.randn(4, 10), torch.randn(4, 5)
+    return lambda: mp.kd_loss(s, t, torch.zeros(4, dtype=torch.long)), {"s": s, "t": t}
+
+
+@case("soft-targets-temperature")
+def _(tmp):
+    s = torch.randn(4, 10)
+    return lambda: mp.soft_targets(s, -1.0), {"s": s}
+
+
+@case("kd-labels")
+def _(tmp):
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    return lambda: mp.kd_loss(s, t, torch.zeros(3, dtype=torch.long)), {"s": s, "t": t}
+
+
+@case("attention-map-shape")
+def _(tmp):
+    f = torch.randn(4, 10)
+    return lambda: mp.attention_map(f), {"f": f}
+
+
+@case("hint-loss-shapes")
+def _(tmp):
+    a, b = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)
+    return lambda: mp.hint_loss(a, b), {"a": a, "b": b}
+
+
+@case("distill-beta")
+def _(tmp):
+    teacher = lenet5()
+    return lambda: mp.distill_loss(teacher, beta=-1), teacher
+
+
+@case("distill-same-model")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.distill_student(model, model, loader(), epochs=1, progress=False), model
+
+
+@case("distill-hint-name")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), hints=["features.9"], progress=False), \
+        (student, teacher)
+
+
+@case("random-shift-negative")
+def _(tmp):
+    x = torch.randn(4, 1, 28, 28)
+    return lambda: mp.distill.random_shift(x, -1), {"x": x}
+
+
+@case("random-shift-shape")
+def _(tmp):
+    x = torch.randn(4, 28)
+    return lambda: mp.distill.random_shift(x, 1), {"x": x}
+
+
+# energy, export, pipeline, recipes
+@case("energy-bits")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.estimate_energy(model, bits=16), model
+
+
+@case("energy-memory")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.estimate_energy(model, weights="flash"), model
+
+
+@case("energy-sparse-type")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.energy_table(model, sparse="yes"), model
+
+
+@case("energy-no-layers")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.layer_counts(model), model
+
+
+@case("energy-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 2))
+    return lambda: mp.estimate_energy(model), model
+
+
+@case("energy-costs-negative")
+def _(tmp):
+    return lambda: mp.EnergyCosts(fp32_mult=-1.0), None
+
+
+@case("export-int8")
+def _(tmp):
+    model = lenet300()
+    int8 = mp.dynamic_int8(model)
+    return lambda: mp.deployable_copy(int8), model
+
+
+@case("export-type")
+def _(tmp):
+    return lambda: mp.deployable_copy({"layers.1.weight": torch.zeros(1)}), None
+
+
+@case("export-no-shape")
+def _(tmp):
+    model = nn.Sequential(nn.Linear(4, 2))
+    return lambda: mp.export_onnx(model, tmp / "m.onnx"), (model, tmp)
+
+
+@case("export-format")
+def _(tmp):
+    return lambda: mp.export.check_format("tflite"), None
+
+
+@case("quantize-onnx-method")
+def _(tmp):
+    import onnx
+
+    return lambda: mp.quantize_onnx(onnx.ModelProto(), method="int4"), None
+
+
+@case("quantize-onnx-calibration")
+def _(tmp):
+    import onnx
+
+    return lambda: mp.quantize_onnx(onnx.ModelProto(), None, method="static"), None
+
+
+@case("recipe-missing")
+def _(tmp):
+    return lambda: mp.load_recipe(tmp / "nope.toml"), tmp
+
+
+@case("recipe-bad-toml")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[prune\nsparsity = ")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-unknown-key")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[prune]\nsparsty = 0.5\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-sparsity")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[prune]\nsparsity = 1.2\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-bits")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[quantize]\nmethod = 'fake'\nbits = 16\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-type")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[finetune]\nepochs = 'two'\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-score")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[prune]\nmethod = 'structured'\nscore = 'magnitude'\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("pipeline-config")
+def _(tmp):
+    config = mp.PipelineConfig()
+    config.prune.sparsity = 1.5
+    return lambda: mp.run_pipeline(config), None
+
+
+@case("pareto-points")
+def _(tmp):
+    return lambda: mp.pareto_front([(1.0, 90.0), (2.0,)]), None
+
+
+@case("measure-stages-empty-loader")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.measure_stages({"dense": model}, empty_loader(), timing=False), model
+
+
+@case("table-rows")
+def _(tmp):
+    return lambda: mp.Table([{"model": "dense"}, ["pruned", 0.9]]), None
+
+
+@case("show-source-type")
+def _(tmp):
+    return lambda: mp.show_source(42), None
+
+
+# plots and widgets
+@case("plot-weights-no-layers")
+def _(tmp):
+    model = NoLayers()
+    return lambda: mp.plots.plot_weight_histograms(model), model
+
+
+@case("plot-scores-empty")
+def _(tmp):
+    return lambda: mp.plots.plot_score_histograms({}), None
+
+
+@case("show-masks-empty")
+def _(tmp):
+    return lambda: mp.plots.show_masks({}), None
+
+
+@case("plot-layer-sparsity-empty")
+def _(tmp):
+    return lambda: mp.plots_dynamic.plot_layer_sparsity([]), None
+
+
+@case("plot-snapshots-layer")
+def _(tmp):
+    return lambda: mp.plots_dynamic.plot_mask_snapshots({0: {"a.weight": torch.ones(2, 2)}}, "b.weight"), None
+
+
+@case("explorer-layer")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.widgets.SparsityExplorer(model, loader(), layer="fc.weight"), model
+
+
+@case("explorer-score")
+def _(tmp):
+    model = lenet300()
+    explorer = mp.widgets.SparsityExplorer(model, loader())
+    return lambda: explorer.pruned(0.5, score="snip"), model
+
+
+@case("gating-model")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.gating.GatedMLP(model), model
+
+
+@case("gating-rank")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.gating.GatedMLP(model, rank=0), model
+
+
+@case("distributed-no-group")
+def _(tmp):
+    from minprune import distributed
+
+    model = lenet300()
+    mp.prune(model, scores_of(model), 0.5)
+    return lambda: distributed.broadcast_masks(model), model
+
+
+# ---- the machinery -------------------------------------------------------------------------------------------
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """torch.equal, except that NaN equals NaN (a model with NaN weights must keep exactly those NaNs)."""
+    if torch.equal(a, b):
+        return True
+    return (a.shape == b.shape and a.dtype == b.dtype and a.is_floating_point()
+            and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
+def _tensors(watched, row_id: str = "") -> list:
+    """A deep copy of everything a failed call must not change: state_dicts, tensors, file bytes, training flags."""
+    if watched is None:
+        return []
+    if isinstance(watched, tuple):
+        return [x for w in watched for x in _tensors(w, row_id)]
+    if isinstance(watched, nn.Module):
+        state = {k: v.detach().clone() for k, v in watched.state_dict().items()}
+        hooks = sum(len(m._forward_pre_hooks) for m in watched.modules())
+        return [("module", watched, state, watched.training, hooks, row_id)]
+    if isinstance(watched, dict):
+        return [("tensors", watched, {k: v.clone() for k, v in watched.items()})]
+    if isinstance(watched, Path):
+        files = {p: p.read_bytes() for p in ([watched] if watched.is_file() else watched.rglob("*")) if p.is_file()}
+        return [("files", watched, files)]
+    raise TypeError(f"cannot watch {type(watched).__name__}")
+
+
+def _assert_unchanged(snapshots) -> None:
+    for kind, obj, before, *rest in snapshots:
+        if kind == "module":
+            after = obj.state_dict()
+            assert after.keys() == before.keys(), f"state_dict keys changed: {set(after) ^ set(before)}"
+            for k in before:
+                assert _same(after[k], before[k]), f"{k} changed although the call failed"
+            training, hooks, _ = rest
+            assert obj.training == training, "train/eval mode changed although the call failed"
+            assert sum(len(m._forward_pre_hooks) for m in obj.modules()) == hooks, "hooks were added or removed"
+        elif kind == "tensors":
+            assert obj.keys() == before.keys()
+            for k in before:
+                assert _same(obj[k], before[k]), f"input tensor {k!r} changed although the call failed"
+        else:
+            files = {p: p.read_bytes() for p in ([obj] if obj.is_file() else obj.rglob("*")) if p.is_file()}
+            assert files == before, f"files under {obj} changed although the call failed"
+
+
+ROWS = doc_rows()
+
+
+def test_every_row_has_a_case_and_every_case_a_row():
+    assert len(ROWS) >= 100
+    assert sorted(set(ROWS) - set(CASES)) == [], "rows of docs/errors.md without a test case"
+    assert sorted(set(CASES) - set(ROWS)) == [], "test cases without a row in docs/errors.md"
+
+
+@pytest.mark.parametrize("row_id", sorted(ROWS))
+def test_bad_input_row(row_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a malicious pickle that got through would write PWNED here
+    expected = ROWS[row_id]
+    call, watched = CASES[row_id](tmp_path)
+    snapshots = _tensors(watched, row_id)
+    with pytest.raises(Exception) as info:
+        call()
+    error = ERRORS[expected["error"]]
+    assert type(info.value) is error, f"raised {type(info.value).__name__}: {info.value}"
+    message = str(info.value)
+    for fragment in expected["fragments"]:
+        assert fragment in message, f"message lacks {fragment!r}: {message}"
+    assert not (tmp_path / "PWNED").exists()
+    _assert_unchanged(snapshots)
+
+
+if __name__ == "__main__":  # probe: print what every case raises now (used to write docs/errors.md)
+    import sys
+    import tempfile
+    import traceback
+
+    for row_id, make in CASES.items():
+        if len(sys.argv) > 1 and not any(row_id.startswith(a) for a in sys.argv[1:]):
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            torch.manual_seed(0)
+            call, watched = make(Path(d))
+            snaps = _tensors(watched, row_id)
+            try:
+                call()
+                outcome = "NO ERROR"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {str(exc)[:230]}"
+            try:
+                _assert_unchanged(snaps)
+                touched = ""
+            except AssertionError as exc:
+                touched = f"  !! CHANGED: {exc}"
+            print(f"{row_id} | {outcome}{touched}".replace("\n", " "))
+            if "-v" in sys.argv:
+                traceback.print_exc()
