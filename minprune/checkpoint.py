@@ -92,9 +92,14 @@ def read_checkpoint(path) -> dict:
     except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
         raise CheckpointError(f"{path} is not a readable minprune model file: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200]}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file")
-    if tensors_sha256(payload["state_dict"]) != payload.get("sha256"):
+    return verify_payload(path, payload, FORMAT, "state_dict")
+
+
+def verify_payload(path, payload, file_format: str, tensors: str) -> dict:
+    """Refuse a loaded file whose format tag is not `file_format` or whose `payload[tensors]` fail the stored hash."""
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise CheckpointError(f"{path} is not a {file_format} file")
+    if tensors_sha256(payload[tensors]) != payload.get("sha256"):
         raise CheckpointError(f"{path} failed its integrity check: its tensors were changed after saving")
     return payload
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write, tensors_sha256
+from .checkpoint import CheckpointError, atomic_write, tensors_sha256, verify_payload
 from .int8 import Int8Model, _engine, dynamic_int8, static_int8
 from .models import from_description
 
@@ -147,10 +147,7 @@ def load_int8(path) -> Int8Model:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
         raise CheckpointError(f"{path} is not a readable int8 model file: {type(exc).__name__}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file")
-    if tensors_sha256(payload["blobs"]) != payload.get("sha256"):
-        raise CheckpointError(f"{path} failed its integrity check: its tensors were changed after saving")
+    verify_payload(path, payload, FORMAT, "blobs")
     recipe = payload["recipe"]
     model = _skeleton(recipe)
     state = OrderedDict((key, _unpack(entry, payload["blobs"])) for key, entry in payload["layout"])
