@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from . import group_scores, int8, scores
+from .dependency import trace_groups
 from .distill import distill_student, with_shifts
 from .measure import count_macs, count_nonzeros, count_params, latency, size_on_disk
 from .models import build
@@ -82,18 +83,35 @@ def prune_step(model: nn.Module, config: PipelineConfig, loader) -> nn.Module:
     step = config.prune
     if step.method == "weight":
         pruned = copy_model(model)
-        prune(pruned, _weight_scores(pruned, step.score, loader), step.sparsity, scope=step.scope)
+        overrides = {f"{name}.weight": value for name, value in step.layers.items()}
+        prune(pruned, _weight_scores(pruned, step.score, loader), step.sparsity, scope=step.scope, overrides=overrides)
         return pruned
-    return prune_channels(model, step.sparsity, scores=_unit_scores(model, step.score, loader), scope=step.scope)
+    return prune_channels(model, channel_sparsities(model, step), scores=_unit_scores(model, step.score, loader),
+                          scope=step.scope)
+
+
+def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
+    """`prune.sparsity`, or with `prune.layers` a value for every prunable layer: its own where named, else
+    `prune.sparsity`. Layers that share channels (a residual sum) take the value named for any of them."""
+    if not step.layers:
+        return step.sparsity
+    out = {}
+    for group in trace_groups(model).prunable():
+        named = [step.layers[name] for name in group.producers if name in step.layers]
+        default = named[0] if named else step.sparsity  # two different named values: prune_channels refuses
+        out.update({name: step.layers.get(name, default) for name in group.producers})
+    return out
 
 
 def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, splits, *,
-                  progress: bool = False) -> tuple[nn.Module, History]:
+                  progress: bool = False, seed: int | None = None) -> tuple[nn.Module, History]:
     """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`;
-    with `finetune.max_shift`, every training batch is moved by random shifts (the teacher sees the same images)."""
+    with `finetune.max_shift`, every training batch is moved by random shifts (the teacher sees the same images).
+    seed: the shuffling, shift and initialisation seed (default `base.seed`)."""
     step, student = config.finetune, copy_model(model)
-    seed_everything(config.base.seed)
-    loader, val = splits.loader("train", 64, seed=config.base.seed), splits.loader("val", 500)
+    seed = config.base.seed if seed is None else seed
+    seed_everything(seed)
+    loader, val = splits.loader("train", 64, seed=seed), splits.loader("val", 500)
     if step.distill:
         history = distill_student(student, teacher, loader, epochs=step.epochs, lr=step.lr,
                                   temperature=step.temperature, alpha=step.alpha, max_shift=step.max_shift,

@@ -13,7 +13,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .models import ARCHS
+from torch import nn
+
+from .dependency import trace_groups
+from .models import ARCHS, build
 
 
 class RecipeError(ValueError):
@@ -39,6 +42,7 @@ class PruneStep:
     score: str = "magnitude"  # weight: magnitude | random | taylor | snip; structured: l1 | l2 | bn | taylor
     sparsity: float = 0.8
     scope: str = "global"  # "global" | "local"
+    layers: dict = field(default_factory=dict)  # {layer name: sparsity}: per-layer values that override `sparsity`
 
 
 @dataclass
@@ -109,6 +113,8 @@ def _type_ok(value, kind) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind in ("bool", bool):
         return isinstance(value, bool)
+    if kind in ("dict", dict):
+        return isinstance(value, dict)
     return isinstance(value, str)
 
 
@@ -129,6 +135,7 @@ def _section(cls, values: dict, prefix: str):
         kind = fields[key].type
         if not _type_ok(value, kind):
             article = "an" if str(kind) == "int" else "a"
+            kind = "table ({layer name = sparsity})" if str(kind) == "dict" else kind
             raise RecipeError(f"{prefix}.{key} must be {article} {kind}, got {value!r} ({type(value).__name__})")
     return cls(**values)
 
@@ -157,11 +164,39 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     if prune.method == "structured" and prune.sparsity > MAX_STRUCTURED_SPARSITY:
         raise RecipeError(f"prune.sparsity {prune.sparsity} is impossible for structured pruning: every layer must "
                           f"keep channels; use at most {MAX_STRUCTURED_SPARSITY}")
+    _check_layers(config)
     if config.finetune.lr <= 0:
         raise RecipeError(f"finetune.lr must be > 0, got {config.finetune.lr}")
     if config.finetune.temperature <= 0:
         raise RecipeError(f"finetune.temperature must be > 0, got {config.finetune.temperature}")
     return config
+
+
+def prunable_layers(arch: str, method: str) -> list[str]:
+    """Layer names that `prune.layers` may name: every Linear/Conv for `weight`, the layers whose output
+    channels can be removed for `structured` (not the output layer)."""
+    model = build(arch)
+    if method == "structured":
+        return [name for group in trace_groups(model).prunable() for name in group.producers]
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def _check_layers(config: PipelineConfig) -> None:
+    prune = config.prune
+    if not prune.layers:
+        return
+    if prune.method == "none":
+        raise RecipeError("prune.layers needs prune.method weight or structured, not none")
+    if prune.method == "structured" and prune.scope != "local":
+        raise RecipeError("prune.layers with structured pruning needs prune.scope = \"local\"")
+    allowed = prunable_layers(config.base.arch, prune.method)
+    for name, value in prune.layers.items():
+        if name not in allowed:
+            raise RecipeError(f"prune.layers names {name!r}, which is not a prunable layer of "
+                              f"{config.base.arch} for {prune.method} pruning; choose from {', '.join(allowed)}")
+        top, closed = (MAX_STRUCTURED_SPARSITY, "]") if prune.method == "structured" else (1, ")")
+        if not _type_ok(value, float) or not 0 <= value <= top or (closed == ")" and value == top):
+            raise RecipeError(f"prune.layers.{name} must be a number in [0, {top}{closed}, got {value!r}")
 
 
 def from_dict(values: dict) -> PipelineConfig:

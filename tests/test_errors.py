@@ -1742,6 +1742,42 @@ def _(tmp):
     return lambda: mp.load_recipe(path), path
 
 
+def _layers_recipe(tmp, prune: str, layers: str = '"features.0" = 0.5'):
+    path = tmp / "r.toml"
+    path.write_text(f"[prune]\n{prune}\n[prune.layers]\n{layers}\n")
+    return lambda: mp.load_recipe(path), path
+
+
+STRUCTURED = "method = 'structured'\nscore = 'l1'\nscope = 'local'"
+
+
+@case("recipe-layers-name")
+def _(tmp):
+    return _layers_recipe(tmp, STRUCTURED, '"classifier.5" = 0.5')
+
+
+@case("recipe-layers-value")
+def _(tmp):
+    return _layers_recipe(tmp, STRUCTURED, '"features.0" = 0.95')
+
+
+@case("recipe-layers-type")
+def _(tmp):
+    path = tmp / "r.toml"
+    path.write_text("[prune]\nlayers = [0.5]\n")
+    return lambda: mp.load_recipe(path), path
+
+
+@case("recipe-layers-scope")
+def _(tmp):
+    return _layers_recipe(tmp, "method = 'structured'\nscore = 'l1'\nscope = 'global'")
+
+
+@case("recipe-layers-none")
+def _(tmp):
+    return _layers_recipe(tmp, "method = 'none'\nscore = 'l1'")
+
+
 @case("pipeline-config")
 def _(tmp):
     config = mp.PipelineConfig()

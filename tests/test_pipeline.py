@@ -131,3 +131,43 @@ def test_finetune_with_shifts_runs_and_keeps_masks(splits):
     tuned = models["fine-tuned"]
     assert len(history.epoch) == 1
     assert mp.count_nonzeros(tuned) <= mp.count_nonzeros(models["pruned (weight)"])
+    again, _ = pipeline.finetune_step(models["pruned (weight)"], models["dense"], config, splits)
+    other, _ = pipeline.finetune_step(models["pruned (weight)"], models["dense"], config, splits, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.parameters(), again.parameters()))  # base.seed by default
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.parameters(), other.parameters()))
+
+
+def test_per_layer_structured_sparsities_set_each_width(splits):
+    layers = {"features.0": 0.5, "classifier.1": 2 / 3}  # the others keep prune.sparsity
+    config = _config(base={"arch": "lenet5", "source": "train", "epochs": 1},
+                     prune={"method": "structured", "score": "l1", "sparsity": 0.25, "scope": "local",
+                            "layers": layers},
+                     finetune={"epochs": 0})
+    models, _, _ = pipeline.run_stages(config, splits)
+    small = models["pruned (structured)"]
+    widths = [small.features[0].out_channels, small.features[3].out_channels, small.classifier[1].out_features,
+              small.classifier[3].out_features]
+    assert widths == [3, 12, 40, 63]  # 6 * 0.5, 16 * 0.75, 120 / 3, 84 * 0.75
+
+
+def test_coupled_layers_take_the_value_named_for_any_of_them():
+    model = mp.build("resnet")
+    step = recipe.PruneStep(method="structured", score="l1", sparsity=0.25, scope="local",
+                            layers={"stem.0": 0.5})  # stem.0 shares its channels with layers.0.conv2
+    values = pipeline.channel_sparsities(model, step)
+    assert values["stem.0"] == values["layers.0.conv2"] == 0.5 and values["layers.0.conv1"] == 0.25
+    step.layers = {"stem.0": 0.5, "layers.0.conv2": 0.25}
+    with pytest.raises(ValueError, match="share channels"):
+        mp.prune_channels(model, pipeline.channel_sparsities(model, step))
+
+
+def test_per_layer_weight_sparsities_override_the_global_one(splits):
+    config = _config(prune={"method": "weight", "sparsity": 0.5, "scope": "global", "layers": {"layers.3": 0.9}})
+    model = mp.build("lenet300")
+    pruned = pipeline.prune_step(model, config, None)
+    masks = get_masks(pruned)
+    out = masks["layers.3.weight"]
+    assert int((~out).sum()) == round(0.9 * out.numel())
+    rest = [m for name, m in masks.items() if name != "layers.3.weight"]
+    assert sum(int((~m).sum()) for m in rest) == round(0.5 * sum(m.numel() for m in rest))
+    assert not is_pruned(model)

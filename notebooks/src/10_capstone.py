@@ -20,7 +20,7 @@ FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
 # Choose the methods here (or with papermill -p): prune "weight" | "structured" | "none";
 # quantize "int8" | "dynamic-int8" | "fake" | "none".
 PRUNE_METHOD = "structured"
-SPARSITY = 0.6
+SPARSITY = 0.5  # every layer; the recipe's [prune.layers] still sets the first fully connected layer's own value
 DISTILL = False  # True: the dense model teaches (notebook 09); see section 2 for why the recipe says no
 MAX_SHIFT = 2  # augmentation while fine-tuning: random shifts of up to 2 pixels
 QUANTIZE = "int8"
@@ -41,8 +41,9 @@ splits = mp.load("mnist-small")
 
 # %% [markdown]
 # ## 1. A recipe
-# A recipe names one choice per stage. `recipes/lenet5-capstone.toml` removes 60% of the channels of every
-# layer (L1 norm), fine-tunes the smaller model on randomly shifted images, and converts it to int8.
+# A recipe names one choice per stage. `recipes/lenet5-capstone.toml` removes half of the channels of every
+# layer (L1 norm) and two thirds of the neurons of the first fully connected layer (`[prune.layers]` gives a
+# layer its own value), fine-tunes the smaller model on randomly shifted images, and converts it to int8.
 
 # %%
 print(open("../recipes/lenet5-capstone.toml").read())
@@ -53,7 +54,8 @@ print(open("../recipes/lenet5-capstone.toml").read())
 # %%
 # NBVAL_CHECK_OUTPUT
 for bad in ({"prune": {"sparsty": 0.5}}, {"prune": {"sparsity": 1.0}},
-            {"prune": {"method": "structured", "score": "l1", "sparsity": 0.95}}, {"finetune": {"epochs": "3"}}):
+            {"prune": {"method": "structured", "score": "l1", "sparsity": 0.95}}, {"finetune": {"epochs": "3"}},
+            {"prune": {"method": "structured", "score": "l1", "scope": "local", "layers": {"classifier.5": 0.5}}}):
     try:
         mp.recipe.from_dict(bad)
     except mp.RecipeError as exc:
@@ -87,9 +89,15 @@ lenet.table
 # - **int8**: the same weights in one byte each, with int8 kernels for the arithmetic.
 #
 # The course's targets for this pipeline are 10x fewer bytes, 2x lower batch-64 latency and at most 1 point of
-# accuracy lost. Bytes are easy. Latency is not: at 2 and 6 channels the convolutions of LeNet-5 cost little
-# arithmetic, and what is left is the fixed cost of each kernel call (the first convolution sees a 1-channel
-# 28x28 image whatever the number of filters). The benchmark measures how close each variant comes.
+# accuracy lost. The three pull in different directions, and each is set by a different layer:
+# - **latency** by the first convolution, the only layer that runs on the full 28x28 image: fewer filters
+#   there is the biggest saving, but below 3 of 6 the accuracy goes (what is left is the fixed cost of each
+#   kernel call, since that convolution sees a 1-channel image whatever the number of filters);
+# - **bytes** by the first fully connected layer, which holds most of the weights (200 x 40 of about 10,900
+#   here): it is cut the hardest;
+# - **accuracy** by the rest, kept at half width.
+# Removing 60% of every layer instead is about as fast but loses 1.1 points instead of 0.4; the benchmark
+# (`bench/pipeline.py`) measures each variant, and the recipe's result with other fine-tuning seeds.
 
 # %% [markdown]
 # ### Exercise 10.1 (10 min): compare a stage with the dense model
