@@ -1695,6 +1695,13 @@ def _(tmp):
     return lambda: mp.quantize_onnx(onnx.ModelProto(), None, method="static"), None
 
 
+def _recipe(tmp, text: str):
+    """A recipe file with `text`, and the call that loads it."""
+    path = tmp / "r.toml"
+    path.write_text(text)
+    return lambda: mp.load_recipe(path), path
+
+
 @case("recipe-missing")
 def _(tmp):
     return lambda: mp.load_recipe(tmp / "nope.toml"), tmp
@@ -1702,50 +1709,36 @@ def _(tmp):
 
 @case("recipe-bad-toml")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[prune\nsparsity = ")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[prune\nsparsity = ")
 
 
 @case("recipe-unknown-key")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[prune]\nsparsty = 0.5\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[prune]\nsparsty = 0.5\n")
 
 
 @case("recipe-sparsity")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[prune]\nsparsity = 1.2\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[prune]\nsparsity = 1.2\n")
 
 
 @case("recipe-bits")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[quantize]\nmethod = 'fake'\nbits = 16\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[quantize]\nmethod = 'fake'\nbits = 16\n")
 
 
 @case("recipe-type")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[finetune]\nepochs = 'two'\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[finetune]\nepochs = 'two'\n")
 
 
 @case("recipe-score")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[prune]\nmethod = 'structured'\nscore = 'magnitude'\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[prune]\nmethod = 'structured'\nscore = 'magnitude'\n")
 
 
 def _layers_recipe(tmp, prune: str, layers: str = '"features.0" = 0.5'):
-    path = tmp / "r.toml"
-    path.write_text(f"[prune]\n{prune}\n[prune.layers]\n{layers}\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, f"[prune]\n{prune}\n[prune.layers]\n{layers}\n")
 
 
 STRUCTURED = "method = 'structured'\nscore = 'l1'\nscope = 'local'"
@@ -1763,9 +1756,7 @@ def _(tmp):
 
 @case("recipe-layers-type")
 def _(tmp):
-    path = tmp / "r.toml"
-    path.write_text("[prune]\nlayers = [0.5]\n")
-    return lambda: mp.load_recipe(path), path
+    return _recipe(tmp, "[prune]\nlayers = [0.5]\n")
 
 
 @case("recipe-layers-scope")
