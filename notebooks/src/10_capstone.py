@@ -70,7 +70,8 @@ for bad in ({"prune": {"sparsty": 0.5}}, {"prune": {"sparsity": 1.0}},
 # %%
 config = mp.load_recipe("../recipes/lenet5-capstone.toml")
 config.prune = dataclasses.replace(config.prune, method=PRUNE_METHOD, sparsity=SPARSITY,
-                                   score="l1" if PRUNE_METHOD == "structured" else "magnitude")
+                                   score="l1" if PRUNE_METHOD == "structured" else "magnitude",
+                                   layers=config.prune.layers if PRUNE_METHOD == "structured" else {})
 config.finetune = dataclasses.replace(config.finetune, epochs=EPOCHS, distill=DISTILL, max_shift=MAX_SHIFT)
 config.quantize = dataclasses.replace(config.quantize, method=QUANTIZE)
 config.measure = dataclasses.replace(config.measure, repeats=REPEATS)
