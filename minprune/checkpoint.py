@@ -84,15 +84,24 @@ def save_model(path, model: nn.Module, *, description: dict | None = None, meta:
 
 def read_checkpoint(path) -> dict:
     """Load and verify a model file (weights_only=True, format and hash checked); returns its payload."""
+    return read_verified(path, FORMAT, "state_dict", missing="model", unreadable="minprune model")
+
+
+def read_verified(path, file_format: str, tensors: str, *, missing: str, unreadable: str) -> dict:
+    """Load a file saved by torch.save (weights_only=True) and check it with `verify_payload`; returns the payload.
+
+    missing / unreadable name the kind of file in the two errors ("no {missing} file at ...", "... is not a
+    readable {unreadable} file").
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no model file at {path}")
+        raise FileNotFoundError(f"no {missing} file at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
-        raise CheckpointError(f"{path} is not a readable minprune model file: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]}") from exc
-    return verify_payload(path, payload, FORMAT, "state_dict")
+        raise CheckpointError(f"{path} is not a readable {unreadable} file: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    return verify_payload(path, payload, file_format, tensors)
 
 
 def verify_payload(path, payload, file_format: str, tensors: str) -> dict:

@@ -18,11 +18,10 @@ is exact (they are computed in float32) and as float64 otherwise. See notebooks/
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write, tensors_sha256, verify_payload
+from .checkpoint import CheckpointError, atomic_write, read_verified, tensors_sha256
 from .int8 import Int8Model, _engine, dynamic_int8, static_int8
 from .models import from_description
 
@@ -140,14 +139,7 @@ def load_int8(path) -> Int8Model:
 
     See notebooks/08_quantization.ipynb.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no int8 model file at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
-        raise CheckpointError(f"{path} is not a readable int8 model file: {type(exc).__name__}") from exc
-    verify_payload(path, payload, FORMAT, "blobs")
+    payload = read_verified(path, FORMAT, "blobs", missing="int8 model", unreadable="int8 model")
     recipe = payload["recipe"]
     model = _skeleton(recipe)
     state = OrderedDict((key, _unpack(entry, payload["blobs"])) for key, entry in payload["layout"])

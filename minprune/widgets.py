@@ -81,13 +81,7 @@ class SparsityExplorer:
 
     def widget(self, sparsity: float = 0.9, score: str = "magnitude", scope: str = "global"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        import ipywidgets as w
-
-        controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=0.99, step=0.01, description="sparsity",
-                                              continuous_update=False),
-                    "score": w.Dropdown(options=SCORES, value=score, description="score"),
-                    "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
-        return _panel(self.figure, controls)
+        return _panel(self.figure, sparsity, 0.99, 0.01, SCORES, score, scope)
 
 
 class ChannelExplorer:
@@ -149,13 +143,7 @@ class ChannelExplorer:
 
     def widget(self, sparsity: float = 0.5, score: str = "L1", scope: str = "local"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        import ipywidgets as w
-
-        controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=0.95, step=0.05, description="sparsity",
-                                              continuous_update=False),
-                    "score": w.Dropdown(options=CHANNEL_SCORES, value=score, description="score"),
-                    "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
-        return _panel(self.figure, controls)
+        return _panel(self.figure, sparsity, 0.95, 0.05, CHANNEL_SCORES, score, scope)
 
     def _macs(self, model: nn.Module) -> int:
         shape = tuple(self.example.shape[1:]) if self.example is not None else None
@@ -166,10 +154,16 @@ def _width(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
-def _panel(figure_fn, controls: dict):
-    """Controls above an output area that redraws `figure_fn(**values)` whenever a control changes."""
+def _panel(figure_fn, sparsity: float, max_sparsity: float, step: float, scores, score: str, scope: str):
+    """A sparsity slider and score / scope dropdowns above an output area that redraws
+    `figure_fn(sparsity=, score=, scope=)` whenever a control changes."""
     import ipywidgets as w
     from IPython.display import display
+
+    controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=max_sparsity, step=step,
+                                          description="sparsity", continuous_update=False),
+                "score": w.Dropdown(options=scores, value=score, description="score"),
+                "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
 
     def draw(**values):
         fig = figure_fn(**values)

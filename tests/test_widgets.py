@@ -10,12 +10,15 @@ import minprune as mp  # noqa: E402
 from minprune import widgets  # noqa: E402
 
 
-@pytest.fixture
-def explorer():
+def _random_loader():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 28, 28, generator=g)
-    loader = DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=g)), batch_size=32)
-    return widgets.SparsityExplorer(mp.build("lenet300"), loader)
+    return DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=g)), batch_size=32)
+
+
+@pytest.fixture
+def explorer():
+    return widgets.SparsityExplorer(mp.build("lenet300"), _random_loader())
 
 
 def test_pruned_copy_leaves_model_untouched(explorer):
@@ -52,10 +55,7 @@ def test_bad_choices(explorer):
 
 @pytest.fixture
 def channels():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 1, 28, 28, generator=g)
-    loader = DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=g)), batch_size=32)
-    return widgets.ChannelExplorer(mp.build("vgg"), loader)
+    return widgets.ChannelExplorer(mp.build("vgg"), _random_loader())
 
 
 def test_channel_explorer_prunes_a_smaller_copy(channels):
