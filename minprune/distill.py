@@ -3,7 +3,9 @@
 Soft targets: Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network".
 Feature hints: attention transfer, Zagoruyko and Komodakis 2017 (parameter-free, so a student whose
 channels were pruned can still match the teacher's feature maps).
-See notebooks/09_distillation.ipynb.
+More inputs for the teacher to label: random shifts and mixup (Zhang et al. 2018); the teacher labels the very
+images the student sees ("function matching", Beyer et al. 2022, "Knowledge distillation: A good teacher is
+patient and consistent"). See notebooks/09_distillation.ipynb.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch
     """Hinton loss: alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, y).
 
     The T^2 factor keeps the soft-target gradients the same size as the hard-target ones when T changes.
-    With T=1 and alpha=0 this is plain cross entropy. Logits are (batch, classes), y is (batch,).
+    With T=1 and alpha=0 this is plain cross entropy. Logits are (batch, classes); y is class indices (batch,)
+    or class probabilities (batch, classes), such as `mixed_labels`.
     See notebooks/09_distillation.ipynb.
     """
     _check_kd_args(temperature, alpha)
@@ -99,6 +102,47 @@ def with_shifts(loss_fn: Callable, max_shift: int = 2) -> Callable:
         return loss_fn(model, random_shift(x, max_shift) if max_shift else x, y)
 
     return shifted_loss_fn
+
+
+def mix_images(x: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mixup (Zhang et al. 2018): blend each image of a batch with a random partner from the same batch,
+    lam * x + (1 - lam) * x[partner], with its own lam ~ Beta(strength, strength).
+
+    Returns (mixed images, lam of shape (batch,), partner indices of shape (batch,)). A larger strength mixes
+    more evenly. Draws from torch's global generator, so `seed_everything` makes it repeatable.
+    See notebooks/09_distillation.ipynb.
+    """
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not strength > 0:
+        raise ValueError(f"mixup strength must be a number > 0 (the Beta distribution's parameter), got {strength!r}")
+    if x.dim() < 2:
+        raise ValueError(f"mix_images needs a batch (batch, ...), got shape {tuple(x.shape)}")
+    lam = torch.distributions.Beta(float(strength), float(strength)).sample((x.shape[0],)).to(x.device)
+    partner = torch.randperm(x.shape[0], device=x.device)
+    weight = lam.view(-1, *([1] * (x.dim() - 1)))
+    return weight * x + (1 - weight) * x[partner], lam, partner
+
+
+def mixed_labels(y: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The labels of `mix_images`'s output as class probabilities (batch, classes):
+    lam * one_hot(y) + (1 - lam) * one_hot(y[partner]). `F.cross_entropy` takes them as targets.
+    """
+    one_hot = F.one_hot(y, num_classes).to(lam.dtype)
+    return lam[:, None] * one_hot + (1 - lam[:, None]) * one_hot[partner]
+
+
+def mixup_loss(strength: float = 1.0) -> Callable:
+    """A `loss_fn(model, x, y)` for `fit`: cross entropy on mixed images against their mixed labels (mixup
+    without a teacher, the fair baseline for `distill_loss(..., mixup=)`). `fit`'s training accuracy then
+    compares the predictions on mixed images with the first image's label. See notebooks/09_distillation.ipynb.
+    """
+    mix_images(torch.zeros(1, 1), strength)  # validate now, not at the first batch
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        mixed, lam, partner = mix_images(x, strength)
+        logits = model(mixed)
+        return F.cross_entropy(logits, mixed_labels(y, lam, partner, logits.shape[-1])), logits
+
+    return loss_fn
 
 
 def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *, epochs: int = 15, max_shift: int = 2,
@@ -170,24 +214,32 @@ def _capture(model: nn.Module, names: Iterable[str]):
 
 
 def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float = 0.9,
-                 hints=None, beta: float = 10.0) -> Callable:
+                 hints=None, beta: float = 10.0, mixup: float = 0.0) -> Callable:
     """A `loss_fn(model, x, y) -> (loss, logits)` for `fit` that adds the teacher's soft targets.
 
     hints: module names (or {student_name: teacher_name}) whose feature maps the student should match,
-    weighted by `beta`. The teacher runs in eval mode without gradients. See notebooks/09_distillation.ipynb.
+    weighted by `beta`. mixup > 0: both models see `mix_images(x, mixup)`, so the teacher labels images that
+    are not in the training set ("function matching", Beyer et al. 2022); the hard-label term uses
+    `mixed_labels`. The teacher runs in eval mode without gradients. See notebooks/09_distillation.ipynb.
     """
     _check_kd_args(temperature, alpha)
     if not isinstance(beta, (int, float)) or beta < 0:
         raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+    if mixup:
+        mix_images(torch.zeros(1, 1), mixup)
     hints = hints or []
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         pairs = _hint_pairs(model, teacher, hints)
+        if mixup:
+            x, lam, partner = mix_images(x, mixup)
         teacher.eval()
         with torch.no_grad(), _capture(teacher, pairs.values()) as t_feats:
             teacher_logits = teacher(x.to(model_device(teacher)))
         with _capture(model, pairs) as s_feats:
             logits = model(x)
+        if mixup:
+            y = mixed_labels(y, lam, partner, logits.shape[-1])
         loss = kd_loss(logits, teacher_logits.to(logits.device), y, temperature=temperature, alpha=alpha)
         for s_name, t_name in pairs.items():
             loss = loss + beta * hint_loss(s_feats[s_name], t_feats[t_name].to(logits.device))
@@ -198,10 +250,11 @@ def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float =
 
 def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epochs: int = 3, lr: float = 1e-3,
                     temperature: float = 4.0, alpha: float = 0.9, hints=None, beta: float = 10.0,
-                    max_shift: int = 0, **fit_kwargs) -> History:
+                    max_shift: int = 0, mixup: float = 0.0, **fit_kwargs) -> History:
     """Train `student` in place on the teacher's soft targets (plus hints); returns its History.
 
     max_shift > 0: augment every batch with `random_shift` (teacher and student see the same shifted images).
+    mixup > 0: then blend the images in pairs (`mix_images`); the teacher labels the blends.
     Extra keyword arguments go to `fit` (val_loader, callbacks such as a mask keeper, optimizer, progress).
     See notebooks/09_distillation.ipynb.
     """
@@ -210,6 +263,6 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epo
     _check_kd_args(temperature, alpha)
     if hints:
         _hint_pairs(student, teacher, hints)  # fail before training starts
-    loss_fn = with_shifts(distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta),
-                          max_shift)
+    loss_fn = with_shifts(distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta,
+                                       mixup=mixup), max_shift)
     return fit(student, train_loader, epochs=epochs, lr=lr, loss_fn=loss_fn, **fit_kwargs)

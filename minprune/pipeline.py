@@ -8,7 +8,6 @@ See notebooks/10_capstone.ipynb.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -19,8 +18,9 @@ from tqdm.auto import tqdm
 from . import data as data_lib
 from . import group_scores, int8, scores
 from .dependency import trace_groups
-from .distill import distill_student, with_shifts
-from .measure import count_macs, count_nonzeros, count_params, latency, size_on_disk
+from .distill import distill_student, mixup_loss, with_shifts
+from .export import interleaved_latency
+from .measure import count_macs, count_nonzeros, count_params, size_on_disk
 from .models import build
 from .plots import style
 from .prune import copy_model, is_pruned, make_permanent, prune
@@ -106,7 +106,8 @@ def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
 def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, splits, *,
                   progress: bool = False, seed: int | None = None) -> tuple[nn.Module, History]:
     """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`;
-    with `finetune.max_shift`, every training batch is moved by random shifts (the teacher sees the same images).
+    with `finetune.max_shift`, every training batch is moved by random shifts, and with `finetune.mixup` its images
+    are blended in pairs (the teacher labels the same images; without a teacher, the labels are blended too).
     seed: the shuffling, shift and initialisation seed (default `base.seed`)."""
     step, student = config.finetune, copy_model(model)
     seed = config.base.seed if seed is None else seed
@@ -115,10 +116,11 @@ def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, 
     if step.distill:
         history = distill_student(student, teacher, loader, epochs=step.epochs, lr=step.lr,
                                   temperature=step.temperature, alpha=step.alpha, max_shift=step.max_shift,
-                                  val_loader=val, progress=progress)
+                                  mixup=step.mixup, val_loader=val, progress=progress)
     else:
+        labels_only = mixup_loss(step.mixup) if step.mixup else cross_entropy_loss
         history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress,
-                      loss_fn=with_shifts(cross_entropy_loss, step.max_shift))
+                      loss_fn=with_shifts(labels_only, step.max_shift))
     return student, history
 
 
@@ -170,21 +172,6 @@ def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False):
     return stages, history, seconds
 
 
-def interleaved_latency(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64, threads: int = 1,
-                        repeats: int = 20) -> dict[str, float]:
-    """Median batch latency (ms) of each model, timed in alternating rounds so noise hits all alike.
-
-    See notebooks/10_capstone.ipynb.
-    """
-    times = {name: [] for name in models}
-    for round_ in range(repeats):
-        for name, model in models.items():
-            result = latency(model, input_shape, batch_size=batch_size, threads=threads,
-                             warmup=3 if round_ == 0 else 1, repeats=3)
-            times[name].append(result["median_ms"])
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def deployable(model: nn.Module) -> nn.Module:
     """`model` itself, or for a masked model a copy with the masks folded in (what you would ship)."""
     return make_permanent(copy_model(model)) if is_pruned(model) else model
@@ -202,7 +189,8 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
                    threads: int = 1, repeats: int = 20, timing: bool = True) -> Table:
     """One row per stage: test accuracy, counts, latency, bytes, and ratios against the first (dense) stage.
 
-    See notebooks/10_capstone.ipynb.
+    Latency: `export.interleaved_latency`, `repeats` rounds in which every stage runs 3 batches in turn, so a
+    noisy CPU slows all stages alike. See notebooks/10_capstone.ipynb.
     """
     models = {name: deployable(model) for name, model in models.items()}
     input_shape = input_shape or next(iter(models.values())).input_shape
@@ -214,7 +202,7 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
         rows.append(row)
         previous = row
     if timing:
-        ms = interleaved_latency(models, input_shape, batch_size=batch_size, threads=threads, repeats=repeats)
+        ms = interleaved_latency(models, input_shape, batch_size=batch_size, threads=threads, rounds=repeats)
         for row in rows:
             row[f"ms@b{batch_size}"] = ms[row["stage"]]
     return Table([{**row, **ratios(rows[0], row, f"ms@b{batch_size}" if timing else None)} for row in rows])

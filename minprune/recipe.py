@@ -55,6 +55,7 @@ class FinetuneStep:
     temperature: float = 4.0
     alpha: float = 0.9
     max_shift: int = 0  # augmentation: move each training image by up to this many pixels (0: none)
+    mixup: float = 0.0  # augmentation: blend training images in pairs, weights from Beta(mixup, mixup) (0: none)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class MeasureStep:
 
     batch_size: int = 64
     threads: int = 1
-    repeats: int = 20
+    repeats: int = 20  # latency rounds; in each, every stage runs 3 batches in turn
 
 
 @dataclass
@@ -100,7 +101,7 @@ SCORES = {"weight": ("magnitude", "random", "taylor", "snip"), "structured": ("l
 RANGES = [("prune.sparsity", 0.0, 1.0, False), ("finetune.lr", 0.0, 1.0, True),
           ("finetune.alpha", 0.0, 1.0, True), ("finetune.temperature", 0.0, 100.0, True),
           ("quantize.bits", 2, 8, True), ("base.epochs", 0, 1000, True), ("finetune.epochs", 0, 1000, True),
-          ("finetune.max_shift", 0, 4, True),
+          ("finetune.max_shift", 0, 4, True), ("finetune.mixup", 0.0, 10.0, True),
           ("base.seed", 0, 2**31, True), ("measure.batch_size", 1, 4096, True), ("measure.threads", 1, 256, True),
           ("measure.repeats", 1, 10_000, True)]
 MAX_STRUCTURED_SPARSITY = 0.9  # every layer must keep some channels

@@ -147,23 +147,74 @@ def test_random_shift_and_with_shifts_reject_bad_shifts(bad):
         distill.with_shifts(distill.distill_loss(_tiny_cnn()), bad)
 
 
+class Record(torch.nn.Module):
+    """A linear model on (batch, 1, 4, 4) images that records the last input it saw in `seen[key]`."""
+
+    def __init__(self, seen: dict, key: str):
+        super().__init__()
+        self.seen, self.key, self.lin = seen, key, torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        self.seen[self.key] = x.clone()
+        return self.lin(x.flatten(1))
+
+
 def test_with_shifts_shows_teacher_and_student_the_same_images():
     seen = {}
-
-    class Record(torch.nn.Module):
-        def __init__(self, key):
-            super().__init__()
-            self.key, self.lin = key, torch.nn.Linear(16, 3)
-
-        def forward(self, x):
-            seen[self.key] = x.clone()
-            return self.lin(x.flatten(1))
-
     mp.seed_everything(1)
     x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
-    loss_fn = distill.with_shifts(distill.distill_loss(Record("teacher")), 1)
-    loss_fn(Record("student"), x, y)
+    loss_fn = distill.with_shifts(distill.distill_loss(Record(seen, "teacher")), 1)
+    loss_fn(Record(seen, "student"), x, y)
     assert torch.equal(seen["teacher"], seen["student"]) and not torch.equal(seen["student"], x)
+
+
+def test_mix_images_blends_pairs_from_the_batch_with_per_image_weights():
+    mp.seed_everything(0)
+    x = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 2, 2).clone()  # image i is filled with the value i
+    mixed, lam, partner = distill.mix_images(x, 1.0)
+    assert mixed.shape == x.shape and lam.shape == (6,) and sorted(partner.tolist()) == list(range(6))
+    assert ((lam >= 0) & (lam <= 1)).all() and len(set(lam.tolist())) == 6  # each image its own weight
+    expected = lam * torch.arange(6.0) + (1 - lam) * partner.float()
+    assert torch.allclose(mixed[:, 0, 0, 0], expected) and torch.equal(x[:, 0, 0, 0], torch.arange(6.0))
+    mp.seed_everything(0)
+    again, _, _ = distill.mix_images(x, 1.0)
+    assert torch.equal(again, mixed)  # seeded runs repeat
+
+
+def test_mixed_labels_are_probabilities_that_match_the_mixing_and_feed_cross_entropy():
+    y, lam, partner = torch.tensor([0, 1, 2]), torch.tensor([1.0, 0.25, 0.5]), torch.tensor([0, 2, 1])
+    labels = distill.mixed_labels(y, lam, partner, 4)
+    assert torch.allclose(labels, torch.tensor([[1.0, 0, 0, 0], [0, 0.25, 0.75, 0], [0, 0.5, 0.5, 0]]))
+    logits = torch.randn(3, 4)
+    by_hand = (lam * F.cross_entropy(logits, y, reduction="none")
+               + (1 - lam) * F.cross_entropy(logits, y[partner], reduction="none")).mean()
+    assert torch.allclose(F.cross_entropy(logits, labels), by_hand)
+    teacher_logits = torch.randn(3, 4)
+    assert torch.allclose(distill.kd_loss(logits, teacher_logits, labels, temperature=1, alpha=0), by_hand)
+
+
+def test_mixup_shows_teacher_and_student_the_same_blends_and_mixup_loss_trains():
+    seen = {}
+    mp.seed_everything(1)
+    x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    loss, logits = distill.distill_loss(Record(seen, "teacher"), alpha=0.5, mixup=1.0)(Record(seen, "student"), x, y)
+    assert torch.equal(seen["teacher"], seen["student"]) and not torch.equal(seen["student"], x)
+    assert logits.shape == (8, 3) and loss.item() > 0
+    student = Record(seen, "student")
+    loss, _ = distill.mixup_loss(0.4)(student, x, y)
+    loss.backward()
+    assert student.lin.weight.grad.abs().sum() > 0 and not torch.equal(seen["student"], x)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "1", True])
+def test_mixup_rejects_bad_strengths_before_training(bad):
+    with pytest.raises(ValueError, match="mixup strength"):
+        distill.mix_images(torch.zeros(2, 3), bad)
+    with pytest.raises(ValueError, match="mixup strength"):
+        distill.mixup_loss(bad)
+    if bad:  # 0 means "no mixup" for distill_loss
+        with pytest.raises(ValueError, match="mixup strength"):
+            distill.distill_student(mp.build("lenet300"), _tiny_cnn(), [], mixup=bad)
 
 
 def test_shift_trained_teacher_is_trained_once_then_loaded(tmp_path, monkeypatch):

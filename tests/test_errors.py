@@ -1622,6 +1622,24 @@ def _(tmp):
     return lambda: mp.distill.random_shift(x, 1), {"x": x}
 
 
+@case("mixup-strength")
+def _(tmp):
+    x = torch.randn(4, 1, 28, 28)
+    return lambda: mp.distill.mix_images(x, 0), {"x": x}
+
+
+@case("distill-mixup")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), mixup=-1.0, progress=False), student
+
+
+@case("mixup-shape")
+def _(tmp):
+    x = torch.randn(4)
+    return lambda: mp.distill.mix_images(x, 1.0), {"x": x}
+
+
 # energy, export, pipeline, recipes
 @case("energy-bits")
 def _(tmp):

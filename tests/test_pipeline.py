@@ -137,6 +137,19 @@ def test_finetune_with_shifts_runs_and_keeps_masks(splits):
     assert not all(torch.equal(a, b) for a, b in zip(tuned.parameters(), other.parameters()))
 
 
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_finetune_with_mixup_trains_on_blends_and_keeps_masks(splits, distill):
+    config = _config(prune={"method": "weight", "sparsity": 0.5}, finetune={"epochs": 1, "distill": distill,
+                                                                            "mixup": 1.0})
+    models, history, _ = pipeline.run_stages(config, splits)
+    tuned, pruned = models["distilled" if distill else "fine-tuned"], models["pruned (weight)"]
+    plain, _ = pipeline.finetune_step(pruned, models["dense"], dataclasses.replace(
+        config, finetune=dataclasses.replace(config.finetune, mixup=0.0)), splits)
+    assert len(history.epoch) == 1 and mp.count_nonzeros(tuned) <= mp.count_nonzeros(pruned)
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.parameters(), plain.parameters()))  # blends changed it
+
+
 def test_per_layer_structured_sparsities_set_each_width(splits):
     layers = {"features.0": 0.5, "classifier.1": 2 / 3}  # the others keep prune.sparsity
     config = _config(base={"arch": "lenet5", "source": "train", "epochs": 1},

@@ -47,6 +47,8 @@ def test_defaults_and_overrides():
     ({"measure": {"threads": 0}}, r"measure.threads must be in"),
     ({"finetune": {"max_shift": 5}}, r"finetune.max_shift must be in \[0, 4\]"),
     ({"finetune": {"max_shift": 1.0}}, r"finetune.max_shift must be an int"),
+    ({"finetune": {"mixup": -0.5}}, r"finetune.mixup must be in \[0.0, 10.0\]"),
+    ({"finetune": {"mixup": "yes"}}, r"finetune.mixup must be a"),
 ])
 def test_bad_recipes_name_the_key(values, message):
     with pytest.raises(RecipeError, match=message):

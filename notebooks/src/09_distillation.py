@@ -10,7 +10,8 @@
 # 1. explain soft targets and what the temperature `T` does to them (and why the loss is scaled by `T²`);
 # 2. write the Hinton loss yourself and check it against `mp.kd_loss`;
 # 3. fine-tune a pruned student with and without a teacher, and judge the difference honestly;
-# 4. add feature (hint) distillation for CNNs with attention maps, which works even when the student has
+# 4. make distillation pay on a small data set by letting the teacher label blended images (function matching);
+# 5. add feature (hint) distillation for CNNs with attention maps, which works even when the student has
 #    fewer channels than the teacher.
 
 # %% tags=["parameters"]
@@ -19,6 +20,7 @@ import os
 FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
 EPOCHS = 1 if FAST else 4  # fine-tuning epochs for each student
 MLP_EPOCHS = 20  # the MLP students of section 3b (fewer epochs: too short for the soft targets to pay)
+BLEND_EPOCHS = 30 if FAST else 100  # the MLP students of section 3c, trained on blended images
 SPARSITY = 0.95  # weight sparsity of the pruned student
 TEMPERATURES = [1, 2, 4, 10]
 
@@ -234,7 +236,7 @@ mlp_rows
 # (`bench/results/pipeline.md`, three seeds, 20 epochs) measures this setting at about 40% of the gap closed
 # (37.5%: 94.2% alone, 95.4% distilled, teacher 97.4%): a real gain, short of Hinton et al.'s (about 90% on
 # the full 60,000 images), and short of the course's 50% target: here the soft targets of 3,500 images are all
-# the student ever sees.
+# the student ever sees. Section 3c changes that.
 #
 # **Augmentation is the stronger medicine here.** With random shifts of one pixel (`mp.distill.random_shift`,
 # wrapped around any loss by `mp.distill.with_shifts`; `distill_student(..., max_shift=1)` shifts the images
@@ -247,6 +249,85 @@ mlp_rows
 assert results.rows[3]["acc"] > results.rows[1]["acc"], "distillation should recover accuracy lost to pruning"
 assert results.rows[3]["nonzeros"] == results.rows[1]["nonzeros"]
 assert mlp_gain > 0.3, f"the distilled MLP should beat the MLP trained on labels, got {mlp_gain:+.1f} points"
+
+# %% [markdown]
+# ## 3c. Function matching: let the teacher label images nobody labelled
+# On its 3,500 training images the teacher is almost always right and sure, so its soft targets there add
+# little to the labels. Hinton et al. had 60,000 images; we cannot download more here, but we can *make* new
+# inputs. **mixup** (Zhang et al. 2018) blends two training images, `lam * x_a + (1 - lam) * x_b`, with a new
+# `lam` drawn from Beta(1, 1) for each image (`mp.distill.mix_images`). Trained on labels alone, the student
+# is told the blended label: `lam` of one class, `1 - lam` of the other (`mp.distill.mixed_labels`). Distilled,
+# the **teacher labels the blend**, and it has an opinion about every blend. Beyer et al. (2022, "a good teacher
+# is patient and consistent") call this *function matching*: the student copies the teacher's function on
+# many more inputs than the training set holds, and the teacher and student must see the very same images.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mp.seed_everything(0)
+xs, ys = splits.sample(4, "train")
+blends, lam, partner = mp.distill.mix_images(xs, 1.0)
+told = mp.distill.mixed_labels(ys, lam, partner, 10)
+with torch.no_grad():
+    teacher_says = mp.soft_targets(teacher(blends), 1.0)
+for k in range(4):
+    top = torch.topk(teacher_says[k], 2)
+    print(f"blend {k}: {lam[k]:.2f} x a {int(ys[k])} + {1 - lam[k]:.2f} x a {int(ys[partner[k]])} | "
+          f"label says {told[k].max():.2f} {int(told[k].argmax())} | teacher says "
+          + ", ".join(f"{float(v):.2f} {int(c)}" for v, c in zip(top.values, top.indices)))
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(8, 2.4))
+for k, ax in enumerate(axes):
+    ax.imshow(blends[k, 0].numpy(), cmap="gray")
+    ax.set_title(f"teacher: {int(teacher_says[k].argmax())} ({teacher_says[k].max():.2f})", fontsize=9)
+    ax.axis("off")
+fig.tight_layout()
+
+# %% [markdown]
+# The label of a blend is a fixed recipe; the teacher's answer is what a good digit reader actually sees, and it
+# is often far from `lam`. Both students below see the same blends, batch for batch (`BLEND_EPOCHS` epochs: every
+# epoch brings new blends, so there is more to learn than in section 3b). The only difference is who labels them.
+
+# %%
+mp.seed_everything(0)
+mlp_blends = mp.build("lenet300")
+mp.fit(mlp_blends, train_loader, epochs=BLEND_EPOCHS, loss_fn=mp.distill.mixup_loss(1.0), progress=False)
+
+mp.seed_everything(0)
+mlp_matched = mp.build("lenet300")
+mp.distill_student(mlp_matched, teacher, train_loader, epochs=BLEND_EPOCHS, temperature=10.0, alpha=0.9,
+                   mixup=1.0, progress=False)
+
+blend_rows = mp.Table([
+    mlp_rows.rows[0], mlp_rows.rows[1],
+    {"model": "LeNet-300-100 on blends, blended labels", "params": mp.count_params(mlp_blends),
+     "acc": mp.accuracy(mlp_blends, test_loader)},
+    {"model": "LeNet-300-100 on blends, teacher's labels", "params": mp.count_params(mlp_matched),
+     "acc": mp.accuracy(mlp_matched, test_loader)},
+])
+alone_best = max(blend_rows.rows[1]["acc"], blend_rows.rows[2]["acc"])
+closed_matched = mp.distill.gap_closed(teacher_acc, alone_best, blend_rows.rows[3]["acc"])
+print(f"function matching: {closed_matched:.0f}% of the gap closed against the better student on labels "
+      f"({BLEND_EPOCHS} epochs, one seed)")
+blend_rows
+
+# %% [markdown]
+# Blends with their blended labels barely move the MLP; blends labelled by the teacher do. We measure the gap
+# from the *better* of the two students trained on labels, so that the teacher gets no credit for the
+# augmentation. The benchmark (`bench/results/pipeline.md`, three seeds, 100 epochs) measures two thirds of the
+# gap closed: 94.2% for the better student on labels (plain labels; 93.8% on blended labels), 96.3% with function
+# matching, 97.4% for the teacher. Every seed lands at 96.2% or above, and three more seeds (3 to 5) give 68%.
+# That is the course's 50% target met, where section 3b's 37.5% missed it: same teacher, same student, same
+# temperature; only the images the teacher labels changed.
+#
+# **An honest caveat.** Knowing that digits may move a pixel or two is worth as much as the teacher here. The
+# benchmark's fourth row trains the MLP on shifted *and* blended images: with no teacher at all it reaches 96.8%,
+# more than function matching without shifts, and a teacher trained on shifts then adds 0.2 points (97.0%),
+# within the noise. Distillation is the tool when you cannot write the knowledge down as an augmentation; for
+# digits, you can.
+
+# %%
+assert blend_rows.rows[3]["acc"] > alone_best + 0.5, "the teacher's labels on blends should beat both students on labels"
 
 # %% [markdown]
 # ## 4. Feature (hint) distillation for CNNs
@@ -341,6 +422,9 @@ assert min(row["acc"] for row in narrow_rows) > 50
 # - `mp.distill.random_shift(x, max_shift)`, `mp.distill.with_shifts(loss_fn, max_shift)`: augmentation through
 #   `fit`'s loss hook (`distill_student(..., max_shift=)` does it for you), and
 #   `mp.distill.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
+# - `mp.distill.mix_images(x, strength)`, `mp.distill.mixed_labels(y, lam, partner, classes)`,
+#   `mp.distill.mixup_loss(strength)`: mixup, and `distill_student(..., mixup=)` for function matching (the
+#   teacher labels the blends);
 # - `mp.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
 #
 # Next, notebook 10 chains everything of this course into one pipeline: prune, distill, quantize.
