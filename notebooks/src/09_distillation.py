@@ -242,7 +242,7 @@ mlp_rows
 # wrapped around any loss by `mp.distill.with_shifts`; `distill_student(..., max_shift=1)` shifts the images
 # the teacher labels too), the MLP trained on labels alone gets within a point of the teacher, and a teacher
 # trained on shifts (`mp.distill.shift_trained_teacher`) then adds about a quarter of a point, within the
-# noise (the benchmark's first row). Distillation transfers
+# noise (the benchmark's third row). Distillation transfers
 # what the labels do not say; augmentation had already said much of it.
 
 # %%
