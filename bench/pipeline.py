@@ -29,7 +29,7 @@ RESULTS = ROOT / "bench" / "results"
 # batch size and augmentation: once on the labels alone, once distilled from the teacher (T, alpha below). The
 # distilled run continues the seeded loader's shuffle, so it sees the same images in another order.
 # Augmentation: `max_shift` moves images by random whole pixels; `mixup` blends them in pairs. Alone, the student
-# learns the blended labels (`mixup_loss`); distilled, the teacher labels the blends (function matching).
+# learns the blended labels (`labels_loss`); distilled, the teacher labels the blends (function matching).
 KD = {"temperature": 10.0, "alpha": 0.9}
 SHIFTED_TEACHER = "LeNet-5 trained on shifts"
 KD_RUNS = [
@@ -59,9 +59,8 @@ def _train(make, teacher, loader, run: dict, seed: int, distill: bool) -> torch.
         mp.distill_student(student, teacher, loader, epochs=run["epochs"], max_shift=run["max_shift"],
                            mixup=run["mixup"], progress=False, **KD)
     else:
-        labels_only = mp.distill.mixup_loss(run["mixup"]) if run["mixup"] else mp.train.cross_entropy_loss
-        loss_fn = mp.distill.with_shifts(labels_only, run["max_shift"])
-        mp.fit(student, loader, epochs=run["epochs"], loss_fn=loss_fn, progress=False)
+        mp.fit(student, loader, epochs=run["epochs"], loss_fn=mp.distill.labels_loss(run["max_shift"], run["mixup"]),
+               progress=False)
     return student
 
 

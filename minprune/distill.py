@@ -145,6 +145,14 @@ def mixup_loss(strength: float = 1.0) -> Callable:
     return loss_fn
 
 
+def labels_loss(max_shift: int = 0, mixup: float = 0.0) -> Callable:
+    """A `loss_fn` for `fit` that trains on the labels alone with the augmentation `distill_student` takes
+    (`random_shift`, then `mix_images` with blended labels): the fair baseline for a distilled student.
+    See notebooks/09_distillation.ipynb.
+    """
+    return with_shifts(mixup_loss(mixup) if mixup else cross_entropy_loss, max_shift)
+
+
 def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *, epochs: int = 15, max_shift: int = 2,
                           seed: int = 0, progress: bool = False) -> nn.Module:
     """A teacher trained on randomly shifted images, so that it labels shifted images well; cached like
@@ -162,7 +170,7 @@ def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *,
     seed_everything(seed)
     model = build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
     fit(model, splits.loader("train", 64, seed=seed), epochs=epochs, progress=progress,
-        loss_fn=with_shifts(cross_entropy_loss, max_shift))
+        loss_fn=labels_loss(max_shift))
     save_model(path, model, meta={"max_shift": max_shift, "epochs": epochs})
     return model
 

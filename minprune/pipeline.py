@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import data as data_lib
 from . import group_scores, int8, scores
 from .dependency import trace_groups
-from .distill import distill_student, mixup_loss, with_shifts
+from .distill import distill_student, labels_loss
 from .export import interleaved_latency
 from .measure import count_macs, count_nonzeros, count_params, size_on_disk
 from .models import build
@@ -28,7 +28,7 @@ from .quantize import quantize_weights
 from .recipe import PipelineConfig, validate
 from .surgery import prune_channels
 from .table import Table
-from .train import History, cross_entropy_loss, evaluate, fit, seed_everything
+from .train import History, evaluate, fit, seed_everything
 from .zoo import pretrained
 
 
@@ -118,9 +118,8 @@ def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, 
                                   temperature=step.temperature, alpha=step.alpha, max_shift=step.max_shift,
                                   mixup=step.mixup, val_loader=val, progress=progress)
     else:
-        labels_only = mixup_loss(step.mixup) if step.mixup else cross_entropy_loss
         history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress,
-                      loss_fn=with_shifts(labels_only, step.max_shift))
+                      loss_fn=labels_loss(step.max_shift, step.mixup))
     return student, history
 
 

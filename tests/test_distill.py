@@ -206,6 +206,17 @@ def test_mixup_shows_teacher_and_student_the_same_blends_and_mixup_loss_trains()
     assert student.lin.weight.grad.abs().sum() > 0 and not torch.equal(seen["student"], x)
 
 
+@pytest.mark.parametrize("max_shift, mixup", [(0, 0.0), (1, 0.0), (0, 0.5), (2, 1.0)])
+def test_labels_loss_is_shifts_then_mixup_on_the_labels(max_shift, mixup):
+    x, y, model = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,)), Record({}, "student")
+    mp.seed_everything(2)
+    loss, _ = distill.labels_loss(max_shift, mixup)(model, x, y)
+    mp.seed_everything(2)
+    by_hand = distill.mixup_loss(mixup) if mixup else mp.train.cross_entropy_loss
+    expected, _ = distill.with_shifts(by_hand, max_shift)(model, x, y)
+    assert torch.equal(loss, expected)
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, "1", True])
 def test_mixup_rejects_bad_strengths_before_training(bad):
     with pytest.raises(ValueError, match="mixup strength"):

@@ -425,7 +425,7 @@ assert min(row["acc"] for row in narrow_rows) > 50
 #   `mp.distill.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
 # - `mp.distill.mix_images(x, strength)`, `mp.distill.mixed_labels(y, lam, partner, classes)`,
 #   `mp.distill.mixup_loss(strength)`: mixup, and `distill_student(..., mixup=)` for function matching (the
-#   teacher labels the blends);
+#   teacher labels the blends); `mp.distill.labels_loss(max_shift, mixup)`: the same augmentation on labels alone;
 # - `mp.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
 #
 # Next, notebook 10 chains everything of this course into one pipeline: prune, distill, quantize.
