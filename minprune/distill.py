@@ -72,14 +72,23 @@ def gap_closed(teacher_acc: float, alone_acc: float, distilled_acc: float) -> fl
     return 100.0 * (distilled_acc - alone_acc) / gap if gap > 0 else float("nan")
 
 
+def _check_max_shift(max_shift) -> None:
+    if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0 (pixels), got {max_shift!r}")
+
+
+def _check_strength(strength) -> None:
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not strength > 0:
+        raise ValueError(f"mixup strength must be a number > 0 (the Beta distribution's parameter), got {strength!r}")
+
+
 def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     """Move each image of a batch (batch, C, H, W) by its own random whole-pixel offset in [-max_shift, max_shift]
     along each axis; the edge pixels are repeated into the gap (MNIST's edges are background). Returns a new tensor.
 
     Draws from torch's global generator, so `seed_everything` makes it repeatable. See notebooks/09_distillation.ipynb.
     """
-    if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
-        raise ValueError(f"max_shift must be an int >= 0 (pixels), got {max_shift!r}")
+    _check_max_shift(max_shift)
     if x.dim() != 4:
         raise ValueError(f"random_shift needs images (batch, C, H, W), got shape {tuple(x.shape)}")
     if max_shift == 0:
@@ -96,7 +105,7 @@ def with_shifts(loss_fn: Callable, max_shift: int = 2) -> Callable:
     Wrapped around `distill_loss`, the teacher labels the very images the student sees, so every epoch brings
     new soft targets (a "consistent" teacher, Beyer et al. 2022). See notebooks/09_distillation.ipynb.
     """
-    random_shift(torch.zeros(1, 1, 1, 1), max_shift)  # validate now, not at the first batch
+    _check_max_shift(max_shift)  # now, not at the first batch (and without drawing random numbers)
 
     def shifted_loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         return loss_fn(model, random_shift(x, max_shift) if max_shift else x, y)
@@ -112,8 +121,7 @@ def mix_images(x: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, to
     more evenly. Draws from torch's global generator, so `seed_everything` makes it repeatable.
     See notebooks/09_distillation.ipynb.
     """
-    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not strength > 0:
-        raise ValueError(f"mixup strength must be a number > 0 (the Beta distribution's parameter), got {strength!r}")
+    _check_strength(strength)
     if x.dim() < 2:
         raise ValueError(f"mix_images needs a batch (batch, ...), got shape {tuple(x.shape)}")
     lam = torch.distributions.Beta(float(strength), float(strength)).sample((x.shape[0],)).to(x.device)
@@ -135,7 +143,7 @@ def mixup_loss(strength: float = 1.0) -> Callable:
     without a teacher, the fair baseline for `distill_loss(..., mixup=)`). `fit`'s training accuracy then
     compares the predictions on mixed images with the first image's label. See notebooks/09_distillation.ipynb.
     """
-    mix_images(torch.zeros(1, 1), strength)  # validate now, not at the first batch
+    _check_strength(strength)  # now, not at the first batch (and without drawing random numbers)
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         mixed, lam, partner = mix_images(x, strength)
@@ -159,7 +167,7 @@ def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *,
     `pretrained` (trained on first use, then loaded). A teacher that never saw shifts mislabels them, and then
     its soft targets on augmented batches mislead the student. See notebooks/09_distillation.ipynb.
     """
-    random_shift(torch.zeros(1, 1, 1, 1), max_shift)
+    _check_max_shift(max_shift)
     path = cache_dir() / f"{arch}-{dataset}-shift{max_shift}-epochs{epochs}-seed{seed}-teacher.pt"
     if path.exists():
         try:
@@ -234,7 +242,7 @@ def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float =
     if not isinstance(beta, (int, float)) or beta < 0:
         raise ValueError(f"beta must be a number >= 0, got {beta!r}")
     if mixup:
-        mix_images(torch.zeros(1, 1), mixup)
+        _check_strength(mixup)
     hints = hints or []
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):

@@ -217,6 +217,17 @@ def test_labels_loss_is_shifts_then_mixup_on_the_labels(max_shift, mixup):
     assert torch.equal(loss, expected)
 
 
+def test_building_an_augmented_loss_draws_no_random_numbers():
+    teacher = _tiny_cnn()
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    distill.labels_loss(2, 1.0)
+    distill.with_shifts(mp.train.cross_entropy_loss, 1)
+    distill.distill_loss(teacher, mixup=0.5)
+    assert torch.equal(torch.rand(4), expected)  # seeded training starts from the same stream either way
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, "1", True])
 def test_mixup_rejects_bad_strengths_before_training(bad):
     with pytest.raises(ValueError, match="mixup strength"):
