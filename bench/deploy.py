@@ -75,7 +75,7 @@ def main() -> dict:
     shipped = {n: ex.deployable_copy(m)[0] for n, m in models.items()}  # masks made permanent: what you would ship
     runners = {("pytorch", n): m for n, m in shipped.items()} | {("onnxruntime", n): s for n, s in sessions.items()}
     keyed = {f"{rt}/{n}": r for (rt, n), r in runners.items()}
-    ms = {b: ex.interleaved_latency(keyed, splits.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
+    ms = {b: mp.timing.interleaved_latency(keyed, splits.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
           for b in (1, 64)}
     rows = []
     for (runtime, name), r in runners.items():

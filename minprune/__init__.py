@@ -39,6 +39,7 @@ from . import (
     sparse_training,
     speed,
     surgery,
+    timing,
     widgets,
 )
 from .blocks import block_scores, drop_blocks, droppable, prune_blocks
@@ -111,6 +112,7 @@ from .sparse_training import DynamicSparseTrainer, SparseConfig
 from .speed import latency_grid, speedups, to_csr
 from .surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels
 from .table import Table
+from .timing import compare_layer_latency, layer_latency, speedup_spread
 from .train import History, accuracy, evaluate, fit, seed_everything
 from .zoo import pretrained
 
@@ -118,26 +120,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "accuracy", "activation_scores", "apply_masks", "attention_map", "block_scores", "blocks", "bn_scale_scores",
-    "build", "channel_groups", "channel_masks", "check", "CheckpointError", "cli_export", "compare", "compressed",
-    "convert_qat_int8", "copy_model", "count_macs", "count_nonzeros", "count_params", "data", "dependency",
-    "DependencyError", "deployable_copy", "dequantize", "distill", "distill_loss", "distill_student", "drop_blocks",
-    "droppable", "dynamic", "dynamic_int8", "DynamicSparseTrainer", "energy", "energy_table", "EnergyCosts",
-    "estimate_energy", "evaluate", "export", "export_onnx", "ExportError", "fake_quantize", "find_ticket", "fine_tune",
-    "finetune", "fit", "gap_closed", "gating", "get_masks", "gradient_scores", "GradualPruner", "grasp_scores",
-    "group_scores", "groups_table", "hint_loss", "History", "huffman", "int8", "int8_file", "int8_weights",
-    "int8_weights_onnx", "iterative_prune", "iterative_sparsities", "IterativeConfig", "kd_loss", "kmeans", "kmeans_1d",
-    "latency", "latency_grid", "layer_counts", "layer_sparsities", "layer_sparsity", "load", "load_compressed",
-    "load_int8", "load_masked_state_dict", "load_model", "load_recipe", "lottery", "magnitude_scores", "make_masks",
-    "make_permanent", "make_schedule", "masks", "masks_sparsity", "measure_stages", "models", "n_pruned", "nm_mask",
-    "nm_masks", "nm_report", "nm_sparsity", "norm_scores", "onnx_int8", "pareto_front", "pipeline", "PipelineConfig",
-    "PipelineResult", "plot_groups", "plot_pareto", "plots", "plots_dynamic", "prepare_qat_int8", "pretrained",
-    "prunable_names", "prune", "prune_blocks", "prune_channels", "quant_params", "quantize", "quantize_onnx",
-    "quantize_weights", "random_reinit", "random_scores", "random_shift", "recipe", "RecipeError", "remove_channels",
-    "rewind", "RewindPoint", "run_pipeline", "save_compressed", "save_int8", "save_model", "schedules", "score_groups",
-    "scores", "seed_everything", "select_channels", "sensitivity", "sensitivity_scan", "share_weights",
-    "shift_trained_teacher", "show_source", "shuffle_masks", "size_on_disk", "slimming_loss", "snapshot", "snip_scores",
-    "soft_targets", "sparse_storage", "sparse_training", "SparseConfig", "sparsity", "speed", "speedups", "static_int8",
-    "storage_table", "strip_fake_quant", "summary", "surgery", "swap_fake_quant", "synflow_masks", "synflow_scores",
-    "Table", "taylor_scores", "taylor_unit_scores", "to_csr", "topk_mask", "trace_groups", "unit_norms",
-    "unshare_weights", "widgets", "with_shifts",
+    "build", "channel_groups", "channel_masks", "check", "CheckpointError", "cli_export", "compare",
+    "compare_layer_latency", "compressed", "convert_qat_int8", "copy_model", "count_macs", "count_nonzeros",
+    "count_params", "data", "dependency", "DependencyError", "deployable_copy", "dequantize", "distill", "distill_loss",
+    "distill_student", "drop_blocks", "droppable", "dynamic", "dynamic_int8", "DynamicSparseTrainer", "energy",
+    "energy_table", "EnergyCosts", "estimate_energy", "evaluate", "export", "export_onnx", "ExportError",
+    "fake_quantize", "find_ticket", "fine_tune", "finetune", "fit", "gap_closed", "gating", "get_masks",
+    "gradient_scores", "GradualPruner", "grasp_scores", "group_scores", "groups_table", "hint_loss", "History",
+    "huffman", "int8", "int8_file", "int8_weights", "int8_weights_onnx", "iterative_prune", "iterative_sparsities",
+    "IterativeConfig", "kd_loss", "kmeans", "kmeans_1d", "latency", "latency_grid", "layer_counts", "layer_latency",
+    "layer_sparsities", "layer_sparsity", "load", "load_compressed", "load_int8", "load_masked_state_dict",
+    "load_model", "load_recipe", "lottery", "magnitude_scores", "make_masks", "make_permanent", "make_schedule",
+    "masks", "masks_sparsity", "measure_stages", "models", "n_pruned", "nm_mask", "nm_masks", "nm_report",
+    "nm_sparsity", "norm_scores", "onnx_int8", "pareto_front", "pipeline", "PipelineConfig", "PipelineResult",
+    "plot_groups", "plot_pareto", "plots", "plots_dynamic", "prepare_qat_int8", "pretrained", "prunable_names", "prune",
+    "prune_blocks", "prune_channels", "quant_params", "quantize", "quantize_onnx", "quantize_weights", "random_reinit",
+    "random_scores", "random_shift", "recipe", "RecipeError", "remove_channels", "rewind", "RewindPoint",
+    "run_pipeline", "save_compressed", "save_int8", "save_model", "schedules", "score_groups", "scores",
+    "seed_everything", "select_channels", "sensitivity", "sensitivity_scan", "share_weights", "shift_trained_teacher",
+    "show_source", "shuffle_masks", "size_on_disk", "slimming_loss", "snapshot", "snip_scores", "soft_targets",
+    "sparse_storage", "sparse_training", "SparseConfig", "sparsity", "speed", "speedup_spread", "speedups",
+    "static_int8", "storage_table", "strip_fake_quant", "summary", "surgery", "swap_fake_quant", "synflow_masks",
+    "synflow_scores", "Table", "taylor_scores", "taylor_unit_scores", "timing", "to_csr", "topk_mask", "trace_groups",
+    "unit_norms", "unshare_weights", "widgets", "with_shifts",
 ]

@@ -21,7 +21,6 @@ from .export import (
     FORMATS,
     check_format,
     export_onnx,
-    interleaved_latency,
     max_abs_diff,
     onnx_accuracy,
     quantize_onnx,
@@ -31,6 +30,7 @@ from .export import (
 from .measure import size_on_disk
 from .onnx_int8 import int8_weights_onnx
 from .table import Table
+from .timing import interleaved_latency
 from .train import evaluate
 
 

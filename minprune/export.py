@@ -13,10 +13,7 @@ See notebooks/11_deploy.ipynb.
 from __future__ import annotations
 
 import logging
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,46 +250,3 @@ def onnx_accuracy(sess: ort.InferenceSession, loader) -> float:
         correct += int((run_session(sess, x).argmax(1) == y).sum())
         total += len(y)
     return 100.0 * correct / total
-
-
-def runner(model) -> Callable:
-    """A function x -> output for a PyTorch model (eval, inference mode) or an ONNX Runtime session.
-
-    See notebooks/11_deploy.ipynb.
-    """
-    if isinstance(model, ort.InferenceSession):
-        name = model.get_inputs()[0].name
-        return lambda x: model.run(None, {name: x.numpy()})
-    model.eval()
-
-    def run(x):
-        with torch.inference_mode():
-            return model(x)
-    return run
-
-
-def interleaved_latency(models: dict, input_shape, *, batch_size: int = 64, threads: int = 1,
-                        rounds: int = 15, per_round: int = 3) -> dict[str, float]:
-    """Median latency (ms) of PyTorch models and ONNX Runtime sessions, timed in alternating rounds.
-
-    Each round times `per_round` calls of every model in turn, so a noisy, shared CPU slows all alike.
-    PyTorch runs with `threads` threads (sessions carry their own count, see `session`).
-    See notebooks/11_deploy.ipynb.
-    """
-    x = torch.randn(batch_size, *input_shape)
-    runs = {name: runner(m) for name, m in models.items()}
-    times = {name: [] for name in models}
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for run in runs.values():  # warm-up
-            run(x)
-        for _ in range(rounds):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                for _ in range(per_round):
-                    run(x)
-                times[name].append(1000 * (time.perf_counter() - start) / per_round)
-    finally:
-        torch.set_num_threads(before)
-    return {name: statistics.median(t) for name, t in times.items()}

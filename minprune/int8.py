@@ -16,7 +16,11 @@ forward pass in its int8 convolution of the 1-channel input (no fast path for so
 For Linear-only models fbgemm's int8 GEMM is the faster one (dynamic LeNet-300-100: ~1.5x vs ~0.9x). So
 engine='auto' picks 'onednn' for models with convolutions and 'x86' otherwise; pass engine= to choose.
 The weights are packed for the engine they were quantized with, and the model runs under that engine.
-See notebooks/08_quantization.ipynb.
+
+Small Linear layers: under oneDNN an int8 Linear call of a pruned LeNet-5 (200x40 or smaller) cost more than
+the float call it replaced. `static_int8(..., linear_weights_only=True)` keeps int8 convolutions but gives the
+Linear layers int8 weights with float arithmetic (`Int8WeightLinear`). See notebooks/08_quantization.ipynb
+and notebooks/10_capstone.ipynb.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import copy
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.ao import quantization as tq
 from torch.ao.quantization import quantize_fx
 
 from .models import _check_input, describe
+from .quantize import dequantize, quant_params, quantize
 from .train import check_model
 
 BACKEND = "x86"  # fbgemm kernels with x86-specific choices; PyTorch's default engine on x86 CPUs
@@ -84,6 +90,53 @@ class Int8Model(nn.Module):
         return f"method={self.method!r}, engine={self.engine!r}, int8 weights={len(int8_weights(self))}"
 
 
+class Int8WeightLinear(nn.Module):
+    """A Linear layer whose weight is stored in int8 (symmetric, one float scale per output row) and computed
+    with in float: the weight is dequantized once, when the layer is built or loaded, into a buffer that is not
+    saved. The file holds one byte per weight; the arithmetic runs the float kernel.
+
+    Why: for small layers an int8 kernel call costs more than the float one it replaces (on this kit's CPU the
+    int8 Linear layers of a pruned LeNet-5 took 0.11-0.13 ms each, their float versions 0.02-0.07 ms; see
+    `timing.layer_latency`). `onnx_int8.int8_weights_onnx` does the same for ONNX files, where ONNX Runtime
+    dequantizes the weights once, when the session is created. See notebooks/10_capstone.ipynb.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scale, zero_point = quant_params(weight, 8, symmetric=True, axis=0)
+        self.register_buffer("weight_int8", quantize(weight, scale, zero_point, 8, symmetric=True, axis=0)
+                             .to(torch.int8))
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.register_buffer("weight", self.dequantized(), persistent=False)
+        self.register_load_state_dict_post_hook(Int8WeightLinear._refresh)
+
+    @torch.no_grad()
+    def _refresh(self, _incompatible_keys) -> None:
+        """After load_state_dict: dequantize the loaded int8 weight into the float buffer."""
+        self.weight.copy_(self.dequantized())
+
+    def dequantized(self) -> torch.Tensor:
+        """The float weight: int8 values times their row's scale."""
+        return dequantize(self.weight_int8, self.weight_scale, 0, axis=0)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, float arithmetic"
+
+
+def _float_linears_to_int8_weights(model: nn.Module) -> None:
+    """Replace, in place, every float nn.Linear of `model` (left float by the quantization) by an Int8WeightLinear."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, child_name, Int8WeightLinear(child))
+
+
 def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
     """Name and dtype of every stored int8 weight (quantized tensors, including packed Linear params)."""
     check_model(model)
@@ -108,13 +161,15 @@ def pick_engine(model: nn.Module, engine: str = "auto") -> str:
     return engine
 
 
-def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool) -> dict | None:
+def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool, linear_weights_only: bool = False
+            ) -> dict | None:
     """What load_int8 needs to rebuild the int8 model; None for models minprune cannot describe."""
     try:
         description = getattr(model, "minprune_description", None) or describe(model)
     except ValueError:
         return None
-    return {"description": description, "method": method, "engine": engine, "per_channel": per_channel}
+    return {"description": description, "method": method, "engine": engine, "per_channel": per_channel,
+            "linear_weights_only": linear_weights_only}
 
 
 def _check_float_cpu_model(model: nn.Module) -> None:
@@ -127,8 +182,10 @@ def _check_float_cpu_model(model: nn.Module) -> None:
         raise ValueError("int8 kernels here are CPU kernels (fbgemm/x86); move the model to the CPU first")
 
 
-def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool) -> Int8Model:
-    result = Int8Model(quantized, model.input_shape, method, engine, _recipe(model, method, engine, per_channel))
+def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool,
+            linear_weights_only: bool = False) -> Int8Model:
+    recipe = _recipe(model, method, engine, per_channel, linear_weights_only)
+    result = Int8Model(quantized, model.input_shape, method, engine, recipe)
     if not int8_weights(result):
         kinds = sorted({type(m).__name__ for m in model.modules() if list(m.parameters(recurse=False))})
         raise ValueError(f"{method}: the {engine} backend quantized none of the layers ({', '.join(kinds)})")
@@ -180,21 +237,32 @@ def qconfig_mapping(per_channel: bool = True, engine: str = BACKEND) -> tq.QConf
 
 
 @torch.no_grad()
-def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engine: str = "auto") -> Int8Model:
+def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engine: str = "auto",
+                linear_weights_only: bool = False) -> Int8Model:
     """Static post-training quantization: fuse conv-BN(-ReLU), observe activation ranges on the calibration
     batches, convert weights and activations to int8. Returns a copy; `model` is untouched.
     engine: 'auto' (oneDNN for CNNs, x86/fbgemm otherwise; see the module docstring), 'x86', 'fbgemm', 'onednn'.
+    linear_weights_only: the nn.Linear layers store int8 weights but compute in float (`Int8WeightLinear`),
+    for networks whose Linear layers are too small for int8 kernels to pay; convolutions stay fully int8.
     """
+    if not isinstance(linear_weights_only, bool):
+        raise TypeError(f"linear_weights_only must be True or False, got {linear_weights_only!r}")
     engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     xs = _batches(calibration)
+    mapping = qconfig_mapping(per_channel, engine)
+    if linear_weights_only:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                mapping = mapping.set_module_name(name, None)  # left float by FX, then swapped below
     with _engine(engine):
-        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), qconfig_mapping(per_channel, engine),
-                                          (xs[0][:1],))
+        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), mapping, (xs[0][:1],))
         for x in xs:  # calibration: observers record min/max (histograms) of every activation
             prepared(x)
         quantized = quantize_fx.convert_fx(prepared)
-    return _finish(quantized, model, "static", engine, per_channel)
+    if linear_weights_only:
+        _float_linears_to_int8_weights(quantized)
+    return _finish(quantized, model, "static", engine, per_channel, linear_weights_only)
 
 
 def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str = "auto") -> nn.Module:

@@ -131,7 +131,8 @@ def _skeleton(recipe: dict) -> Int8Model:
     if recipe["method"] == "dynamic":
         return dynamic_int8(float_model, engine=recipe["engine"])
     zeros = torch.zeros(1, *float_model.input_shape)
-    return static_int8(float_model, zeros, per_channel=recipe["per_channel"], engine=recipe["engine"])
+    return static_int8(float_model, zeros, per_channel=recipe["per_channel"], engine=recipe["engine"],
+                       linear_weights_only=recipe.get("linear_weights_only", False))
 
 
 def load_int8(path) -> Int8Model:

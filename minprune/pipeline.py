@@ -19,7 +19,6 @@ from . import data as data_lib
 from . import group_scores, int8, scores
 from .dependency import trace_groups
 from .distill import distill_student, labels_loss
-from .export import interleaved_latency
 from .measure import count_macs, count_nonzeros, count_params, size_on_disk
 from .models import build
 from .plots import style
@@ -28,6 +27,7 @@ from .quantize import quantize_weights
 from .recipe import PipelineConfig, validate
 from .surgery import prune_channels
 from .table import Table
+from .timing import interleaved_latency
 from .train import History, evaluate, fit, seed_everything
 from .zoo import pretrained
 
@@ -126,7 +126,9 @@ def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, 
 def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module:
     """A quantized copy with the masks folded in.
 
-    `int8`: static int8 (weights and activations, calibrated on 256 training images); `dynamic-int8`: int8
+    `int8`: static int8 (weights and activations, calibrated on 256 training images; one weight scale per
+    output channel, or per layer with `per_channel = false`; `linear_weights_only = true` keeps the Linear
+    layers' arithmetic in float, with int8 weights); `dynamic-int8`: int8
     Linear weights, activations quantized per batch; `fake`: weights on a `bits`-bit grid, stored as float.
     """
     plain = make_permanent(copy_model(model))
@@ -136,7 +138,9 @@ def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module
     if method == "dynamic-int8":
         return int8.dynamic_int8(plain)
     x, _ = splits.sample(256, "train")
-    return int8.static_int8(plain, list(x.split(64)))
+    step = config.quantize
+    return int8.static_int8(plain, list(x.split(64)), per_channel=step.per_channel,
+                            linear_weights_only=step.linear_weights_only)
 
 
 def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False):
@@ -188,8 +192,8 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
                    threads: int = 1, repeats: int = 20, timing: bool = True) -> Table:
     """One row per stage: test accuracy, counts, latency, bytes, and ratios against the first (dense) stage.
 
-    Latency: `export.interleaved_latency`, `repeats` rounds in which every stage runs 3 batches in turn, so a
-    noisy CPU slows all stages alike. See notebooks/10_capstone.ipynb.
+    Latency: `timing.interleaved_latency`, `repeats` rounds in which every stage runs one warm-up batch and 3
+    timed batches in turn, so a noisy CPU slows all stages alike. See notebooks/10_capstone.ipynb.
     """
     models = {name: deployable(model) for name, model in models.items()}
     input_shape = input_shape or next(iter(models.values())).input_shape

@@ -65,6 +65,8 @@ class QuantizeStep:
 
     method: str = "int8"
     bits: int = 8  # for method = "fake"
+    per_channel: bool = True  # for method = "int8": one weight scale per output channel (false: one per layer)
+    linear_weights_only: bool = False  # for method = "int8": Linear layers store int8 weights, compute in float
 
 
 @dataclass

@@ -1132,6 +1132,36 @@ def _(tmp):
     return lambda: mp.latency_grid({"dense": model}, (1, 28, 28), repeats=0), model
 
 
+@case("layer-latency-repeats")
+def _(tmp):
+    model = mp.build("lenet5")
+    return lambda: mp.layer_latency(model, repeats=0), model
+
+
+@case("layer-latency-shape")
+def _(tmp):
+    model = mp.build("lenet5")
+    return lambda: mp.layer_latency(model, (3, 32, 32), repeats=1, warmup=0), model
+
+
+@case("speedup-spread-baseline")
+def _(tmp):
+    model = mp.build("lenet5")
+    return lambda: mp.speedup_spread({"dense": model}, (1, 28, 28), baseline="fast"), model
+
+
+@case("speedup-spread-passes")
+def _(tmp):
+    model = mp.build("lenet5")
+    return lambda: mp.speedup_spread({"dense": model}, (1, 28, 28), passes=0), model
+
+
+@case("speedup-sampler-empty")
+def _(tmp):
+    model = mp.build("lenet5")
+    return mp.timing.SpeedupSampler({"dense": model}, (1, 28, 28)).table, model
+
+
 @case("speedups-empty")
 def _(tmp):
     return lambda: mp.speedups({}, (1, 28, 28)), None
@@ -1479,6 +1509,12 @@ def _(tmp):
     model = lenet300()
     mp.prune(model, scores_of(model), 0.5)
     return lambda: mp.dynamic_int8(model), model
+
+
+@case("int8-linear-weights-only")
+def _(tmp):
+    model = mp.build("lenet5")
+    return lambda: mp.static_int8(model, torch.zeros(2, 1, 28, 28), linear_weights_only="yes"), model
 
 
 @case("int8-dynamic-no-linear")

@@ -185,7 +185,7 @@ def test_max_abs_diff_detects_a_different_model_and_ort_measurements(cnn):
     assert ex.max_abs_diff(mp.build("lenet5"), sess, x) > 1e-2  # other weights: a mismatch is detected
     loader = splits.loader("test", 500)
     assert ex.onnx_accuracy(sess, loader) == pytest.approx(mp.evaluate(model, loader)["acc"])
-    ms = ex.interleaved_latency({"torch": model, "onnx": sess}, (1, 28, 28), batch_size=4, rounds=2, per_round=1)
+    ms = mp.timing.interleaved_latency({"torch": model, "onnx": sess}, (1, 28, 28), batch_size=4, rounds=2, per_round=1)
     assert set(ms) == {"torch", "onnx"} and all(v > 0 for v in ms.values())
     with pytest.raises(ValueError, match="method"):
         ex.quantize_onnx(proto, x, method="int4")

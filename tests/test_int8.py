@@ -127,3 +127,34 @@ def test_each_engine_runs_under_its_own_engine_whatever_the_global_one(engine):
         finally:
             torch.backends.quantized.engine = before
     assert (ref.argmax(1) == model(x).argmax(1)).float().mean() > 0.7
+
+
+def test_int8_weight_linear_stores_int8_and_computes_with_the_dequantized_weight():
+    torch.manual_seed(0)
+    linear = nn.Linear(6, 4)
+    layer = int8.Int8WeightLinear(linear)
+    state = layer.state_dict()
+    assert set(state) == {"weight_int8", "weight_scale", "bias"} and state["weight_int8"].dtype == torch.int8
+    assert state["weight_int8"].abs().max() == 127  # symmetric: each row's largest weight maps to +-127
+    step = layer.weight_scale[:, None]
+    assert ((layer.weight - linear.weight).abs() <= step / 2 + 1e-7).all()  # within half a step per row
+    x = torch.randn(3, 6)
+    assert torch.allclose(layer(x), x @ layer.weight.T + linear.bias)
+    state["weight_int8"] = -state["weight_int8"]
+    layer.load_state_dict(state)  # the float weight follows what is loaded
+    assert torch.equal(layer.weight, state["weight_int8"].float() * step)
+
+
+def test_linear_weights_only_keeps_convolutions_int8_and_linear_arithmetic_float():
+    model = _model("lenet5")
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(32, 1, 28, 28)
+    q = int8.static_int8(model, [x], linear_weights_only=True)
+    assert _unchanged(model, before)
+    kinds = [type(m).__name__ for m in q.modules()]
+    assert kinds.count("Int8WeightLinear") == 3 and kinds.count("ConvReLU2d") == 2
+    assert not any(isinstance(m, nn.Linear) for m in q.modules())  # every Linear was swapped
+    assert sum(k.endswith("weight_int8") for k in int8.int8_weights(q)) == 3
+    out, ref = q(x), model(x)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+    assert q.recipe["linear_weights_only"] is True

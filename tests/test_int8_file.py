@@ -47,6 +47,15 @@ def test_round_trip_gives_identical_outputs_and_a_small_file(arch, kwargs, metho
     assert info["bytes"] < float_bytes / 4 + 8192  # one byte per weight plus a few KB of scales and layout
 
 
+def test_linear_weights_only_round_trips(tmp_path):
+    model = _model("lenet5")
+    x = torch.randn(16, 1, 28, 28)
+    q = int8.static_int8(model, [x], per_channel=False, linear_weights_only=True)
+    info, loaded = _round_trip(q, tmp_path)
+    assert _same_outputs(loaded, q, x) and loaded.recipe["linear_weights_only"] is True
+    assert info["bytes"] < mp.size_on_disk(model)["bytes"] / 4 + 8192
+
+
 def test_compacted_and_qat_models_round_trip(tmp_path):
     compacted = mp.prune_channels(_model("lenet5"), 0.5)
     x = torch.randn(8, 1, 28, 28)

@@ -184,3 +184,19 @@ def test_per_layer_weight_sparsities_override_the_global_one(splits):
     rest = [m for name, m in masks.items() if name != "layers.3.weight"]
     assert sum(int((~m).sum()) for m in rest) == round(0.5 * sum(m.numel() for m in rest))
     assert not is_pruned(model)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_int8_stage_uses_the_recipes_weight_scales(splits, per_channel):
+    config = _config(base={"arch": "lenet5"}, quantize={"method": "int8", "per_channel": per_channel})
+    model = mp.build("lenet5")
+    quantized = pipeline.quantize_step(model, config, splits)
+    schemes = {m.weight().qscheme() for m in quantized.modules() if callable(getattr(m, "weight", None))}
+    expected = torch.per_channel_affine if per_channel else torch.per_tensor_affine
+    assert schemes == {expected} and len(int8.int8_weights(quantized)) == 5
+
+
+def test_int8_stage_can_keep_linear_arithmetic_float(splits):
+    config = _config(base={"arch": "lenet5"}, quantize={"method": "int8", "linear_weights_only": True})
+    quantized = pipeline.quantize_step(mp.build("lenet5"), config, splits)
+    assert sum(isinstance(m, int8.Int8WeightLinear) for m in quantized.modules()) == 3

@@ -49,6 +49,7 @@ def test_defaults_and_overrides():
     ({"finetune": {"max_shift": 1.0}}, r"finetune.max_shift must be an int"),
     ({"finetune": {"mixup": -0.5}}, r"finetune.mixup must be in \[0.0, 10.0\]"),
     ({"finetune": {"mixup": "yes"}}, r"finetune.mixup must be a"),
+    ({"quantize": {"per_channel": 0}}, r"quantize.per_channel must be a bool"),
 ])
 def test_bad_recipes_name_the_key(values, message):
     with pytest.raises(RecipeError, match=message):

@@ -204,7 +204,7 @@ for where in ("dram", "sram"):
 
 # %% [markdown]
 # ## Everything in one table
-# Each model runs in PyTorch eager and in ONNX Runtime, on one thread. `mp.export.interleaved_latency` times the
+# Each model runs in PyTorch eager and in ONNX Runtime, on one thread. `mp.timing.interleaved_latency` times the
 # runners in alternating rounds so that a busy CPU slows all of them alike; compare ratios, not absolute times.
 # `bytes` is the `torch.save` state_dict for PyTorch and the ONNX file for ONNX Runtime. PyTorch runs what you
 # would ship, `mp.deployable_copy(model)`: for the pruned model that is the copy with its masks made permanent
@@ -219,7 +219,7 @@ precision = {"compacted int8": {"bits": 8}, "compacted int8-fc": {"bits": FC},  
              "compacted int8 weights": {"weight_bits": 8}}
 sessions = {name: mp.export.session(proto, threads=THREADS) for name, proto in protos.items()}
 runners = {f"pytorch/{n}": m for n, m in shipped.items()} | {f"onnxruntime/{n}": s for n, s in sessions.items()}
-ms = {b: mp.export.interleaved_latency(runners, data.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
+ms = {b: mp.timing.interleaved_latency(runners, data.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
       for b in (1, 64)}
 
 rows = []
@@ -316,7 +316,7 @@ print("all checks passed")
 # - `mp.export_onnx(model, path)`: export (masks made permanent on a copy), check against PyTorch, atomic write;
 # - `mp.quantize_onnx(proto, calibration)`: int8 with ONNX Runtime, dynamic for MLPs, static for CNNs;
 # - `minprune.onnx_int8.int8_weights_onnx(proto)`: int8 weights in the file, float arithmetic at run time;
-# - `mp.export.session`, `mp.export.onnx_accuracy`, `mp.export.interleaved_latency`: run and measure in ONNX Runtime;
+# - `mp.export.session`, `mp.export.onnx_accuracy`, `mp.timing.interleaved_latency`: run and measure in ONNX Runtime;
 # - `mp.estimate_energy(model, bits=, weight_bits=, sparse=, weights=)` and `energy_table(model)`: energy per
 #   inference, each layer at its own precision;
 # - on the command line: `python -m minprune export MODEL_FILE --format onnx --int8`.
