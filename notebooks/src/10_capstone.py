@@ -11,7 +11,9 @@
 # 2. run it with one call, `mp.run_pipeline`, and read the per-stage table (accuracy, parameters,
 #    nonzeros, MACs, latency, bytes, compression ratio);
 # 3. explain why structured pruning and int8 shrink *bytes and latency* while weight sparsity alone does not;
-# 4. compare variants on a size-accuracy Pareto front and pick one for a budget.
+# 4. profile a model's latency layer by layer, explain with Amdahl's law why a speedup stops growing, and
+#    report a speedup with its spread;
+# 5. compare variants on a size-accuracy Pareto front and pick one for a budget.
 
 # %% tags=["parameters"]
 import os
@@ -87,13 +89,17 @@ lenet.table
 #   changes. Why not distillation? Notebook 09 showed that a teacher must label the augmented images well,
 #   and this dense LeNet-5 never saw a shifted digit: distilled without shifts, the student ends about half a
 #   point lower (`bench/results/pipeline.md` has both variants; set `DISTILL = True` to try);
-# - **int8**: the same weights in one byte each, with int8 kernels for the arithmetic.
+# - **int8**: the same weights in one byte each, with int8 kernels for the convolutions. The recipe says
+#   `per_channel = false` (one weight scale per layer instead of one per output channel: as accurate here,
+#   and a little faster) and `linear_weights_only = true`: the three small Linear layers keep their weights in
+#   int8 but compute in float (`mp.int8.Int8WeightLinear`), because at this size their int8 kernel calls cost
+#   more than the float ones. The next section shows how to find that out.
 #
 # The course's targets for this pipeline are 10x fewer bytes, 2x lower batch-64 latency and at most 1 point of
 # accuracy lost. The three pull in different directions, and each is set by a different layer:
-# - **latency** by the first convolution, the only layer that runs on the full 28x28 image: fewer filters
-#   there is the biggest saving, but below 3 of 6 the accuracy goes (what is left is the fixed cost of each
-#   kernel call, since that convolution sees a 1-channel image whatever the number of filters);
+# - **latency** by the first convolution and the pooling after it, the two layers that run on the full 28x28
+#   image. The convolution costs about the same at any width (see "Where the time goes" below); the pooling
+#   shrinks with the number of filters, but below 3 of 6 the accuracy goes;
 # - **bytes** by the first fully connected layer, which holds most of the weights (200 x 40 of about 10,900
 #   here): it is cut the hardest;
 # - **accuracy** by the rest, kept at half width.
@@ -131,6 +137,54 @@ final = lenet.table.rows[-1]
 print(f"LeNet-5: {final['x smaller']:.1f}x smaller, {final['x faster']:.1f}x faster (batch 64), "
       f"{final['drop']:+.1f} points accuracy drop")
 assert final["x smaller"] > 3 and final["drop"] < (5 if FAST else 2)
+
+# %% [markdown]
+# ### Where the time goes
+# MACs count arithmetic, not time. `mp.compare_layer_latency` times every layer of the dense and of the int8
+# model with forward hooks (the int8 layers keep their float names; each ReLU is fused into the layer before
+# it, hence the blanks), and `(outside layers)` is what runs between layers: quantizing the input, flattening,
+# Python.
+
+# %%
+deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.deployable(list(lenet.models.values())[-1])}
+layers = mp.compare_layer_latency(deployed, repeats=4 * REPEATS)
+layers
+
+# %% [markdown]
+# Read it with Amdahl's law in mind: the speedup of the whole model is bounded by the layers that keep their
+# time. Here that is the **first convolution** (`features.0`). Its input has a single channel, which leaves
+# the kernels little to vectorise over, and its cost hardly depends on its width: timed alone at batch 64,
+# it took 0.9-1.2 ms with anything from 1 to 8 filters, in float and in int8. Pruning does not make it
+# cheaper, and it is over a third of the int8 model's time. Its neighbour, the first pooling (`features.2`),
+# was the dense model's most expensive layer, and it does shrink: half the channels, one byte per value
+# instead of four. The `(outside layers)` row (quantizing the input, Python) takes a larger share too. The
+# Linear layers (`classifier.*`; in the int8 model the first two come with their ReLU, so `.0` is the layer and
+# `.1` the ReLU) cost tenths of a millisecond at most. As full int8 layers they took 0.11-0.13 ms each, more
+# than their float versions, which is why the recipe computes them in float from int8 weights.
+#
+# A speedup measured once on a shared CPU is one draw: the machine's speed drifts over minutes, and the small
+# int8 model feels it more. `mp.speedup_spread` repeats the interleaved measurement in passes and reports the
+# median with the lowest and highest pass. Passes taken back to back share the machine's mood, so the
+# benchmark (`bench/pipeline.py`) takes its passes with `mp.timing.SpeedupSampler` between its training runs,
+# spread over about fifteen minutes, and checks the 2x target against their median.
+
+# %%
+spread = mp.speedup_spread(deployed, splits.input_shape, passes=3 if FAST else 5, rounds=REPEATS)
+spread
+
+# %% [markdown]
+# **Question 10.3 (5 min).** Take the `int8 ms` column above. Suppose every layer except `features.0` became
+# free. How much faster than the dense model could the int8 model then be? Compare that ceiling with the
+# median of the spread table. Which change to the *network* (not to the kernels) would raise the ceiling, and
+# what would it cost? The next cell computes the ceiling.
+#
+# *Your answer:* ...
+
+# %%
+dense_ms = sum(row["dense ms"] for row in layers.rows if row["dense ms"] != "")  # blank: not a dense layer
+first_conv_ms = next(row["int8 ms"] for row in layers.rows if row["layer"] == "features.0")
+print(f"dense {dense_ms:.2f} ms per batch; the int8 features.0 alone {first_conv_ms:.2f} ms: at most "
+      f"{dense_ms / first_conv_ms:.1f}x faster; measured (median of passes) {spread.rows[-1]['x faster']:.2f}x")
 
 # %% [markdown]
 # ## 3. Weight pruning instead, for comparison
@@ -232,5 +286,10 @@ build_parser().print_help()
 # - `mp.load_recipe(path)`, `mp.recipe.from_dict(values)`, `mp.PipelineConfig`, `mp.RecipeError`: recipes;
 # - `mp.run_pipeline(config, splits)` -> `PipelineResult` (`.models`, `.table`, `.history`);
 # - `mp.measure_stages(models, loader)`: the per-stage table for any models you built yourself;
+# - `mp.compare_layer_latency(models)` / `mp.layer_latency(model)`: where the time goes, layer by layer;
+# - `mp.speedup_spread(models, input_shape)`: a speedup with its spread over passes (`mp.timing.SpeedupSampler`
+#   spreads them over time);
+# - `mp.static_int8(model, calibration, linear_weights_only=True)` (recipe: `quantize.linear_weights_only`):
+#   int8 convolutions, and Linear layers that compute in float from int8 weights;
 # - `mp.pareto_front(points)`, `mp.plot_pareto(rows)`: pick the variants worth shipping;
 # - `python -m minprune demo | run RECIPE | --help`.
