@@ -91,9 +91,9 @@ class Int8Model(nn.Module):
 
 
 class Int8WeightLinear(nn.Module):
-    """A Linear layer whose weight is stored in int8 (symmetric, one float scale per output row) and computed
-    with in float: the weight is dequantized once, when the layer is built or loaded, into a buffer that is not
-    saved. The file holds one byte per weight; the arithmetic runs the float kernel.
+    """A Linear layer that stores its weight in int8 (symmetric, one float scale per output row) and computes in
+    float: the weight is dequantized once, when the layer is built or loaded, into a buffer that is not saved.
+    The file holds one byte per weight; the arithmetic runs the float kernel.
 
     Why: for small layers an int8 kernel call costs more than the float one it replaces (on this kit's CPU the
     int8 Linear layers of a pruned LeNet-5 took 0.11-0.13 ms each, their float versions 0.02-0.07 ms; see

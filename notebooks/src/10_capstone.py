@@ -141,9 +141,9 @@ assert final["x smaller"] > 3 and final["drop"] < (5 if FAST else 2)
 # %% [markdown]
 # ### Where the time goes
 # MACs count arithmetic, not time. `mp.compare_layer_latency` times every layer of the dense and of the int8
-# model with forward hooks (the int8 layers keep their float names; each ReLU is fused into the layer before
-# it, hence the blanks), and `(outside layers)` is what runs between layers: quantizing the input, flattening,
-# Python.
+# model with forward hooks. The int8 layers keep their float names: each convolution carries its ReLU (hence
+# the blanks), and each Linear layer computed in float comes as `.0` with its ReLU as `.1`. The row
+# `(outside layers)` is what runs between layers: quantizing the input, flattening, Python.
 
 # %%
 deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.deployable(list(lenet.models.values())[-1])}
@@ -158,9 +158,9 @@ layers
 # cheaper, and it is over a third of the int8 model's time. Its neighbour, the first pooling (`features.2`),
 # was the dense model's most expensive layer, and it does shrink: half the channels, one byte per value
 # instead of four. The `(outside layers)` row (quantizing the input, Python) takes a larger share too. The
-# Linear layers (`classifier.*`; in the int8 model the first two come with their ReLU, so `.0` is the layer and
-# `.1` the ReLU) cost tenths of a millisecond at most. As full int8 layers they took 0.11-0.13 ms each, more
-# than their float versions, which is why the recipe computes them in float from int8 weights.
+# Linear layers (`classifier.*`) cost a tenth of a millisecond or less. As full int8 layers they took
+# 0.11-0.13 ms each, more than their float versions, which is why the recipe computes them in float from int8
+# weights.
 #
 # A speedup measured once on a shared CPU is one draw: the machine's speed drifts over minutes, and the small
 # int8 model feels it more. `mp.speedup_spread` repeats the interleaved measurement in passes and reports the
