@@ -152,12 +152,12 @@ def capstone(quick: bool) -> tuple[list[dict], list[dict], dict, mp.Table, mp.ti
         rows = result.table.rows
         final = {"variant": label, **{k: v for k, v in rows[-1].items() if k != "stage"},
                  "seconds": time.perf_counter() - start}
-        timed.update({"dense" if name == "dense" else label: model
-                      for name, model in _dense_and_final(result).items()})
+        pair = _dense_and_final(result)
+        timed.update({"dense" if name == "dense" else label: model for name, model in pair.items()})
         if not recipe_stages:
             recipe_stages = rows
             seeds = seed_check(result, config, [] if quick else SEED_CHECK)
-            layers = layer_check(result, quick)
+            layers = mp.compare_layer_latency(pair, repeats=5 if quick else 50, threads=1)
         finals.append(final)
         print(final, flush=True)
         if quick:
@@ -182,11 +182,6 @@ def add_speed_spread(finals: list[dict], sampler: mp.timing.SpeedupSampler) -> N
         final.update({"x faster median": row["x faster"], "x faster lowest": row["lowest"],
                       "x faster highest": row["highest"], "passes": row["passes"]})
         final["meets targets"] = final["x smaller"] >= 10 and final["x faster median"] >= 2 and final["drop"] <= 1
-
-
-def layer_check(result, quick: bool) -> mp.Table:
-    """Where the time of the dense model and of the recipe's final model goes, layer by layer."""
-    return mp.compare_layer_latency(_dense_and_final(result), repeats=5 if quick else 50, threads=1)
 
 
 def seed_check(result, config, seeds: list[int]) -> dict:

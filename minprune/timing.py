@@ -44,6 +44,11 @@ def _is_layer(module: nn.Module) -> bool:
     return all(isinstance(child, LinearPackedParams) for child in module.children())
 
 
+def _check_models(models) -> None:
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {models!r:.60}")
+
+
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
     """The layers, named as in the float model (an int8 model's wrapper prefix removed)."""
     root = model.quantized if isinstance(model, Int8Model) else model
@@ -111,8 +116,7 @@ def compare_layer_latency(models: dict[str, nn.Module], input_shape=None, **kwar
     (int8 fuses each ReLU into the layer before it). kwargs go to `layer_latency`.
     See notebooks/10_capstone.ipynb.
     """
-    if not isinstance(models, dict) or not models:
-        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {models!r:.60}")
+    _check_models(models)
     tables = {name: {row["layer"]: row for row in layer_latency(m, input_shape, **kwargs).rows}
               for name, m in models.items()}
     layers = list(dict.fromkeys(layer for rows in tables.values() for layer in rows if layer != OUTSIDE))
@@ -181,8 +185,7 @@ class SpeedupSampler:
 
     def __init__(self, models: dict, input_shape, *, baseline: str | None = None, rounds: int = 15,
                  batch_size: int = 64, threads: int = 1):
-        if not isinstance(models, dict) or not models:
-            raise ValueError(f"models must be a non-empty dict {{name: model}}, got {models!r:.60}")
+        _check_models(models)
         self.baseline = next(iter(models)) if baseline is None else baseline
         if self.baseline not in models:
             raise ValueError(f"baseline {self.baseline!r} is not one of the models: {', '.join(models)}")
