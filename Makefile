@@ -1,15 +1,20 @@
-# minprune: make demo | make test | make lab | make bench | make notebooks | make student | make html
+# minprune: make demo | make test | make lab | make bench | make notebooks | make baselines | make student | make html
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+# The reference kernels: the shipped baselines and the committed notebook outputs come from this setting.
+REFERENCE_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=2 \
+	MINPRUNE_DEVICE=cpu
 
-.PHONY: install demo test lint unit nbval lab bench notebooks notebook student html clean
+.PHONY: install demo test lint unit nbval nbval-other-cpu lab bench notebooks notebook baselines baselines-check gpu-check \
+	student html clean
 
-$(STAMP): pyproject.toml
+# The tested set of every package is pinned in constraints.txt; pyproject.toml only gives ranges.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,10 +28,21 @@ lint: install
 unit: install
 	$(PY) -m pytest tests/
 
+# The committed outputs are CPU outputs: a machine with a GPU checks them on its CPU (make gpu-check for the GPU).
 nbval: install
-	MINPRUNE_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly notebooks/
+	MINPRUNE_DEVICE=cpu MINPRUNE_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly notebooks/
 
-test: lint unit nbval
+# The checked cells again with other CPU kernels and one thread (what a learner's laptop may run):
+# tools/other_cpu.sh picks a kernel set different from this machine's best one.
+nbval-other-cpu: install
+	env $$(tools/other_cpu.sh) MINPRUNE_DEVICE=cpu MINPRUNE_FAST=1 OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-current-env \
+		-p no:randomly notebooks/
+
+test: lint unit nbval nbval-other-cpu
+
+# On a machine with a CUDA GPU: the GPU tests and a short GPU run of the pipeline (exit 77: no GPU here).
+gpu-check: install
+	tools/gpu_check.sh
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
@@ -35,14 +51,22 @@ bench: install
 	$(PY) -m pip install -q -e ".[bench]"
 	for script in bench/*.py; do $(PY) $$script || exit 1; done
 
-# Rebuild one notebook from its source in notebooks/src/ and execute it (FAST mode, outputs committed).
+# Rebuild one notebook from its source in notebooks/src/ and execute it (FAST mode, reference kernels, outputs
+# committed).
 notebook: install
 	$(PY) tools/py2nb.py notebooks/src/$(notdir $(basename $(NB))).py $(NB)
-	cd notebooks && MINPRUNE_FAST=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	cd notebooks && $(REFERENCE_KERNELS) MINPRUNE_FAST=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 $(notdir $(NB))
 
 notebooks: install
 	for nb in $(NOTEBOOKS); do $(MAKE) notebook NB=$$nb || exit 1; done
+
+# The shipped baselines (minprune/assets/baselines/), trained with the fixed recipes on the reference kernels.
+baselines: install
+	$(REFERENCE_KERNELS) $(PY) tools/make_baselines.py
+
+baselines-check: install
+	$(REFERENCE_KERNELS) $(PY) tools/make_baselines.py --check
 
 # Student notebooks (solutions replaced by stubs, outputs cleared) for a lab hand-out.
 student: install

@@ -2,7 +2,7 @@
 
 1. KD gap: students trained on labels alone vs distilled from a LeNet-5 teacher, same seed, epochs, optimizer
    and augmentation. Figure: the share of the teacher-student gap that distillation closes (target >= 50%).
-2. Capstone: `recipes/lenet5-capstone.toml` and a few variants through `mp.run_pipeline`; the final stage of
+2. Capstone: the shipped recipe `lenet5-capstone` and a few variants through `mp.run_pipeline`; the final stage of
    each against the dense float model in the same process (targets: >= 10x fewer bytes, >= 2x faster batch-64
    CPU latency, <= 1 point accuracy drop). Latencies: interleaved rounds, medians, 1 thread; the latency target
    uses the median speedup over 20+ passes that time every final model against the dense one, spread over the
@@ -143,7 +143,7 @@ def capstone(quick: bool) -> tuple[list[dict], list[dict], dict, mp.Table, mp.ti
     """Run the capstone recipe and its variants; returns (final-stage rows, every stage of the recipe run,
     the recipe's final accuracy when its pruned model is fine-tuned with other seeds, the per-layer latency of
     the recipe's dense and final models, a latency sampler of the dense model and every final model)."""
-    base = mp.recipe.to_dict(mp.load_recipe(ROOT / "recipes" / "lenet5-capstone.toml"))
+    base = mp.recipe.to_dict(mp.load_recipe("lenet5-capstone"))
     finals, recipe_stages, seeds, timed = [], [], {}, {}
     for label, change in CAPSTONE_VARIANTS.items():
         config = _variant_config(base, change, quick)

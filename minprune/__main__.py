@@ -1,4 +1,7 @@
-"""The command line: `python -m minprune demo`, `python -m minprune run RECIPE`, `python -m minprune --help`.
+"""The command line: `minprune demo`, `minprune run RECIPE`, `minprune export`, `minprune course`, `--version`.
+
+Installed as the `minprune` command (and as `python -m minprune`); `minprune COMMAND --help` shows each one's
+options and examples.
 
 Each subcommand is one `add_<name>(subparsers)` function that registers its parser and sets `func`;
 to add one, write such a function and append it to SUBCOMMANDS. Exit codes: 0 success, 2 a user error
@@ -14,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from . import data as data_lib
+from .assets import shipped_recipes
 from .cli_export import add_export_parser
 from .measure import compare
 from .recipe import PipelineConfig, from_dict, load_recipe, to_dict
-from .zoo import pretrained
+from .zoo import BASELINE_RECIPES, pretrained
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -40,7 +45,7 @@ def demo(args) -> int:
     print(f"data: {splits}")
     models = {}
     for arch in args.models:
-        print(f"training / loading baseline {arch} ...")
+        print(f"baseline {arch} ...")
         models[arch] = pretrained(arch, retrain=args.retrain)
     table = compare(models, splits.loader("test", 500), threads=args.threads)
     table.title = "Baselines on mnist-small (test accuracy %, per-image MACs, batch-64 CPU latency, bytes)"
@@ -115,22 +120,35 @@ def run(args) -> int:
     return EXIT_OK
 
 
+def _parser(sub, name: str, *, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand's parser with its examples below the options."""
+    epilog = "examples:\n" + "\n".join(f"  python -m minprune {line}" for line in examples)
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="train the baselines, measure them, and run the compression pipeline",
-                       description="Baselines on the embedded data, then LeNet-5 pruned, distilled and quantized.")
-    p.add_argument("--models", nargs="+", default=["lenet300", "lenet5"],
-                   choices=["lenet300", "lenet5", "vgg", "resnet"])
-    p.add_argument("--retrain", action="store_true", help="ignore the cache and train again")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the latency measurement")
+    p = _parser(sub, "demo", help="load the baselines, measure them, and run the compression pipeline",
+                description="Baselines on the embedded data, then LeNet-5 pruned, distilled and quantized.",
+                examples=["demo", "demo --models lenet5 vgg --skip-pipeline", "demo --threads 2"])
+    p.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=list(BASELINE_RECIPES),
+                   metavar="ARCH", help=f"baselines to measure, from: {', '.join(BASELINE_RECIPES)} "
+                                        "(default: %(default)s)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the baselines again on this machine instead of loading the shipped files")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the latency measurement (default: all of PyTorch's)")
     p.add_argument("--skip-pipeline", action="store_true", help="only the baseline table")
     p.set_defaults(func=demo)
 
 
 def add_run(sub) -> None:
-    p = sub.add_parser("run", help="run a pipeline recipe (TOML) and write a report",
-                       description="Run the pipeline described by a TOML recipe (see recipes/) and write "
-                                   "report.md, results.json and plots to the output folder.")
-    p.add_argument("recipe", help="path to a TOML recipe, e.g. recipes/lenet5-capstone.toml")
+    shipped = ", ".join(shipped_recipes())
+    p = _parser(sub, "run", help="run a pipeline recipe (TOML) and write a report",
+                description="Run the pipeline described by a TOML recipe and write report.md, results.json and "
+                            f"plots to the output folder. Shipped recipes: {shipped}.",
+                examples=["run tiny", "run lenet5-capstone --out runs/capstone", "run my-recipe.toml"])
+    p.add_argument("recipe", help=f"a TOML recipe file, or the name of a shipped recipe ({shipped})")
     p.add_argument("--out", default=None, help="output folder (default: runs/<recipe name>)")
     p.set_defaults(func=run)
 
@@ -145,11 +163,13 @@ def course(args) -> int:
 
 
 def add_course(sub) -> None:
-    p = sub.add_parser("course", help="course tools: generate student notebooks",
-                       description="Generate student notebooks from the solution notebooks for a lab hand-out.")
-    p.add_argument("action", choices=["student"], help="'student': write student notebooks")
+    p = _parser(sub, "course", help="course tools: generate student notebooks",
+                description="Generate student notebooks from the solution notebooks for a lab hand-out: "
+                            "solutions replaced by stubs, outputs cleared.",
+                examples=["course student student/", "course student handout/ --src notebooks"])
+    p.add_argument("action", choices=["student"], help="what to do; 'student': write student notebooks")
     p.add_argument("outdir", help="folder for the student notebooks (must differ from --src)")
-    p.add_argument("--src", default="notebooks", help="folder of the solution notebooks (default: notebooks)")
+    p.add_argument("--src", default="notebooks", help="folder of the solution notebooks (default: %(default)s)")
     p.set_defaults(func=course)
 
 
@@ -157,7 +177,10 @@ SUBCOMMANDS = [add_demo, add_run, add_export_parser, add_course]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minprune", description="minprune: learn neural-network pruning")
+    parser = argparse.ArgumentParser(prog="python -m minprune", description="minprune: learn neural-network pruning",
+                                     epilog="Run 'python -m minprune COMMAND --help' for a command's options and "
+                                            "examples.")
+    parser.add_argument("--version", action="version", version=f"minprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import example_input
 from .surgery import set_module
 
 UNIT_PARTS = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.Dropout)
@@ -35,7 +36,7 @@ def droppable(model: nn.Module, example: torch.Tensor | None = None) -> list[str
 
     See notebooks/06_structured_pruning.ipynb.
     """
-    example = example if example is not None else torch.zeros(1, *model.input_shape)
+    example = example if example is not None else example_input(model)
     shapes, handles = {}, []
     for name, mod in model.named_modules():
         if name and (_is_block(mod) or _is_unit(mod)):

@@ -39,17 +39,24 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
 
     See notebooks/11_deploy.ipynb.
     """
-    p = subparsers.add_parser("export", help="export a saved model to ONNX, check it and measure it",
-                              description="Export a minprune model file to ONNX, check ONNX Runtime against "
-                                          "PyTorch, and print bytes, accuracy, latency and estimated energy.")
-    p.add_argument("model_file", help="a file written by minprune.save_model")
-    p.add_argument("--format", default="onnx", help=f"export format (one of: {', '.join(FORMATS)})")
+    p = subparsers.add_parser(
+        "export", help="export a saved model to ONNX, check it and measure it",
+        description="Export a minprune model file to ONNX, check ONNX Runtime against PyTorch, and print bytes, "
+                    "accuracy, latency and estimated energy.",
+        epilog="examples:\n  python -m minprune export runs/lenet5/final.pt\n"
+               "  python -m minprune export pruned.pt --int8 --threads 2\n"
+               "  python -m minprune export pruned.pt --int8-weights --out pruned.int8w.onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_file", help="a file written by minprune.save_model (mp.save_model)")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="export format (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="quantize the ONNX model to int8 (static for CNNs)")
     p.add_argument("--int8-weights", action="store_true",
                    help="store the weights as int8 but compute in float (4x smaller file at float speed)")
     p.add_argument("--out", default=None, help="output file (default: MODEL_FILE with .onnx or .int8.onnx)")
-    p.add_argument("--data", default="mnist-small", help="data set for accuracy and int8 calibration")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for PyTorch and ONNX Runtime")
+    p.add_argument("--data", default="mnist-small", choices=data_lib.NAMES,
+                   help="data set for accuracy and int8 calibration (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for PyTorch and ONNX Runtime (default: %(default)s)")
     p.set_defaults(func=export_command)
     return p
 

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-# The compact file shipped in data/ and the SHA-256 of its arrays (images bytes, then labels bytes).
-DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", Path(__file__).resolve().parent.parent / "data"))
+from .assets import asset_dir
+
+# The compact file shipped in minprune/assets/ and the SHA-256 of its arrays (images bytes, then labels bytes).
+DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", asset_dir()))
 MNIST_SMALL_FILE = "mnist_small.npz"
 MNIST_SMALL_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
 
@@ -83,7 +85,7 @@ def read_mnist_small(path=None) -> tuple[np.ndarray, np.ndarray]:
     """Read the embedded sample: images uint8 (5000, 28, 28) and labels uint8 (5000,), hash-checked."""
     path = Path(path) if path is not None else DATA_DIR / MNIST_SMALL_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; it ships with the repository (see data/README.md)")
+        raise FileNotFoundError(f"{path} is missing; it ships inside the package (see data/README.md)")
     try:
         with np.load(path, allow_pickle=False) as f:
             images, labels = f["images"], f["labels"]

@@ -18,6 +18,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .channel_groups import ChannelSpaces, DependencyError, DependencyGraph, Group, groups_table, plot_groups
+from .devices import example_input
 
 __all__ = ["DependencyError", "DependencyGraph", "Group", "groups_table", "plot_groups", "trace_groups"]
 
@@ -201,7 +202,7 @@ def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> Depen
     if example is None:
         if not hasattr(model, "input_shape"):
             raise ValueError("pass example=torch.zeros(1, C, H, W); the model does not record input_shape")
-        example = torch.zeros(1, *model.input_shape)
+        example = example_input(model)  # on the model's device
     was_training = model.training
     model.eval()
     try:

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_model, save_model
+from . import devices
 from .data import load
+from .devices import model_device
 from .models import build
-from .train import History, cross_entropy_loss, fit, model_device, seed_everything
-from .zoo import cache_dir
+from .train import History, cross_entropy_loss, fit, seed_everything
+from .zoo import shipped_or_cached
 
 
 def _check_kd_args(temperature: float, alpha: float) -> None:
@@ -125,7 +126,7 @@ def mix_images(x: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, to
     if x.dim() < 2:
         raise ValueError(f"mix_images needs a batch (batch, ...), got shape {tuple(x.shape)}")
     lam = torch.distributions.Beta(float(strength), float(strength)).sample((x.shape[0],)).to(x.device)
-    partner = torch.randperm(x.shape[0], device=x.device)
+    partner = torch.randperm(x.shape[0]).to(x.device)  # drawn on the CPU: the same pairs on every device
     weight = lam.view(-1, *([1] * (x.dim() - 1)))
     return weight * x + (1 - weight) * x[partner], lam, partner
 
@@ -163,24 +164,33 @@ def labels_loss(max_shift: int = 0, mixup: float = 0.0) -> Callable:
 
 def shift_trained_teacher(arch: str = "lenet5", dataset: str = "mnist-small", *, epochs: int = 15, max_shift: int = 2,
                           seed: int = 0, progress: bool = False) -> nn.Module:
-    """A teacher trained on randomly shifted images, so that it labels shifted images well; cached like
-    `pretrained` (trained on first use, then loaded). A teacher that never saw shifts mislabels them, and then
-    its soft targets on augmented batches mislead the student. See notebooks/09_distillation.ipynb.
+    """A teacher trained on randomly shifted images, so that it labels shifted images well: the shipped file
+    (LeNet-5, the defaults), else trained on first use and cached, like `pretrained`. A teacher that never saw
+    shifts mislabels them, and then its soft targets on augmented batches mislead the student.
+    See notebooks/09_distillation.ipynb.
     """
     _check_max_shift(max_shift)
-    path = cache_dir() / f"{arch}-{dataset}-shift{max_shift}-epochs{epochs}-seed{seed}-teacher.pt"
-    if path.exists():
-        try:
-            return load_model(path)[0]
-        except CheckpointError:
-            pass  # a damaged cache entry is retrained and overwritten
+    filename = shift_teacher_filename(arch, dataset, epochs=epochs, max_shift=max_shift, seed=seed)
+    return shipped_or_cached(filename, lambda: train_shift_teacher(arch, dataset, epochs=epochs, max_shift=max_shift,
+                                                                   seed=seed, progress=progress),
+                             what=f"shift-trained teacher {arch}")[0]
+
+
+def shift_teacher_filename(arch: str, dataset: str, *, epochs: int, max_shift: int, seed: int) -> str:
+    """The file name of a shift-trained teacher (shipped or cached)."""
+    return f"{arch}-{dataset}-shift{max_shift}-epochs{epochs}-seed{seed}-teacher.pt"
+
+
+def train_shift_teacher(arch: str, dataset: str, *, epochs: int, max_shift: int, seed: int,
+                        progress: bool = False) -> tuple[nn.Module, dict]:
+    """Train a fresh teacher on shifted images (seeded); returns (model, meta)."""
+    _check_max_shift(max_shift)
     splits = load(dataset, seed=seed)
     seed_everything(seed)
     model = build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
     fit(model, splits.loader("train", 64, seed=seed), epochs=epochs, progress=progress,
         loss_fn=labels_loss(max_shift))
-    save_model(path, model, meta={"max_shift": max_shift, "epochs": epochs})
-    return model
+    return model, {"max_shift": max_shift, "epochs": epochs}
 
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
@@ -266,12 +276,13 @@ def distill_loss(teacher: nn.Module, *, temperature: float = 4.0, alpha: float =
 
 def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epochs: int = 3, lr: float = 1e-3,
                     temperature: float = 4.0, alpha: float = 0.9, hints=None, beta: float = 10.0,
-                    max_shift: int = 0, mixup: float = 0.0, **fit_kwargs) -> History:
+                    max_shift: int = 0, mixup: float = 0.0, device=None, **fit_kwargs) -> History:
     """Train `student` in place on the teacher's soft targets (plus hints); returns its History.
 
     max_shift > 0: augment every batch with `random_shift` (teacher and student see the same shifted images).
     mixup > 0: then blend the images in pairs (`mix_images`); the teacher labels the blends.
-    Extra keyword arguments go to `fit` (val_loader, callbacks such as a mask keeper, optimizer, progress).
+    device: as in `fit` (default `mp.device()`); student and teacher both move there (an int8 teacher stays on the
+    CPU). Extra keyword arguments go to `fit` (val_loader, callbacks such as a mask keeper, optimizer, progress).
     See notebooks/09_distillation.ipynb.
     """
     if student is teacher:
@@ -279,6 +290,9 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, *, epo
     _check_kd_args(temperature, alpha)
     if hints:
         _hint_pairs(student, teacher, hints)  # fail before training starts
+    device = devices.resolve(student, device)
+    if not devices.cpu_only(teacher):
+        devices.place(teacher, device)
     loss_fn = with_shifts(distill_loss(teacher, temperature=temperature, alpha=alpha, hints=hints, beta=beta,
                                        mixup=mixup), max_shift)
-    return fit(student, train_loader, epochs=epochs, lr=lr, loss_fn=loss_fn, **fit_kwargs)
+    return fit(student, train_loader, epochs=epochs, lr=lr, loss_fn=loss_fn, device=device, **fit_kwargs)

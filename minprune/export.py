@@ -6,8 +6,8 @@ copy whose masks are made permanent, and fake-quantized layers are stripped (the
 ONNX Runtime then runs the file on the CPU with a fixed number of threads, and its outputs are compared with
 PyTorch's (float paths must agree within FLOAT_ATOL). `quantize_onnx` turns a float ONNX model into int8:
 dynamic quantization (weights int8, activations quantized on the fly) for MLPs, static quantization with a
-calibration set (activation ranges measured once) for CNNs.
-See notebooks/11_deploy.ipynb.
+calibration set (activation ranges measured once) for CNNs. Export works on a CPU copy, so a model that sits on a
+GPU exports as it is (the notes say it was copied to the CPU). See notebooks/11_deploy.ipynb.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write
+from .devices import cpu_only, model_device
 from .onnx_int8 import is_weight_only
 from .prune import copy_model, is_pruned, make_permanent
 from .quantize import FakeQuantMixin, strip_fake_quant
@@ -63,12 +64,6 @@ def check_format(format: str) -> str:
     return format
 
 
-def _is_torch_int8(model: nn.Module) -> bool:
-    return any(type(m).__name__ == "Int8Model"  # minprune.int8's wrapper
-               or type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized"))
-               for m in model.modules())
-
-
 def deployable_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """A plain float copy in eval mode: masks made permanent, fake-quant layers stripped. `model` is untouched.
 
@@ -77,11 +72,14 @@ def deployable_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    if _is_torch_int8(model):
+    if cpu_only(model):  # PyTorch int8 kernels (minprune.int8's Int8Model or torch.ao quantized modules)
         raise ValueError("this model runs PyTorch int8 kernels, which ONNX export does not support; export the "
                          "float model and quantize the ONNX file with quantize_onnx (or `--int8` on the CLI)")
     notes = []
     plain = copy_model(model)
+    if model_device(plain).type != "cpu":
+        plain = plain.cpu()
+        notes.append(f"the copy was moved from {model_device(model)} to the CPU, where ONNX Runtime runs")
     if is_pruned(plain):
         make_permanent(plain)
         notes.append("masks were made permanent on a copy (the file holds zeros, no weight_mask)")
@@ -187,7 +185,7 @@ def max_abs_diff(model: nn.Module, sess: ort.InferenceSession, x: torch.Tensor) 
     """
     was_training = model.training
     model.eval()
-    expected = model(x)
+    expected = model(x.to(model_device(model))).cpu()  # ONNX Runtime's output is on the CPU
     model.train(was_training)
     return float((run_session(sess, x) - expected).abs().max())
 

@@ -3,7 +3,8 @@
 Iterative pruning follows Han et al. 2015 ("Learning both weights and connections"): prune a little,
 retrain, repeat, each round removing the same fraction of the weights that are still alive.
 Masks stay applied during fine-tuning through the `apply_masks` reparametrisation, so `fit` needs no
-special code. See notebooks/04_fine_tuning.ipynb.
+special code. Both functions take `device=None` (meaning `mp.device()`) and move the model there in place,
+like `fit`. See notebooks/04_fine_tuning.ipynb.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from . import devices
 from .masks import check_sparsity, masks_sparsity
 from .prune import get_masks, prune
 from .train import History, evaluate, fit
@@ -28,15 +30,15 @@ def _loaders(data, batch_size: int = 64):
 
 
 def fine_tune(model: nn.Module, data, epochs: int = 3, *, lr: float = 1e-3, optimizer="adam",
-              progress: bool = False) -> History:
+              progress: bool = False, device=None) -> History:
     """Train a (pruned) model in place for `epochs` epochs with `mp.fit`; masks stay applied. Returns History.
 
     data: a DataSplits (trains on 'train', validates on 'val') or a training DataLoader.
-    See notebooks/04_fine_tuning.ipynb.
+    device: as in `fit` (default `mp.device()`). See notebooks/04_fine_tuning.ipynb.
     """
     train_loader, val_loader = _loaders(data)
     return fit(model, train_loader, epochs=epochs, lr=lr, optimizer=optimizer, val_loader=val_loader,
-               progress=progress)
+               progress=progress, device=device)
 
 
 def iterative_sparsities(final_sparsity: float, rounds: int) -> list[float]:
@@ -79,20 +81,20 @@ def _check_config(config: IterativeConfig) -> None:
         raise ValueError(f"config.lr must be a number > 0, got {config.lr!r}")
 
 
-def _accuracy(model, data, split: str) -> float:
+def _accuracy(model, data, split: str, device) -> float:
     if hasattr(data, "loader") and hasattr(data, "train"):
-        return evaluate(model, data.loader(split, 500))["acc"]
-    return evaluate(model, data)["acc"]
+        return evaluate(model, data.loader(split, 500), device=device)["acc"]
+    return evaluate(model, data, device=device)["acc"]
 
 
 def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
-                    config: IterativeConfig | None = None) -> list[dict]:
+                    config: IterativeConfig | None = None, *, device=None) -> list[dict]:
     """Prune to each sparsity in turn (score_fn(model) -> scores), fine-tuning after each round. In place.
 
     Returns one row per round: target and reached sparsity, accuracy right after pruning (`acc_pruned`)
     and after fine-tuning (`acc`), on `config.eval_split` of a DataSplits (or on `data` itself).
     Pass `iterative_sparsities(0.98, 5)` for Han-style rounds, or a single value for one-shot.
-    See notebooks/04_fine_tuning.ipynb.
+    device: as in `fit`; the model moves there before the first round. See notebooks/04_fine_tuning.ipynb.
     """
     config = config or IterativeConfig()
     _check_config(config)
@@ -104,12 +106,13 @@ def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
         check_sparsity(s)
     if sparsities != sorted(sparsities):
         raise ValueError(f"sparsities must not decrease, got {sparsities}")
+    device = devices.place(model, device)
     history = []
     for k, target in enumerate(sparsities, start=1):
         prune(model, score_fn(model), target, scope=config.scope, exclude=config.exclude)
         row = {"round": k, "target": target, "sparsity": masks_sparsity(get_masks(model)),
-               "acc_pruned": _accuracy(model, data, config.eval_split)}
-        fine_tune(model, data, config.epochs, lr=config.lr, optimizer=config.optimizer)
-        row["acc"] = _accuracy(model, data, config.eval_split)
+               "acc_pruned": _accuracy(model, data, config.eval_split, device)}
+        fine_tune(model, data, config.epochs, lr=config.lr, optimizer=config.optimizer, device=device)
+        row["acc"] = _accuracy(model, data, config.eval_split, device)
         history.append(row)
     return history

@@ -5,6 +5,7 @@ which of the layer's neurons to compute. Training uses a straight-through estima
 forward, sigmoid gradients backward) and a penalty on the fraction of open gates; at inference the closed
 neurons are never computed (`sparse_forward`) and `gated_macs` counts what was really spent, gates included.
 The static baseline of the same average cost is a narrower MLP holding the largest neurons (`narrow_mlp`).
+New models (`GatedMLP`, `narrow_mlp`) are built where the MLP they come from sits; train them with `mp.fit`.
 See notebooks/07_dynamic_pruning.ipynb.
 """
 
@@ -52,6 +53,7 @@ class GatedMLP(nn.Module):
         self.input_shape = model.input_shape
         self.linears = nn.ModuleList(copy.deepcopy(linears))  # a copy: `model` itself is left untouched
         self.gates = nn.ModuleList(NeuronGate(m.in_features, m.out_features, rank) for m in linears[:-1])
+        self.gates.to(linears[0].weight.device)  # drawn on the CPU (the same gates everywhere), run beside the MLP
         self.last_density = torch.tensor(1.0)  # mean soft gate of the last batch (for the penalty)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,9 +95,9 @@ def sparse_forward(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
     columns whose input neuron is alive). Returns the same logits as the eval-mode forward."""
     outputs = []
     for example in torch.flatten(x, 1):
-        h, alive = example, torch.arange(example.numel())
+        h, alive = example, torch.arange(example.numel(), device=x.device)
         for linear, gate in zip(model.linears, model.gates):
-            full_in = torch.zeros(linear.in_features).index_copy_(0, alive, h)
+            full_in = torch.zeros(linear.in_features, device=x.device).index_copy_(0, alive, h)
             rows = torch.nonzero(gate(full_in[None])[0][0] > 0.5).flatten()  # open neurons of this layer
             h = torch.relu(linear.weight[rows][:, alive] @ h + linear.bias[rows])
             alive = rows
@@ -108,8 +110,8 @@ def sparse_forward(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
 def gated_macs(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
     """Multiply-accumulates spent on each example (batch,), counting gates and skipped neurons honestly."""
     gates = model.open_gates(x)
-    n_in = torch.full((len(x),), model.linears[0].in_features)
-    total = torch.zeros(len(x), dtype=torch.long)
+    n_in = torch.full((len(x),), model.linears[0].in_features, device=x.device)
+    total = torch.zeros(len(x), dtype=torch.long, device=x.device)
     for gate, g in zip(model.gates, gates):
         n_out = g.sum(1)
         total += n_in * gate.down.out_features + gate.up.in_features * gate.up.out_features  # the gate itself
@@ -151,4 +153,4 @@ def narrow_mlp(model: nn.Module, widths: tuple[int, ...]) -> LeNet300100:
         dst.weight.copy_(src.weight[keep_out][:, keep_in])
         dst.bias.copy_(src.bias[keep_out])
         keep_in = keep_out
-    return small
+    return small.to(linears[0].weight.device)

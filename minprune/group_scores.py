@@ -6,6 +6,8 @@ one score per output unit (higher = more important). BatchNorm scores are keyed 
 - BatchNorm |gamma| with an L1 penalty during training (Liu et al. 2017, "network slimming");
 - first-order Taylor on activations (Molchanov et al. 2017): |mean(a * dL/da)|;
 - activation statistics: mean activation, and 1 - APoZ (Hu et al. 2016, average percentage of zeros).
+The data-driven ones take `device=None` (meaning `mp.device()`): they run there, on a copy if the model sits
+elsewhere (the model never moves), and return the scores on the model's device.
 See notebooks/05_neuron_and_filter_pruning.ipynb.
 """
 
@@ -15,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import cross_entropy_loss, model_device
+from .devices import example_input, model_device, resolve, same
+from .train import cross_entropy_loss
 
 UNIT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -109,14 +112,19 @@ def _probe_points(model: nn.Module) -> dict[str, nn.Module]:
 
     layers = unit_layers(model)
     try:
-        after = trace_groups(model).after if hasattr(model, "input_shape") else {}
+        after = trace_groups(model, example_input(model)).after if hasattr(model, "input_shape") else {}
     except DependencyError:
         after = {}
     return {name: model.get_submodule(after.get(name, name)) for name in layers}
 
 
-def _collect(model, loader, max_batches: int, stat_fn, backward: bool) -> dict[str, torch.Tensor]:
+def _collect(model, loader, max_batches: int, stat_fn, backward: bool, device=None) -> dict[str, torch.Tensor]:
     """Run up to `max_batches` batches with hooks and average `stat_fn(a, grad) -> (out,)` per unit."""
+    from .prune import copy_model  # local import: prune.py does not depend on scores
+
+    home, device = model_device(model), resolve(model, device)
+    if not same(home, device):  # the caller's model stays where it is
+        model = copy_model(model).to(device)
     points, sums, acts, handles = _probe_points(model), {}, {}, []
     for name, mod in points.items():
         def hook(_m, _inp, out, name=name):
@@ -146,7 +154,7 @@ def _collect(model, loader, max_batches: int, stat_fn, backward: bool) -> dict[s
         model.train(was_training)
     if n == 0:
         raise ValueError("the loader gave no batches")
-    return {f"{name}.weight": s / n for name, s in sums.items()}
+    return {f"{name}.weight": (s / n).to(home) for name, s in sums.items()}
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -154,15 +162,16 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).mean(2) if t.dim() > 2 else t
 
 
-def taylor_unit_scores(model: nn.Module, loader, *, max_batches: int = 4) -> dict[str, torch.Tensor]:
+def taylor_unit_scores(model: nn.Module, loader, *, max_batches: int = 4, device=None) -> dict[str, torch.Tensor]:
     """First-order Taylor importance of each unit: |mean over positions of a * dL/da|, averaged over examples.
 
     See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
-    return _collect(model, loader, max_batches, lambda a, g: _per_channel(a * g).abs().mean(0), backward=True)
+    return _collect(model, loader, max_batches, lambda a, g: _per_channel(a * g).abs().mean(0), backward=True,
+                    device=device)
 
 
-def activation_scores(model: nn.Module, loader, *, stat: str = "mean", max_batches: int = 4):
+def activation_scores(model: nn.Module, loader, *, stat: str = "mean", max_batches: int = 4, device=None):
     """Activation statistics after ReLU: stat='mean' (mean activation) or 'apoz' (1 - fraction of zeros).
 
     Assumes a ReLU follows each unit (after its BatchNorm), as in every minprune model.
@@ -174,4 +183,4 @@ def activation_scores(model: nn.Module, loader, *, stat: str = "mean", max_batch
         fn = lambda a, g: 1.0 - _per_channel((a <= 0).float()).mean(0)  # noqa: E731
     else:
         raise ValueError(f"stat must be 'mean' or 'apoz', got {stat!r}")
-    return _collect(model, loader, max_batches, fn, backward=False)
+    return _collect(model, loader, max_batches, fn, backward=False, device=device)

@@ -1,21 +1,15 @@
 """Real int8 models with PyTorch: dynamic quantization, static post-training quantization, QAT.
 
 Which path, and why: on a CPU without torch.compile, only the `torch.ao.quantization` kernels (fbgemm/x86 and
-oneDNN) run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is deprecated in favour
-of torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8 configs) and its pt2e flow
-with X86InductorQuantizer are the maintained path, but they only get fast after a `torch.compile`
-(minutes on 2 cores): measured here, torchao's dynamic int8 LeNet-300-100 ran about 200x *slower* than float
-in eager mode, and a pt2e model that is not compiled keeps float weights. So the library uses
+oneDNN; qnnpack on ARM) run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is
+deprecated in favour of torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8
+configs) and its pt2e flow with X86InductorQuantizer are the maintained path, but they only get fast after a
+`torch.compile` (minutes on 2 cores): measured here, torchao's dynamic int8 LeNet-300-100 ran about 200x
+*slower* than float in eager mode, and a pt2e model that is not compiled keeps float weights. So the library uses
 eager `quantize_dynamic` for Linear layers and FX graph mode (`prepare_fx`/`convert_fx`, which handles
 functional ops and residual additions) for static PTQ and QAT. Every result is checked to hold int8 weights.
 
-Which engine (`torch.backends.quantized.engine`), and why: measured on a 2-core AMD EPYC with AVX2 and no
-AVX-512/VNNI (bench/quantization.py), the default 'x86' engine (fbgemm kernels) spends ~80% of a LeNet-5
-forward pass in its int8 convolution of the 1-channel input (no fast path for so few input channels) and is
-*slower* than float (0.6x), while 'onednn' runs it ~1.5-2x faster than float and VGG/ResNet ~2.5-3.5x.
-For Linear-only models fbgemm's int8 GEMM is the faster one (dynamic LeNet-300-100: ~1.5x vs ~0.9x). So
-engine='auto' picks 'onednn' for models with convolutions and 'x86' otherwise; pass engine= to choose.
-The weights are packed for the engine they were quantized with, and the model runs under that engine.
+Which engine runs them, and why: `int8_engines.py` (oneDNN for CNNs and x86 for MLPs on x86-64, qnnpack on ARM).
 
 Small Linear layers: under oneDNN an int8 Linear call of a pruned LeNet-5 (200x40 or smaller) cost more than
 the float call it replaced. `static_int8(..., linear_weights_only=True)` keeps int8 convolutions but gives the
@@ -34,12 +28,10 @@ from torch import nn
 from torch.ao import quantization as tq
 from torch.ao.quantization import quantize_fx
 
+from .int8_engines import BACKEND, observer_notice_hidden, pick_engine, qconfig_mapping, using_engine
 from .models import _check_input, describe
 from .quantize import dequantize, quant_params, quantize
 from .train import check_model
-
-BACKEND = "x86"  # fbgemm kernels with x86-specific choices; PyTorch's default engine on x86 CPUs
-ENGINES = ("auto", "x86", "fbgemm", "onednn")
 
 
 @contextmanager
@@ -56,21 +48,12 @@ def _no_determinism_alerts():
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-@contextmanager
-def _engine(name: str):
-    before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = name
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = before
-
-
 class Int8Model(nn.Module):
     """A quantized model plus what the rest of minprune expects: `input_shape`, input checks, `method`.
 
     `engine` is the quantized engine its weights were packed for (it runs under it); `recipe` holds what
-    `save_int8`/`load_int8` need to rebuild it: the float model's description, method, per_channel, engine.
+    `save_int8`/`load_int8` need to rebuild it: the float model's description, method, per_channel and the
+    engine it was quantized with (a file loaded where that engine is missing runs under another one).
     """
 
     def __init__(self, quantized: nn.Module, input_shape, method: str, engine: str = BACKEND, recipe=None):
@@ -83,7 +66,7 @@ class Int8Model(nn.Module):
         self.register_forward_pre_hook(_check_input)
 
     def forward(self, x):
-        with _no_determinism_alerts(), _engine(self.engine):
+        with _no_determinism_alerts(), using_engine(self.engine):
             return self.quantized(x)
 
     def extra_repr(self) -> str:
@@ -149,18 +132,6 @@ def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
     return out
 
 
-def pick_engine(model: nn.Module, engine: str = "auto") -> str:
-    """The quantized engine to use: 'auto' is 'onednn' for models with convolutions, else 'x86' (see above)."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "auto":
-        engine = "onednn" if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()) else BACKEND
-    if engine not in torch.backends.quantized.supported_engines:
-        raise RuntimeError(f"this PyTorch build has no {engine!r} quantized engine "
-                           f"(available: {torch.backends.quantized.supported_engines})")
-    return engine
-
-
 def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool, linear_weights_only: bool = False
             ) -> dict | None:
     """What load_int8 needs to rebuild the int8 model; None for models minprune cannot describe."""
@@ -178,8 +149,11 @@ def _check_float_cpu_model(model: nn.Module) -> None:
             raise ValueError(f"{name} carries a pruning mask (weight_orig); call make_permanent(model) first")
         if hasattr(module, "parametrizations"):
             raise ValueError(f"{name} has parametrized weights (e.g. k-means sharing); call unshare_weights first")
-    if any(p.device.type != "cpu" for p in model.parameters()):
-        raise ValueError("int8 kernels here are CPU kernels (fbgemm/x86); move the model to the CPU first")
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    """A copy on the CPU: PyTorch's int8 kernels are CPU kernels, so a model on a GPU is quantized from a copy."""
+    return copy.deepcopy(model).cpu()
 
 
 def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool,
@@ -196,15 +170,15 @@ def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
     """Int8 weights for every nn.Linear; activations are quantized on the fly per batch. Returns a copy.
 
     No calibration needed. Dynamic quantization in PyTorch covers Linear (and recurrent) layers only.
-    engine: 'auto' (see the module docstring), 'x86', 'fbgemm' or 'onednn'.
+    engine: 'auto' (see the module docstring), 'x86', 'fbgemm', 'onednn' or 'qnnpack' (ARM, Apple silicon).
     """
     engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
         raise ValueError("dynamic int8 quantizes nn.Linear layers only and this model has none; "
                          "use static_int8 (with calibration data) for convolutions")
-    with _engine(engine):
-        quantized = tq.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+    with using_engine(engine):
+        quantized = tq.quantize_dynamic(_cpu_copy(model).eval(), {nn.Linear}, dtype=torch.qint8)
     return _finish(quantized, model, "dynamic", engine, True)
 
 
@@ -212,28 +186,11 @@ def _batches(calibration) -> list[torch.Tensor]:
     """Inputs from a DataLoader, a list of (x, y) batches, a list of tensors or one tensor."""
     if isinstance(calibration, torch.Tensor):
         calibration = [calibration]
-    xs = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+    xs = [(b[0] if isinstance(b, (tuple, list)) else b).cpu() for b in calibration]
     if not xs or all(x.numel() == 0 for x in xs):
         raise ValueError("calibration data is empty: static quantization needs a few batches of real inputs "
                          "to measure activation ranges")
     return xs
-
-
-def _defaults_of(engine: str) -> str:
-    """Whose default observers to use. oneDNN's use all 8 bits of the activations, which can saturate the
-    16-bit intermediate sums of AVX2 int8 kernels on CPUs without VNNI; x86's use 7 (reduce_range=True)."""
-    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
-    return BACKEND if engine == "onednn" and not vnni else engine
-
-
-def qconfig_mapping(per_channel: bool = True, engine: str = BACKEND) -> tq.QConfigMapping:
-    """The engine's defaults: per-channel symmetric int8 weights, uint8 activations with histogram observers."""
-    engine = _defaults_of(engine)
-    mapping = tq.get_default_qconfig_mapping(engine)
-    if not per_channel:
-        mapping = mapping.set_global(tq.QConfig(activation=tq.get_default_qconfig(engine).activation,
-                                                weight=tq.default_weight_observer))
-    return mapping
 
 
 @torch.no_grad()
@@ -241,7 +198,8 @@ def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engi
                 linear_weights_only: bool = False) -> Int8Model:
     """Static post-training quantization: fuse conv-BN(-ReLU), observe activation ranges on the calibration
     batches, convert weights and activations to int8. Returns a copy; `model` is untouched.
-    engine: 'auto' (oneDNN for CNNs, x86/fbgemm otherwise; see the module docstring), 'x86', 'fbgemm', 'onednn'.
+    engine: 'auto' (oneDNN for CNNs, x86/fbgemm otherwise, qnnpack on ARM; see the module docstring), or one of
+    'x86', 'fbgemm', 'onednn', 'qnnpack'.
     linear_weights_only: the nn.Linear layers store int8 weights but compute in float (`Int8WeightLinear`),
     for networks whose Linear layers are too small for int8 kernels to pay; convolutions stay fully int8.
     """
@@ -255,8 +213,8 @@ def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engi
         for name, module in model.named_modules():
             if isinstance(module, nn.Linear):
                 mapping = mapping.set_module_name(name, None)  # left float by FX, then swapped below
-    with _engine(engine):
-        prepared = quantize_fx.prepare_fx(copy.deepcopy(model).eval(), mapping, (xs[0][:1],))
+    with using_engine(engine), observer_notice_hidden():
+        prepared = quantize_fx.prepare_fx(_cpu_copy(model).eval(), mapping, (xs[0][:1],))
         for x in xs:  # calibration: observers record min/max (histograms) of every activation
             prepared(x)
         quantized = quantize_fx.convert_fx(prepared)
@@ -268,6 +226,7 @@ def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engi
 def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str = "auto") -> nn.Module:
     """A copy with fake-quant observers for quantization-aware training; train it with `mp.fit`, then
     call `convert_qat_int8`. The copy keeps `input_shape` so the rest of minprune works with it.
+    engine: as for `static_int8`; per_channel=False fake-quantizes each weight with one scale per layer.
     """
     check_model(model)
     if getattr(model, "input_shape", None) is None:
@@ -277,10 +236,9 @@ def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str 
     engine = pick_engine(model, engine)
     _check_float_cpu_model(model)
     example = torch.zeros(1, *model.input_shape)
-    qat_defaults = tq.get_default_qat_qconfig_mapping(_defaults_of(engine))
-    mapping = qat_defaults if per_channel else qconfig_mapping(False, engine)
-    with _engine(engine):
-        prepared = quantize_fx.prepare_qat_fx(copy.deepcopy(model).train(), mapping, (example,))
+    mapping = qconfig_mapping(per_channel, engine, qat=True)  # fake-quant weights and activations
+    with using_engine(engine), observer_notice_hidden():
+        prepared = quantize_fx.prepare_qat_fx(_cpu_copy(model).train(), mapping, (example,))
     prepared.input_shape = tuple(model.input_shape)
     prepared.quantized_engine, prepared.per_channel = engine, per_channel
     recipe = _recipe(model, "qat", engine, per_channel)
@@ -292,6 +250,6 @@ def convert_qat_int8(prepared: nn.Module) -> Int8Model:
     """Turn a model from `prepare_qat_int8` (after training) into a real int8 model. Returns a copy."""
     if not hasattr(prepared, "quantized_engine") or not isinstance(prepared, torch.fx.GraphModule):
         raise ValueError("convert_qat_int8 expects the model returned by prepare_qat_int8")
-    with _engine(prepared.quantized_engine):
-        quantized = quantize_fx.convert_fx(copy.deepcopy(prepared).eval())
+    with using_engine(prepared.quantized_engine):
+        quantized = quantize_fx.convert_fx(_cpu_copy(prepared).eval())
     return _finish(quantized, prepared, "qat", prepared.quantized_engine, prepared.per_channel)

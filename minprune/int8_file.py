@@ -11,18 +11,24 @@ small plain-Python `layout` says where each part lives:
 
 Loading uses `torch.load(weights_only=True)` (no code runs), rebuilds the float model from its description,
 re-creates the same int8 graph (a throw-away calibration on zeros), then loads the stored values strictly:
-the loaded model gives exactly the outputs of the saved one. Per-channel scales are kept as float32 when that
-is exact (they are computed in float32) and as float64 otherwise. See notebooks/08_quantization.ipynb.
+the loaded model gives exactly the outputs of the saved one. A file made with an engine this PyTorch lacks (an
+'onednn' file from an x86 PC on an ARM Mac) is re-packed, with a warning, for the engine `engine='auto'` picks
+here: the same int8 values and scales on other kernels, so outputs close to the saving machine's, not identical.
+Per-channel scales are kept as float32 when that is exact (they are computed in float32) and as float64
+otherwise. See notebooks/08_quantization.ipynb.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import torch
 
+from . import int8_engines
 from .checkpoint import CheckpointError, atomic_write, read_verified, tensors_sha256
-from .int8 import Int8Model, _engine, dynamic_int8, static_int8
+from .int8 import Int8Model, dynamic_int8, static_int8
+from .int8_engines import using_engine
 from .models import from_description
 
 FORMAT = "minprune-int8/1"
@@ -125,19 +131,37 @@ def save_int8(path, model: Int8Model) -> dict:
     return {"path": path, "bytes": path.stat().st_size}
 
 
+def _load_engine(recipe: dict, float_model: torch.nn.Module) -> str:
+    """The engine to pack the file's weights for: the one it was made with, else the one 'auto' picks here."""
+    saved, available = recipe["engine"], int8_engines.supported_engines()
+    if saved in available:
+        return saved
+    try:
+        engine = int8_engines.pick_engine(float_model, "auto")
+    except RuntimeError:
+        raise RuntimeError(f"this int8 file was made with the {saved!r} quantized engine, which this PyTorch "
+                           f"build lacks, and it has no other int8 engine (available: {available})") from None
+    warnings.warn(f"this int8 file was made with the {saved!r} quantized engine, which this PyTorch build lacks "
+                  f"(available: {available}); its int8 weights are re-packed for {engine!r}: outputs are close "
+                  f"to the saving machine's, not identical", UserWarning, stacklevel=4)
+    return engine
+
+
 def _skeleton(recipe: dict) -> Int8Model:
     """The same int8 graph as the saved model, with placeholder values (calibrated on one zero input)."""
     float_model = from_description(recipe["description"]).eval()
+    engine = _load_engine(recipe, float_model)
     if recipe["method"] == "dynamic":
-        return dynamic_int8(float_model, engine=recipe["engine"])
+        return dynamic_int8(float_model, engine=engine)
     zeros = torch.zeros(1, *float_model.input_shape)
-    return static_int8(float_model, zeros, per_channel=recipe["per_channel"], engine=recipe["engine"],
+    return static_int8(float_model, zeros, per_channel=recipe["per_channel"], engine=engine,
                        linear_weights_only=recipe.get("linear_weights_only", False))
 
 
 def load_int8(path) -> Int8Model:
     """Read a file written by `save_int8` (weights_only=True, hash checked) and rebuild the int8 model.
 
+    Its engine is the file's, or, where this PyTorch lacks that one, the one 'auto' picks (with a warning).
     See notebooks/08_quantization.ipynb.
     """
     payload = read_verified(path, FORMAT, "blobs", missing="int8 model", unreadable="int8 model")
@@ -145,7 +169,7 @@ def load_int8(path) -> Int8Model:
     model = _skeleton(recipe)
     state = OrderedDict((key, _unpack(entry, payload["blobs"])) for key, entry in payload["layout"])
     state._metadata = model.quantized.state_dict()._metadata  # per-module format versions, as load expects
-    with _engine(recipe["engine"]):  # weights are packed for the engine they were quantized with
+    with using_engine(model.engine):  # packs the weights for the engine the model runs under
         model.quantized.load_state_dict(state, strict=True)
     model.method, model.recipe = recipe["method"], recipe
     return model

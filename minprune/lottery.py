@@ -4,6 +4,7 @@ Train, prune the smallest weights, rewind the survivors to their values at initi
 step k, Frankle et al. 2020, "Linear mode connectivity"), and repeat. The control is the same mask with
 freshly drawn random weights (`random_reinit`): a winning ticket trains better than its reinitialisation.
 Masks stay applied through `minprune.apply_masks`, so rewinding writes the `weight_orig` tensors only.
+A snapshot can be written back to the model on any device (`fit` may have moved it since the snapshot).
 See notebooks/07_dynamic_pruning.ipynb.
 """
 
@@ -87,9 +88,10 @@ class RewindPoint:
 def random_reinit(model: nn.Module, seed: int = 0) -> nn.Module:
     """The control: keep the masks, draw fresh random weights with each layer's own initialiser (in place).
 
+    The weights are drawn on a CPU copy, so the same seed gives the same control on every device.
     See notebooks/07_dynamic_pruning.ipynb.
     """
-    fresh = make_permanent(copy_model(model))
+    fresh = make_permanent(copy_model(model)).cpu()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for module in fresh.modules():

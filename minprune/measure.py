@@ -1,7 +1,8 @@
 """Measure what pruning claims to improve: parameters, nonzeros, MACs, latency and size on disk.
 
 MACs come from `torch.utils.flop_counter` (1 MAC = 2 FLOPs); latency is the median of repeated
-timed runs after a warm-up, at a given batch size and thread count.
+timed runs after a warm-up, at a given batch size and thread count. Measuring never moves a model: it runs
+where it sits, a GPU is waited for before the clock is read, and every latency says which `device` it timed.
 See notebooks/01_train_baseline.ipynb.
 """
 
@@ -17,9 +18,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import devices
+from .devices import model_device
 from .energy import estimate_energy  # re-exported: the energy model is part of measuring
 from .table import Table
-from .train import check_model, eval_mode, evaluate, model_device
+from .train import check_model, eval_mode, evaluate
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -106,7 +109,8 @@ def num_threads(n: int | None):
 @torch.inference_mode()
 def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads: int | None = None,
             warmup: int = 5, repeats: int = 30) -> dict:
-    """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs."""
+    """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs, on the
+    model's own device (named in the result's `device`; a GPU is synchronized before each reading)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -119,19 +123,22 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
         for i in range(warmup + repeats):
             start = time.perf_counter()
             model(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
+            devices.synchronize(x.device)
             if i >= warmup:
                 times.append(1000 * (time.perf_counter() - start))
     times.sort()
     return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10],
             "p90_ms": times[(9 * len(times)) // 10], "batch_size": batch_size, "threads": torch.get_num_threads()
-            if threads is None else threads}
+            if threads is None else threads, "device": str(x.device)}
 
 
 def size_on_disk(model: nn.Module) -> dict:
-    """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed."""
+    """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed (as a CPU file)."""
+    from .prune import copy_model  # local import: prune.py builds on masks, not on measuring
+
     check_model(model)
+    if model_device(model).type != "cpu":  # the file you would ship: CPU tensors
+        model = copy_model(model).cpu()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     raw = buffer.getvalue()
@@ -145,16 +152,19 @@ def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=N
             batch_size: int = 64, threads: int | None = None, timing: bool = True, energy: bool = False) -> dict:
     """One row of measurements: accuracy (if a loader is given), parameters, nonzeros, MACs, latency, bytes.
 
+    All on the model's own device (it is not moved); with timing, `device` names it.
     energy=True adds "energy uJ": `estimate_energy` (fp32, weights from DRAM; see notebooks/11_deploy.ipynb).
     """
+    check_model(model)
     row = {"model": name}
     if loader is not None:
-        row["acc"] = evaluate(model, loader)["acc"]
+        row["acc"] = evaluate(model, loader, device=model_device(model))["acc"]
     row["params"] = count_params(model)
     row["nonzeros"] = count_nonzeros(model)
     row["MACs"] = count_macs(model, input_shape)
     if timing:
-        row[f"ms@b{batch_size}"] = latency(model, input_shape, batch_size=batch_size, threads=threads)["median_ms"]
+        timed = latency(model, input_shape, batch_size=batch_size, threads=threads)
+        row[f"ms@b{batch_size}"], row["device"] = timed["median_ms"], timed["device"]
     size = size_on_disk(model)
     row["KB"] = size["bytes"] / 1024
     row["zip KB"] = size["zip_bytes"] / 1024

@@ -3,6 +3,9 @@
 Each stage is a separate model, measured the same way (accuracy, parameters, nonzeros, MACs, batch latency,
 bytes) and compared with the dense model. Latencies are measured in interleaved rounds so that a noisy,
 shared CPU slows every stage alike. Deep Compression (Han et al. 2016) is the classic prune + quantize chain.
+Devices: the stages are trained, scored and fine-tuned on `device` (default `mp.device()`) and stay there; int8
+stages are made from a CPU copy (int8 kernels are CPU kernels). The stage table measures every stage on the
+CPU, the deployment target (a copy of any stage that sits elsewhere), and says so in its `device` column.
 See notebooks/10_capstone.ipynb.
 """
 
@@ -16,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from . import group_scores, int8, scores
+from . import devices, group_scores, int8, scores
 from .dependency import trace_groups
 from .distill import distill_student, labels_loss
 from .measure import count_macs, count_nonzeros, count_params, size_on_disk
@@ -49,45 +52,50 @@ class PipelineResult:
         return str(self.table)
 
 
-def base_model(config: PipelineConfig, splits, *, progress: bool = False) -> nn.Module:
-    """The dense starting point: the cached baseline, or a model trained from scratch for `base.epochs`."""
+def base_model(config: PipelineConfig, splits, *, progress: bool = False, device=None) -> nn.Module:
+    """The dense starting point on `device`: the cached baseline, or a model trained from scratch for `base.epochs`."""
     base = config.base
     if base.source == "pretrained":
-        return pretrained(base.arch, base.data, seed=base.seed, progress=progress)
+        model = pretrained(base.arch, base.data, seed=base.seed, progress=progress)
+        devices.place(model, device)
+        return model
     seed_everything(base.seed)
     model = build(base.arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
-    fit(model, splits.loader("train", 64, seed=base.seed), epochs=base.epochs, progress=progress)
+    fit(model, splits.loader("train", 64, seed=base.seed), epochs=base.epochs, progress=progress, device=device)
     return model
 
 
-def _weight_scores(model: nn.Module, score: str, loader) -> dict:
+def _weight_scores(model: nn.Module, score: str, loader, device) -> dict:
     if score == "magnitude":
         return scores.magnitude_scores(model)
     if score == "random":
         return scores.random_scores(model)
     if score == "taylor":
-        return scores.taylor_scores(model, loader)
-    return scores.snip_scores(model, loader)
+        return scores.taylor_scores(model, loader, device=device)
+    return scores.snip_scores(model, loader, device=device)
 
 
-def _unit_scores(model: nn.Module, score: str, loader) -> dict:
+def _unit_scores(model: nn.Module, score: str, loader, device) -> dict:
     if score in ("l1", "l2"):
         return group_scores.norm_scores(model, p=int(score[1]))
     if score == "bn":
         return group_scores.bn_scale_scores(model)
-    return group_scores.taylor_unit_scores(model, loader)
+    return group_scores.taylor_unit_scores(model, loader, device=device)
 
 
-def prune_step(model: nn.Module, config: PipelineConfig, loader) -> nn.Module:
-    """A pruned copy of `model`: masked weights (`weight`) or a physically smaller model (`structured`)."""
+def prune_step(model: nn.Module, config: PipelineConfig, loader, *, device=None) -> nn.Module:
+    """A pruned copy of `model` (on the model's device; data-driven scores run on `device`): masked weights
+    (`weight`) or a physically smaller model (`structured`)."""
     step = config.prune
     if step.method == "weight":
         pruned = copy_model(model)
         overrides = {f"{name}.weight": value for name, value in step.layers.items()}
-        prune(pruned, _weight_scores(pruned, step.score, loader), step.sparsity, scope=step.scope, overrides=overrides)
+        prune(pruned, _weight_scores(pruned, step.score, loader, device), step.sparsity, scope=step.scope,
+              overrides=overrides)
         return pruned
-    return prune_channels(model, channel_sparsities(model, step), scores=_unit_scores(model, step.score, loader),
-                          scope=step.scope)
+    sparsity = channel_sparsities(model, step)
+    unit_scores = _unit_scores(model, step.score, loader, device)
+    return prune_channels(model, sparsity, scores=unit_scores, scope=step.scope, example=devices.example_input(model))
 
 
 def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
@@ -96,7 +104,7 @@ def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
     if not step.layers:
         return step.sparsity
     out = {}
-    for group in trace_groups(model).prunable():
+    for group in trace_groups(model, devices.example_input(model)).prunable():
         named = [step.layers[name] for name in group.producers if name in step.layers]
         default = named[0] if named else step.sparsity  # two different named values: prune_channels refuses
         out.update({name: step.layers.get(name, default) for name in group.producers})
@@ -104,11 +112,11 @@ def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
 
 
 def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, splits, *,
-                  progress: bool = False, seed: int | None = None) -> tuple[nn.Module, History]:
+                  progress: bool = False, seed: int | None = None, device=None) -> tuple[nn.Module, History]:
     """A fine-tuned copy of a pruned model (masks stay applied), taught by `teacher` when `finetune.distill`;
     with `finetune.max_shift`, every training batch is moved by random shifts, and with `finetune.mixup` its images
     are blended in pairs (the teacher labels the same images; without a teacher, the labels are blended too).
-    seed: the shuffling, shift and initialisation seed (default `base.seed`)."""
+    seed: the shuffling, shift and initialisation seed (default `base.seed`). device: as in `fit`."""
     step, student = config.finetune, copy_model(model)
     seed = config.base.seed if seed is None else seed
     seed_everything(seed)
@@ -116,10 +124,10 @@ def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, 
     if step.distill:
         history = distill_student(student, teacher, loader, epochs=step.epochs, lr=step.lr,
                                   temperature=step.temperature, alpha=step.alpha, max_shift=step.max_shift,
-                                  mixup=step.mixup, val_loader=val, progress=progress)
+                                  mixup=step.mixup, val_loader=val, progress=progress, device=device)
     else:
         history = fit(student, loader, epochs=step.epochs, lr=step.lr, val_loader=val, progress=progress,
-                      loss_fn=labels_loss(step.max_shift, step.mixup))
+                      loss_fn=labels_loss(step.max_shift, step.mixup), device=device)
     return student, history
 
 
@@ -130,11 +138,13 @@ def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module
     output channel, or per layer with `per_channel = false`; `linear_weights_only = true` keeps the Linear
     layers' arithmetic in float, with int8 weights); `dynamic-int8`: int8
     Linear weights, activations quantized per batch; `fake`: weights on a `bits`-bit grid, stored as float.
+    The int8 models are made from a CPU copy (their kernels are CPU kernels); a fake-quantized one stays put.
     """
     plain = make_permanent(copy_model(model))
     method = config.quantize.method
     if method == "fake":
         return quantize_weights(plain, config.quantize.bits)
+    plain = plain.cpu()
     if method == "dynamic-int8":
         return int8.dynamic_int8(plain)
     x, _ = splits.sample(256, "train")
@@ -143,21 +153,22 @@ def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module
                             linear_weights_only=step.linear_weights_only)
 
 
-def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False):
-    """Run every stage of `config`; returns ({stage name: model}, fine-tuning History or None, seconds per stage).
-
-    See notebooks/10_capstone.ipynb.
+def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False, device=None):
+    """Run every stage of `config` on `device` (default `mp.device()`); returns ({stage name: model}, fine-tuning
+    History or None, seconds per stage). See notebooks/10_capstone.ipynb.
     """
     validate(config)
+    device = devices.resolve(None, device)
     splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
     stages, history, seconds = {}, None, {}
-    steps = [("dense", lambda m: base_model(config, splits, progress=progress))]
+    steps = [("dense", lambda m: base_model(config, splits, progress=progress, device=device))]
     if config.prune.method != "none":
         loader = splits.loader("train", 64, seed=config.base.seed)
-        steps.append((f"pruned ({config.prune.method})", lambda m: prune_step(m, config, loader)))
+        steps.append((f"pruned ({config.prune.method})", lambda m: prune_step(m, config, loader, device=device)))
     if config.finetune.epochs > 0 and config.prune.method != "none":
         label = "distilled" if config.finetune.distill else "fine-tuned"
-        steps.append((label, lambda m: finetune_step(m, stages["dense"], config, splits, progress=progress)))
+        steps.append((label, lambda m: finetune_step(m, stages["dense"], config, splits, progress=progress,
+                                                     device=device)))
     if config.quantize.method != "none":
         method = config.quantize.method
         label = f"fake-int{config.quantize.bits}" if method == "fake" else method
@@ -176,8 +187,11 @@ def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False):
 
 
 def deployable(model: nn.Module) -> nn.Module:
-    """`model` itself, or for a masked model a copy with the masks folded in (what you would ship)."""
-    return make_permanent(copy_model(model)) if is_pruned(model) else model
+    """What you would ship, on the CPU: `model` itself, or a copy with the masks folded in (a masked model) or
+    moved to the CPU (a model on another device)."""
+    if is_pruned(model):
+        model = make_permanent(copy_model(model))
+    return model if devices.model_device(model).type == "cpu" else copy_model(model).cpu()
 
 
 def _counts(model: nn.Module, input_shape, previous: dict | None) -> dict:
@@ -193,13 +207,15 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
     """One row per stage: test accuracy, counts, latency, bytes, and ratios against the first (dense) stage.
 
     Latency: `timing.interleaved_latency`, `repeats` rounds in which every stage runs one warm-up batch and 3
-    timed batches in turn, so a noisy CPU slows all stages alike. See notebooks/10_capstone.ipynb.
+    timed batches in turn, so a noisy CPU slows all stages alike. Everything is measured on the CPU (`deployable`
+    copies); the `device` column says so. See notebooks/10_capstone.ipynb.
     """
     models = {name: deployable(model) for name, model in models.items()}
     input_shape = input_shape or next(iter(models.values())).input_shape
     rows, previous = [], None
     for name, model in models.items():
-        row = {"stage": name, "acc": evaluate(model, loader)["acc"], **_counts(model, input_shape, previous)}
+        row = {"stage": name, "acc": evaluate(model, loader, device="cpu")["acc"],
+               **_counts(model, input_shape, previous)}
         size = size_on_disk(model)
         row["KB"], row["zip KB"] = size["bytes"] / 1024, size["zip_bytes"] / 1024
         rows.append(row)
@@ -207,7 +223,7 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, ba
     if timing:
         ms = interleaved_latency(models, input_shape, batch_size=batch_size, threads=threads, rounds=repeats)
         for row in rows:
-            row[f"ms@b{batch_size}"] = ms[row["stage"]]
+            row[f"ms@b{batch_size}"], row["device"] = ms[row["stage"]], "cpu"
     return Table([{**row, **ratios(rows[0], row, f"ms@b{batch_size}" if timing else None)} for row in rows])
 
 
@@ -224,14 +240,15 @@ def ratios(base: dict, row: dict, latency_key: str | None = "ms@b64") -> dict:
     return out
 
 
-def run_pipeline(config: PipelineConfig, splits=None, *, progress: bool = False, timing: bool = True
-                 ) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, splits=None, *, progress: bool = False, timing: bool = True,
+                 device=None) -> PipelineResult:
     """Train or load, prune, fine-tune (with or without distillation), quantize, and measure every stage.
 
+    device: where the stages train (default `mp.device()`); the table measures them on the CPU.
     Returns a PipelineResult whose `.table` has one row per stage. See notebooks/10_capstone.ipynb.
     """
     splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
-    models, history, seconds = run_stages(config, splits, progress=progress)
+    models, history, seconds = run_stages(config, splits, progress=progress, device=device)
     m = config.measure
     table = measure_stages(models, splits.loader("test", 500), input_shape=splits.input_shape,
                            batch_size=m.batch_size, threads=m.threads, repeats=m.repeats, timing=timing)

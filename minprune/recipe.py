@@ -11,10 +11,10 @@ import dataclasses
 import difflib
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from torch import nn
 
+from .assets import recipe_file
 from .dependency import trace_groups
 from .models import ARCHS, build
 
@@ -222,13 +222,11 @@ def from_dict(values: dict) -> PipelineConfig:
 
 
 def load_recipe(path) -> PipelineConfig:
-    """Read a TOML recipe file into a validated PipelineConfig.
+    """Read a TOML recipe file (a path, or a shipped recipe's name: 'lenet5-capstone') into a PipelineConfig.
 
     See notebooks/10_capstone.ipynb.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recipe file at {path}")
+    path = recipe_file(path)
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -7,7 +7,9 @@ Every score function returns `dict[name -> float tensor shaped like the paramete
 - Taylor |w * dL/dw| (Molchanov et al. 2019); gradient magnitude |dL/dw|;
 - SNIP (Lee et al. 2019), GraSP (Wang et al. 2020), SynFlow (Tanaka et al. 2020, data-free).
 Gradient scores run on a private copy of the model in eval mode, so no .grad, BatchNorm statistic
-or flag of the caller's model changes. See notebooks/02_importance_scores.ipynb.
+or flag of the caller's model changes. That copy runs on `device` (default `mp.device()`), the model itself
+never moves, and the scores come back on the device of the weights they rank.
+See notebooks/02_importance_scores.ipynb.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import model_device, resolve
 from .masks import check_sparsity, prunable_names
 from .measure import effective_parameters
-from .train import model_device
 
 
 def _names(model: nn.Module, names) -> list[str]:
@@ -68,11 +70,11 @@ def _data_batches(data, batches: int, fn: str):
     return out
 
 
-def _scoring_copy(model: nn.Module, names: list[str]):
-    """A private eval-mode copy of `model` and, per name, (effective tensor, leaf parameter that trains)."""
+def _scoring_copy(model: nn.Module, names: list[str], device):
+    """A private eval-mode copy of `model` on `device` and, per name, the leaf parameter that trains."""
     from .prune import copy_model  # local import: prune.py builds on masks, not on scores
 
-    twin = copy_model(model).eval()
+    twin = copy_model(model).eval().to(device)
     leaves = {}
     for name in names:
         mod_name, _, attr = name.rpartition(".")
@@ -104,52 +106,58 @@ def _batch_mean(twin: nn.Module, leaves: dict, data, term) -> dict:
     return {n: t / len(data) for n, t in totals.items()}
 
 
-def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None) -> dict:
+def _home(scores: dict, model: nn.Module) -> dict:
+    """The scores moved to the device of the model's weights (a no-op when they were computed there)."""
+    device = model_device(model)
+    return {n: s.to(device) for n, s in scores.items()}
+
+
+def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None, *, device=None) -> dict:
     """First-order Taylor importance |w * dL/dw|, averaged over `batches` batches.
 
-    See notebooks/02_importance_scores.ipynb.
+    device: where the private copy computes (default `mp.device()`). See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     data = _data_batches(loader, batches, "taylor_scores")
-    twin, leaves = _scoring_copy(model, names)
-    return _batch_mean(twin, leaves, data, lambda n, g: (_effective(twin, n) * g).abs())
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    return _home(_batch_mean(twin, leaves, data, lambda n, g: (_effective(twin, n) * g).abs()), model)
 
 
-def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None) -> dict:
+def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None, *, device=None) -> dict:
     """Gradient magnitude |dL/dw| averaged over `batches` batches (ignores the weight's own size).
 
-    See notebooks/02_importance_scores.ipynb.
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     data = _data_batches(loader, batches, "gradient_scores")
-    twin, leaves = _scoring_copy(model, names)
-    return _batch_mean(twin, leaves, data, lambda n, g: g.abs())
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    return _home(_batch_mean(twin, leaves, data, lambda n, g: g.abs()), model)
 
 
-def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None) -> dict:
+def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None, *, device=None) -> dict:
     """SNIP connection sensitivity |w * g| / sum over all scored weights, g the mean gradient over batches.
 
-    See notebooks/02_importance_scores.ipynb.
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     data = _data_batches(loader, batches, "snip_scores")
-    twin, leaves = _scoring_copy(model, names)
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
     mean_grad = _batch_mean(twin, leaves, data, lambda n, g: g)
     raw = {n: (_effective(twin, n) * mean_grad[n]).abs().float() for n in names}
     total = sum(float(s.sum()) for s in raw.values()) or 1.0
-    return {n: s / total for n, s in raw.items()}
+    return _home({n: s / total for n, s in raw.items()}, model)
 
 
-def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, temperature: float = 200.0) -> dict:
+def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, temperature: float = 200.0, *,
+                 device=None) -> dict:
     """GraSP with the sign flipped to our convention (high = keep): w * (H g), H g a Hessian-gradient product.
 
     GraSP removes the weights whose removal reduces gradient flow least; here they get the lowest scores.
-
-    See notebooks/02_importance_scores.ipynb.
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     data = _data_batches(loader, batches, "grasp_scores")
-    twin, leaves = _scoring_copy(model, names)
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
     device, params = model_device(twin), list(leaves.values())
     totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
     for x, y in data:
@@ -160,7 +168,7 @@ def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, te
         for n, h in zip(names, hg):
             if h is not None:
                 totals[n] += (_effective(twin, n) * h).float()
-    return {n: t / len(data) for n, t in totals.items()}
+    return _home({n: t / len(data) for n, t in totals.items()}, model)
 
 
 @torch.no_grad()
@@ -172,17 +180,17 @@ def _linearise(twin: nn.Module) -> None:
             t.abs_()
 
 
-def synflow_scores(model: nn.Module, names=None, input_shape=None) -> dict:
+def synflow_scores(model: nn.Module, names=None, input_shape=None, *, device=None) -> dict:
     """SynFlow |w * dR/dw| with R = sum of the outputs of the |w| network on an all-ones input. Data-free.
 
-    One pass; `synflow_masks` iterates it, which is how SynFlow avoids layer collapse.
-    See notebooks/02_importance_scores.ipynb.
+    One pass; `synflow_masks` iterates it, which is how SynFlow avoids layer collapse. It computes in float64,
+    which Apple's `mps` devices lack: pass device='cpu' there. See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
         raise ValueError("synflow_scores needs input_shape=(C, H, W): the model does not record one")
-    twin, leaves = _scoring_copy(model, names)
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
     _linearise(twin)
     ones = torch.ones(1, *shape, dtype=torch.float64, device=model_device(twin))
     R = twin(ones).sum()
@@ -191,24 +199,25 @@ def synflow_scores(model: nn.Module, names=None, input_shape=None) -> dict:
     for n, g in zip(names, grads):
         g = torch.zeros_like(leaves[n]) if g is None else g
         scores[n] = (_effective(twin, n) * g).abs().float()
-    return scores
+    return _home(scores, model)
 
 
-def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=None) -> dict:
+def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=None, *, device=None) -> dict:
     """Iterative SynFlow: `rounds` score-and-mask steps to a global `sparsity` (exponential schedule).
 
-    Works on a private copy and returns masks (pure); apply them with `apply_masks`.
-    See notebooks/02_importance_scores.ipynb.
+    Works on a private copy on `device` (default `mp.device()`) and returns masks on the model's device (pure);
+    apply them with `apply_masks`. See notebooks/02_importance_scores.ipynb.
     """
     from .prune import copy_model, get_masks, prune  # local import: prune.py builds on masks, not on scores
 
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     check_sparsity(sparsity)
-    twin = copy_model(model)
+    device = resolve(model, device)
+    twin = copy_model(model).to(device)
     names = _names(model, names)
     for k in range(1, rounds + 1):
         step_sparsity = 1 - (1 - sparsity) ** (k / rounds)
-        prune(twin, synflow_scores(twin, names), step_sparsity, scope="global")
+        prune(twin, synflow_scores(twin, names, device=device), step_sparsity, scope="global")
     masks = get_masks(twin)
-    return {n: masks[n] for n in names}
+    return _home({n: masks[n] for n in names}, model)

@@ -10,7 +10,8 @@ by sqrt(layer density), so each unit's pre-activation variance is the dense one:
 Evci et al. 2022) and `accumulate` (RigL regrows by the gradient summed over the whole update interval
 rather than one mini-batch's).
 Masked weights are zeroed in place after every optimizer step (not reparametrised), so `.grad` at a
-pruned position is the dense gradient RigL needs.
+pruned position is the dense gradient RigL needs. Random draws come from a seeded CPU generator and the masks
+follow the weights to whatever device `fit` moved the model to, so every device gets the same masks.
 See notebooks/07_dynamic_pruning.ipynb.
 """
 
@@ -161,10 +162,17 @@ class DynamicSparseTrainer:
         if keep_masks:
             self.snapshots[0] = {n: m.clone().cpu() for n, m in self.masks.items()}
 
+    def _follow(self, params: dict) -> None:
+        """Move each mask to its weight's device (`fit` may have moved the model since the masks were made)."""
+        for name, mask in self.masks.items():
+            if mask.device != params[name].device:
+                self.masks[name] = mask.to(params[name].device)
+
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
         """Zero every masked weight in place."""
         params = dict(model.named_parameters())
+        self._follow(params)
         for name, mask in self.masks.items():
             params[name].mul_(mask)
 
@@ -206,6 +214,7 @@ class DynamicSparseTrainer:
         """Drop and regrow in every layer (the fraction decays with a cosine), then zero the dropped weights."""
         fraction = cosine_drop_fraction(step, self.config.drop_fraction, self.config.end)
         params = dict(model.named_parameters())
+        self._follow(params)
         for name, mask in self.masks.items():
             p = params[name]
             new, n_drop, n_grow = drop_and_grow(p, mask, self._grow_scores(name, p), fraction)

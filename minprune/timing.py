@@ -11,6 +11,8 @@ different machines. `interleaved_latency` times them in alternating rounds, so t
 alike; even so, one measurement is one draw, and small models feel the machine's state more than big ones.
 `speedup_spread` repeats it in passes and reports the median speedup with its lowest and highest;
 `SpeedupSampler` takes its passes whenever you ask, so that they can be spread over minutes of other work.
+Every model is timed where it sits (ONNX Runtime sessions on the CPU); on a GPU the clock is read only after
+the queued work is done (`devices.synchronize`), and each table's title names the device(s) it timed.
 See notebooks/10_capstone.ipynb and notebooks/11_deploy.ipynb.
 """
 
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
+from . import devices
 from .int8 import Int8Model
 from .measure import _example, num_threads
 from .table import Table
@@ -55,14 +58,17 @@ def _leaves(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in root.named_modules() if name and _is_layer(m)}
 
 
-def _add_timers(leaves: dict[str, nn.Module], spent: dict[str, float], calls: dict[str, int]) -> list:
-    """Hooks that add each leaf's forward time (ms) to spent[name] and count its calls."""
+def _add_timers(leaves: dict[str, nn.Module], spent: dict[str, float], calls: dict[str, int],
+                device: torch.device) -> list:
+    """Hooks that add each leaf's forward time (ms) to spent[name] and count its calls (GPU work waited for)."""
     handles, started = [], {}
     for name, module in leaves.items():
         def before(_module, _args, name=name):
+            devices.synchronize(device)
             started[name] = time.perf_counter()
 
         def after(_module, _args, _output, name=name):
+            devices.synchronize(device)
             spent[name] += 1000 * (time.perf_counter() - started.pop(name))
             calls[name] += 1
         handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
@@ -77,7 +83,7 @@ def layer_latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, t
     `share %` is the layer's part of the median forward pass; the row `(outside layers)` is the time spent
     between layers (functional ops, quantize/dequantize steps, Python). The timers add a few microseconds per
     layer. Works for float models and int8 models (`static_int8`), whose rows carry the float layer names.
-    See notebooks/10_capstone.ipynb.
+    Timed on the model's device, which the title names. See notebooks/10_capstone.ipynb.
     """
     _check_count("batch_size", batch_size, 1)
     _check_count("warmup", warmup, 0)
@@ -87,13 +93,14 @@ def layer_latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, t
     per_pass = {name: [] for name in leaves}
     totals, calls = [], dict.fromkeys(leaves, 0)
     spent = dict.fromkeys(leaves, 0.0)
-    handles = _add_timers(leaves, spent, calls)
+    handles = _add_timers(leaves, spent, calls, x.device)
     try:
         with eval_mode(model), num_threads(threads):
             for i in range(warmup + repeats):
                 spent.update(dict.fromkeys(leaves, 0.0))
                 start = time.perf_counter()
                 model(x)
+                devices.synchronize(x.device)
                 if i >= warmup:
                     totals.append(1000 * (time.perf_counter() - start))
                     for name in leaves:
@@ -107,7 +114,7 @@ def layer_latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, t
     rows.append({"layer": OUTSIDE, "type": "", "ms": max(0.0, total - sum(row["ms"] for row in rows))})
     for row in rows:
         row["share %"] = 100 * row["ms"] / total
-    return Table(rows, title=f"{type(model).__name__}: {total:.2f} ms per batch of {batch_size}")
+    return Table(rows, title=f"{type(model).__name__}: {total:.2f} ms per batch of {batch_size} on {x.device}")
 
 
 def compare_layer_latency(models: dict[str, nn.Module], input_shape=None, **kwargs) -> Table:
@@ -129,19 +136,22 @@ def compare_layer_latency(models: dict[str, nn.Module], input_shape=None, **kwar
             row[f"{name} %"] = found["share %"] if found else ""
         rows.append(row)
     totals = {name: sum(row["ms"] for row in by_layer.values()) for name, by_layer in tables.items()}
-    return Table(rows, title="per-layer latency (ms), forward pass: " + ", ".join(
+    return Table(rows, title=f"per-layer latency (ms) on {devices.where(models.values())}, forward pass: " + ", ".join(
         f"{name} {total:.2f}" for name, total in totals.items()))
 
 
 def runner(model) -> Callable:
-    """A function x -> output for a PyTorch model (inference mode) or an ONNX Runtime session."""
+    """A function x -> output for a PyTorch model (inference mode; x on the model's device, which is waited for
+    before returning) or an ONNX Runtime session (x on the CPU)."""
     if isinstance(model, ort.InferenceSession):
         name = model.get_inputs()[0].name
         return lambda x: model.run(None, {name: x.numpy()})
 
     def run(x):
         with torch.inference_mode():
-            return model(x)
+            out = model(x)
+        devices.synchronize(x.device)
+        return out
     return run
 
 
@@ -153,22 +163,23 @@ def interleaved_latency(models: dict, input_shape, *, batch_size: int = 64, thre
     Each round times `per_round` calls of every model in turn, so a noisy, shared CPU slows all alike. Each
     model's turn starts with one untimed call: the first call after another model ran finds the caches cold
     (+0.6 ms for a 2.3 ms int8 LeNet-5 here), which a model serving requests does not pay.
-    PyTorch runs with `threads` threads (sessions carry their own count, see `export.session`).
-    See notebooks/11_deploy.ipynb.
+    PyTorch runs with `threads` threads (sessions carry their own count, see `export.session`); each PyTorch model
+    runs on its own device (`devices.where(models.values())` names them). See notebooks/11_deploy.ipynb.
     """
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     modules = [m for m in models.values() if isinstance(m, nn.Module)]
     training = [m.training for m in modules]
     runs = {name: runner(m.eval() if isinstance(m, nn.Module) else m) for name, m in models.items()}
+    inputs = {name: x.to(devices.model_device(m)) if isinstance(m, nn.Module) else x for name, m in models.items()}
     times = {name: [] for name in models}
     try:
         with num_threads(threads):
             for _ in range(rounds):
                 for name, run in runs.items():
-                    run(x)  # warm again after the other models
+                    run(inputs[name])  # warm again after the other models
                     start = time.perf_counter()
                     for _ in range(per_round):
-                        run(x)
+                        run(inputs[name])
                     times[name].append(1000 * (time.perf_counter() - start) / per_round)
     finally:
         for module, mode in zip(modules, training):
@@ -210,8 +221,8 @@ class SpeedupSampler:
             raise ValueError("no passes yet: call sample() first")
         return Table([{"model": name, "x faster": statistics.median(r), "lowest": min(r), "highest": max(r),
                        "passes": len(r)} for name, r in self.ratios.items()],
-                     title=f"speedup over {self.baseline!r}, batch {self.options['batch_size']}, "
-                           f"{self.options['threads']} thread(s), {self.passes} passes")
+                     title=f"speedup over {self.baseline!r} on {devices.where(self.models.values())}, batch "
+                           f"{self.options['batch_size']}, {self.options['threads']} thread(s), {self.passes} passes")
 
 
 def speedup_spread(models: dict, input_shape, *, baseline: str | None = None, passes: int = 5,

@@ -3,6 +3,8 @@
 The loop is plain on purpose, so that pruning code can hook into it through callbacks
 (`on_step_end(model, step)` after every optimizer step, `on_epoch_end(model, epoch, history)`)
 and masks applied with `minprune.apply_masks` stay applied while training.
+Devices: `fit` and `evaluate` take `device=None`, meaning `mp.device()` (the GPU if there is one, or
+$MINPRUNE_DEVICE); they move the model there in place and every batch with it (see `minprune.devices`).
 See notebooks/01_train_baseline.ipynb.
 """
 
@@ -19,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import devices
+from .devices import model_device  # noqa: F401  (its old home: `from .train import model_device` still works)
+
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch so that CPU runs are bit-for-bit repeatable."""
@@ -28,11 +33,6 @@ def seed_everything(seed: int = 0) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def check_model(model, what: str = "model") -> None:
@@ -47,13 +47,6 @@ def check_finite_weights(model: nn.Module) -> None:
         if p.is_floating_point() and not bool(torch.isfinite(p).all()):
             raise ValueError(f"model weights must be finite, but {name!r} contains NaN or Inf; "
                              f"reload or re-initialise the model")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 @dataclass
@@ -97,21 +90,24 @@ def _call(callbacks, hook: str, *args) -> None:
 
 def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, optimizer="adam",
         val_loader=None, loss_fn: Callable | None = None, callbacks: Iterable = (), progress: bool = True,
-        history: History | None = None) -> History:
+        history: History | None = None, device=None) -> History:
     """Train `model` in place for `epochs` epochs and return its History.
 
     optimizer: a name for `make_optimizer` or a torch optimizer. loss_fn(model, x, y) -> (loss, logits)
-    replaces cross entropy (distillation, regularisers). The device is the model's.
+    replaces cross entropy (distillation, regularisers). device: where to train (default `mp.device()`); the
+    model is moved there in place, so build your own optimizer after moving the model.
     """
     check_model(model)
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    device = devices.resolve(model, device)
     check_finite_weights(model)
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     loss_fn = loss_fn or cross_entropy_loss
     callbacks = list(callbacks)
     history = history if history is not None else History()
-    device, step = model_device(model), 0
+    devices.place(model, device)
+    step = 0
     bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc="train", leave=False)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -134,7 +130,7 @@ def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, op
         history.train_loss.append(total_loss / seen)
         history.train_acc.append(100.0 * correct / seen)
         if val_loader is not None:
-            metrics = evaluate(model, val_loader)
+            metrics = evaluate(model, val_loader, device=device)
             history.val_loss.append(metrics["loss"])
             history.val_acc.append(metrics["acc"])
             bar.set_postfix(val_acc=f"{metrics['acc']:.2f}")
@@ -155,12 +151,15 @@ def eval_mode(model: nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader) -> dict:
-    """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was."""
+def evaluate(model: nn.Module, loader, *, device=None) -> dict:
+    """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was.
+
+    device: where to run (default `mp.device()`; an int8 model runs on the CPU); the model is moved there in place.
+    """
     check_model(model)
     if loader is None or isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
         raise TypeError(f"loader must be an iterable of (x, y) batches such as a DataLoader, got {loader!r:.60}")
-    device = model_device(model)
+    device = devices.place(model, device)
     total_loss, correct, seen = 0.0, 0, 0
     with eval_mode(model):
         for x, y in loader:
@@ -174,6 +173,6 @@ def evaluate(model: nn.Module, loader) -> dict:
     return {"loss": total_loss / seen, "acc": 100.0 * correct / seen}
 
 
-def accuracy(model: nn.Module, loader) -> float:
-    """Accuracy of `model` on `loader`, in percent."""
-    return evaluate(model, loader)["acc"]
+def accuracy(model: nn.Module, loader, *, device=None) -> float:
+    """Accuracy of `model` on `loader`, in percent (`evaluate`'s device rule)."""
+    return evaluate(model, loader, device=device)["acc"]

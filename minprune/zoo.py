@@ -1,8 +1,10 @@
-"""Baseline models trained on first use and cached, so later notebooks start from the same baselines.
+"""Baselines that every learner shares: shipped in the package, else trained on first use and cached.
 
-`pretrained("lenet5")` trains LeNet-5 on the embedded data with a fixed recipe and seed, saves it
-to the cache (a safe model file) and returns it; the next call loads it in a fraction of a second.
-Training is deterministic on CPU, so a cache miss reproduces the same model.
+`pretrained("lenet5")` loads the baseline that ships in `minprune/assets/baselines/` (a hash-checked safe model
+file, made by `make baselines` with the fixed recipe below). Every learner's notebook then starts from the same
+weights, whatever their CPU: training itself is not bit-identical across CPUs or thread counts (the float kernels
+add in different orders). A model, data set, seed or recipe with no shipped file is trained on first use, with a
+message saying so, and cached in `cache_dir()`; the next call loads it in a fraction of a second.
 See notebooks/01_train_baseline.ipynb.
 """
 
@@ -11,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from torch import nn
 
 from . import data as data_lib
+from .assets import baselines_dir
 from .checkpoint import CheckpointError, load_model, save_model
 from .models import ARCHS, build
 from .train import evaluate, fit, seed_everything
@@ -45,10 +49,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MINPRUNE_CACHE", Path.home() / ".cache" / "minprune" / "models"))
 
 
-def _cache_file(arch: str, dataset: str, seed: int, recipe: Recipe) -> Path:
+def baseline_filename(arch: str, dataset: str, seed: int, recipe: Recipe) -> str:
+    """The file name of a baseline: the digest changes with any part of its recipe."""
     key = json.dumps({"arch": arch, "data": dataset, "seed": seed, **asdict(recipe)}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    return cache_dir() / f"{arch}-{dataset}-seed{seed}-{digest}.pt"
+    return f"{arch}-{dataset}-seed{seed}-{digest}.pt"
+
+
+def _cache_file(arch: str, dataset: str, seed: int, recipe: Recipe) -> Path:
+    return cache_dir() / baseline_filename(arch, dataset, seed, recipe)
+
+
+def shipped_or_cached(filename: str, train: Callable[[], tuple[nn.Module, dict]], *, what: str,
+                      retrain: bool = False) -> tuple[nn.Module, dict]:
+    """(model, meta) from the shipped file `filename`, else from the cache, else `train()` and cache it.
+
+    A damaged shipped file is an error (reinstall the kit); a damaged cache entry is retrained, with a message.
+    `retrain=True` skips both and trains (the result goes to the cache; the shipped file is never written).
+    """
+    shipped, cached = baselines_dir() / filename, cache_dir() / filename
+    if not retrain and shipped.exists():
+        return load_model(shipped)
+    if not retrain and cached.exists():
+        try:
+            return load_model(cached)
+        except CheckpointError as exc:
+            print(f"{what}: the cached file is damaged ({exc}); training it again")
+    elif not retrain:
+        print(f"{what}: no shipped file ({filename}); training it on this machine, then caching it in {cache_dir()}")
+    model, meta = train()
+    save_model(cached, model, meta=meta)
+    return model.cpu(), meta  # as a loaded file would be, wherever it trained
 
 
 def train_baseline(arch: str, dataset: str = "mnist-small", *, seed: int = 0, recipe: Recipe | None = None,
@@ -69,19 +100,13 @@ def train_baseline(arch: str, dataset: str = "mnist-small", *, seed: int = 0, re
 
 def pretrained(arch: str, dataset: str = "mnist-small", *, seed: int = 0, retrain: bool = False,
                progress: bool = True) -> nn.Module:
-    """The cached baseline `arch` trained on `dataset` (trained and cached on first use)."""
+    """The baseline `arch` trained on `dataset` with the fixed recipe: the shipped file, or trained on first use."""
     recipe = BASELINE_RECIPES.get(arch)
     if recipe is None:
         raise ValueError(f"no baseline recipe for {arch!r}; choose one of {', '.join(BASELINE_RECIPES)}")
-    path = _cache_file(arch, dataset, seed, recipe)
-    if path.exists() and not retrain:
-        try:
-            model, meta = load_model(path)
-            model.baseline_meta = meta
-            return model
-        except CheckpointError:
-            pass  # a damaged cache entry is simply retrained and overwritten
-    model, meta = train_baseline(arch, dataset, seed=seed, recipe=recipe, progress=progress)
-    save_model(path, model, meta=meta)
+    model, meta = shipped_or_cached(
+        baseline_filename(arch, dataset, seed, recipe),
+        lambda: train_baseline(arch, dataset, seed=seed, recipe=recipe, progress=progress),
+        what=f"baseline {arch} ({dataset}, seed {seed})", retrain=retrain)
     model.baseline_meta = meta
     return model

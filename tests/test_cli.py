@@ -82,3 +82,53 @@ def test_help_in_a_subprocess_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--help"])
     assert exit_info.value.code == 0 and "--out" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    import minprune
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"minprune {minprune.__version__}"
+
+
+def _subparsers():
+    from minprune.__main__ import build_parser
+
+    action = next(a for a in build_parser()._actions if a.dest == "command")
+    return action.choices
+
+
+@pytest.mark.parametrize("name", ["demo", "run", "export", "course"])
+def test_every_subcommand_has_examples_and_every_option_a_help_text(name):
+    parser = _subparsers()[name]
+    assert f"python -m minprune {name}" in parser.epilog.split("examples:", 1)[1]
+    for action in parser._actions:
+        assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"
+        if action.choices:  # the allowed values are shown, by argparse's {a,b} or in the text
+            text = parser.format_help()
+            assert all(str(choice) in text for choice in action.choices)
+
+
+def test_run_accepts_a_shipped_recipe_by_name(tmp_path, monkeypatch):
+    from minprune import __main__ as cli
+
+    def stop_after_loading(config):  # the recipe was found and validated: stop before running it
+        seen.append(config)
+        raise KeyboardInterrupt
+
+    seen = []
+    monkeypatch.setattr(cli, "_run_pipeline", stop_after_loading)
+    assert main(["run", "tiny", "--out", str(tmp_path)]) == cli.EXIT_INTERRUPTED
+    assert [c.name for c in seen] == [mp_recipe_name("tiny")]
+
+
+def mp_recipe_name(name):
+    import minprune as mp
+
+    return mp.load_recipe(name).name
+
+
+def test_an_unknown_recipe_name_lists_the_shipped_ones(capsys):
+    assert main(["run", "no-such-recipe"]) == EXIT_USER_ERROR
+    assert "lenet5-capstone" in capsys.readouterr().err

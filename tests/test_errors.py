@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -239,6 +240,48 @@ def _(tmp):
 def _(tmp):
     model = lenet5()
     return lambda: mp.accuracy(model, loader(shape=(1, 32, 32))), model
+
+
+# devices: each call runs as on a machine without CUDA, with MINPRUNE_DEVICE set for the call only
+def _without_cuda(call, env: str | None = None):
+    import os
+    from unittest import mock
+
+    def run():
+        values = {} if env is None else {mp.devices.ENV: env}
+        with mock.patch.dict(os.environ, values), mock.patch.object(torch.cuda, "is_available", lambda: False):
+            return call()
+    return run
+
+
+@case("device-env-unknown")
+def _(tmp):
+    return _without_cuda(mp.device, env="banana"), None
+
+
+@case("device-env-no-cuda")
+def _(tmp):
+    model = lenet300()
+    return _without_cuda(lambda: mp.fit(model, loader(), epochs=1, progress=False), env="cuda"), model
+
+
+@case("device-arg-unknown")
+def _(tmp):
+    model = lenet300()
+    return _without_cuda(lambda: mp.evaluate(model, loader(), device="banana")), model
+
+
+@case("device-arg-no-cuda")
+def _(tmp):
+    model = lenet300()
+    return _without_cuda(lambda: mp.taylor_scores(model, loader(), device="cuda")), model
+
+
+@case("device-int8-gpu")
+def _(tmp):
+    model = lenet300()
+    int8 = mp.dynamic_int8(model)
+    return lambda: mp.evaluate(int8, loader(), device="cuda"), model  # an int8 state_dict holds dtypes: not watched
 
 
 # checkpoint, zoo
@@ -1583,6 +1626,39 @@ def _(tmp):
 def _(tmp):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     return lambda: mp.prepare_qat_int8(model), model
+
+
+def on_engines(engines: list[str], call):
+    """`call`, run as if this PyTorch build had only these quantized engines (e.g. an ARM Mac's)."""
+    def run():
+        with mock.patch("minprune.int8_engines.supported_engines", lambda: list(engines)):
+            return call()
+    return run
+
+
+@case("int8-engine-name")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.static_int8(model, torch.zeros(2, 1, 28, 28), engine="tpu"), model
+
+
+@case("int8-engine-missing")
+def _(tmp):
+    model = lenet300()
+    return on_engines(["qnnpack", "none"], lambda: mp.dynamic_int8(model, engine="x86")), model
+
+
+@case("int8-engine-none")
+def _(tmp):
+    model = lenet5()
+    return on_engines(["none"], lambda: mp.static_int8(model, torch.zeros(2, 1, 28, 28))), model
+
+
+@case("load-int8-engine-none")
+def _(tmp):
+    q = mp.static_int8(lenet5(), torch.zeros(2, 1, 28, 28), engine="qnnpack")
+    mp.save_int8(tmp / "m.mpq", q)
+    return on_engines(["none"], lambda: mp.load_int8(tmp / "m.mpq")), tmp
 
 # distillation
 @case("kd-temperature")

@@ -1,15 +1,15 @@
 """Recipes: TOML into a validated config; every mistake is refused with a message naming the key."""
 
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minprune import recipe
+from minprune.assets import shipped_recipes
 from minprune.recipe import RecipeError
 
-RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+RECIPES = sorted(shipped_recipes().values())
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -17,6 +17,7 @@ def test_example_recipes_load(path):
     config = recipe.load_recipe(path)
     assert config.name == path.stem
     assert recipe.from_dict(recipe.to_dict(config)) == config  # round trip
+    assert recipe.load_recipe(path.stem) == config  # a shipped recipe loads by its name too
 
 
 def test_defaults_and_overrides():

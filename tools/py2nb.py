@@ -2,6 +2,8 @@
 
 Usage: python tools/py2nb.py SCRIPT.py notebooks/NN_name.ipynb
 A cell whose first line is `# %% tags=["parameters"]` gets the papermill `parameters` tag.
+Every notebook also gets the Colab header (minprune/colab.py): the badge at the end of its first markdown cell,
+and the Colab setup cell right after it.
 Then execute it in place (outputs committed):  make notebook NB=notebooks/NN_name.ipynb
 """
 
@@ -9,6 +11,8 @@ import re
 import sys
 
 import nbformat
+
+from minprune import colab
 
 
 def cells_from_script(text: str):
@@ -30,10 +34,19 @@ def cells_from_script(text: str):
     return cells
 
 
+def with_colab_header(cells, target: str):
+    """The badge appended to the first (title) markdown cell, then the Colab setup cell."""
+    if not cells or cells[0].cell_type != "markdown":
+        raise SystemExit("a notebook starts with its title and learning objectives (a markdown cell)")
+    path = f"notebooks/{target.replace(chr(92), '/').rsplit('/', 1)[-1]}"
+    cells[0].source += "\n\n" + colab.badge(path)
+    return [cells[0], nbformat.v4.new_code_cell(colab.SETUP_CELL), *cells[1:]]
+
+
 def main():
     script, target = sys.argv[1], sys.argv[2]
     nb = nbformat.v4.new_notebook()
-    nb.cells = cells_from_script(open(script, encoding="utf-8").read())
+    nb.cells = with_colab_header(cells_from_script(open(script, encoding="utf-8").read()), target)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, target)
 

@@ -114,10 +114,13 @@ mp.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the output 
 # %% [markdown]
 # ## Training with `mp.fit`
 # `mp.fit` is an ordinary PyTorch training loop (read it with `mp.show_source(mp.fit)`). It shows a progress
-# bar and returns a `History` of losses and accuracies per epoch. First a quick experiment: which optimizer
-# trains the MLP faster on our small data set?
+# bar and returns a `History` of losses and accuracies per epoch. It trains on `mp.device()`, the kit's one
+# device rule: a CUDA GPU when there is one, else the CPU (set the environment variable `MINPRUNE_DEVICE=cpu`
+# to choose; every function that trains, evaluates or scores follows it). First a quick experiment: which
+# optimizer trains the MLP faster on our small data set?
 
 # %%
+print("training on", mp.device())
 histories = {}
 for name, lr in (("sgd", 0.05), ("adam", 1e-3)):
     mp.seed_everything(0)
@@ -132,10 +135,14 @@ fig = mp.plots.plot_history(histories["adam"], label="adam", axes=fig.axes)
 
 # %% [markdown]
 # ## The baselines every later notebook starts from
-# `mp.pretrained(arch)` trains a model with a fixed recipe (Adam, 12 epochs, seed 0) on first use and caches it
-# as a safe model file, so that notebooks 02-11 start from *the same* baselines in a second. Training is
-# deterministic on a CPU: a cache miss reproduces the same weights. Here we train them (or load them, if you
-# have run this notebook before).
+# `mp.pretrained(arch)` returns a baseline trained with a fixed recipe (Adam, 12 epochs, seed 0). The kit ships
+# these trained models as small, hash-checked safe model files, so notebooks 02-11 start from *the same*
+# weights on every learner's machine, in a second. Why ship them rather than train them here? Training is
+# deterministic on one machine, but not across machines: an AVX-512 CPU, an AVX2 CPU, an Apple M-series chip
+# or a different number of threads add the same numbers in a different order, the last bits of every step
+# differ, and after 12 epochs the weights (and every result downstream) differ a little. The models you train
+# yourself in this notebook are yours; the shipped baselines are everyone's. A recipe with no shipped file
+# (another seed, another data set) is trained on first use, with a message, and cached.
 
 # %%
 baselines = {arch: mp.pretrained(arch) for arch in ("lenet300", "lenet5")}
@@ -202,8 +209,8 @@ print("reloaded model identical:", same, meta)
 # %% [markdown]
 # ## What the library gave you
 # * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.check.same_as`
-# * `mp.fit(model, loader, epochs=, lr=, optimizer=, val_loader=)` → `History`; `mp.evaluate`
-# * `mp.pretrained(arch)`: the cached baselines; `mp.compare(models, loader)`: the measurement table
+# * `mp.fit(model, loader, epochs=, lr=, optimizer=, val_loader=)` → `History`; `mp.evaluate`; `mp.device()`
+# * `mp.pretrained(arch)`: the shipped baselines; `mp.compare(models, loader)`: the measurement table
 # * `mp.plots.plot_history`, `mp.plots.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
 #
 # Next: **02_importance_scores**: which of these weights matter?

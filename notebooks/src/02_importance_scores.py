@@ -26,7 +26,6 @@ import torch
 import minprune as mp
 
 mp.seed_everything(0)
-device = "cpu"
 splits = mp.load("mnist-small")
 model = mp.pretrained("lenet300", progress=False)  # trained once, then cached
 test_loader = splits.loader("test", 500)

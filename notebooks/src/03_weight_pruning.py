@@ -25,7 +25,6 @@ import torch
 import minprune as mp
 
 mp.seed_everything(0)
-device = "cpu"
 splits = mp.load("mnist-small")
 model = mp.pretrained("lenet300", progress=False)
 test_loader, val_loader = splits.loader("test", 500), splits.loader("val", 500)

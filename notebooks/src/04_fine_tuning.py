@@ -30,7 +30,6 @@ import torch
 import minprune as mp
 
 mp.seed_everything(0)
-device = "cpu"
 splits = mp.load("mnist-small")
 dense = mp.pretrained("lenet300", progress=False)
 test_loader = splits.loader("test", 500)

@@ -153,7 +153,7 @@ for label, accs in curves.items():
 plt.xlabel("fraction of hidden neurons removed")
 plt.ylabel("test accuracy (%)")
 plt.legend()
-plt.title("LeNet-300-100, no fine-tuning")
+_ = plt.title("LeNet-300-100, no fine-tuning")
 
 # %% [markdown]
 # ## Filters in LeNet-5
@@ -220,7 +220,7 @@ plt.bar(list(accs), list(accs.values()))
 plt.axhline(mp.evaluate(cnn, test_loader)["acc"], color="k", ls="--", label="unpruned")
 plt.ylabel("test accuracy (%)")
 plt.title("LeNet-5, 50% of units removed, no fine-tuning")
-plt.legend()
+_ = plt.legend()
 
 # %% [markdown]
 # ## Fine-tune and measure

@@ -242,7 +242,7 @@ for ax, n_threads in zip(axes, THREADS):
         ax.plot([r["batch"] for r in rows], [r[name] / r["batch"] for r in rows], marker="o", label=name)
     ax.set(xscale="log", yscale="log", xlabel="batch size", title=f"{n_threads} thread(s)")
 axes[0].set_ylabel("ms per example")
-axes[0].legend()
+_ = axes[0].legend()
 
 # %% [markdown]
 # What the measurements say (your numbers will differ, the pattern should not):
@@ -271,7 +271,7 @@ for name in compacted:
 plt.xlabel("MACs per example (millions)")
 plt.ylabel("ms at batch 64, 2 threads")
 plt.legend(title="channels removed")
-plt.title("SmallVGG: latency vs MACs")
+_ = plt.title("SmallVGG: latency vs MACs")
 
 # %% [markdown]
 # Latency falls with MACs but not proportionally: the parts of the network that do not shrink (data movement,

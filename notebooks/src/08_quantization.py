@@ -223,7 +223,9 @@ _ = plt.legend()
 # it 1.5-2x faster than float (and VGG/ResNet 2.5-3.5x). For Linear layers fbgemm is the faster one. So
 # `engine="auto"` picks `"onednn"` for CNNs and `"x86"` for MLPs; pass `engine=` to compare on your machine.
 # Without VNNI, int8 kernels add pairs of 8-bit products in 16 bits, which can overflow; so activations use 7 bits
-# (`reduce_range`), as PyTorch's x86 defaults do.
+# (`reduce_range`), as PyTorch's x86 defaults do. On an ARM machine (an Apple M-series Mac) the only int8 engine
+# is `"qnnpack"`, and `engine="auto"` uses it (with all 8 bits of the activations: its kernels sum in 32 bits);
+# the speed figures above are from x86.
 #
 # **Real bytes.** `torch.save(model.state_dict())` of an int8 model wastes bytes (float64 scales and int64 zero
 # points per channel, one zip record per tensor). `mp.int8_file.save_int8` writes the int8 values, the scales
