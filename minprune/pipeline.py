@@ -19,9 +19,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from . import devices, group_scores, int8, scores
+from . import devices, int8
 from .dependency import trace_groups
 from .distill import distill_student, labels_loss
+from .importance import compute_scores
 from .measure import count_macs, count_nonzeros, count_params, size_on_disk
 from .models import build
 from .plots import style
@@ -65,24 +66,6 @@ def base_model(config: PipelineConfig, splits, *, progress: bool = False, device
     return model
 
 
-def _weight_scores(model: nn.Module, score: str, loader, device) -> dict:
-    if score == "magnitude":
-        return scores.magnitude_scores(model)
-    if score == "random":
-        return scores.random_scores(model)
-    if score == "taylor":
-        return scores.taylor_scores(model, loader, device=device)
-    return scores.snip_scores(model, loader, device=device)
-
-
-def _unit_scores(model: nn.Module, score: str, loader, device) -> dict:
-    if score in ("l1", "l2"):
-        return group_scores.norm_scores(model, p=int(score[1]))
-    if score == "bn":
-        return group_scores.bn_scale_scores(model)
-    return group_scores.taylor_unit_scores(model, loader, device=device)
-
-
 def prune_step(model: nn.Module, config: PipelineConfig, loader, *, device=None) -> nn.Module:
     """A pruned copy of `model` (on the model's device; data-driven scores run on `device`): masked weights
     (`weight`) or a physically smaller model (`structured`)."""
@@ -90,11 +73,11 @@ def prune_step(model: nn.Module, config: PipelineConfig, loader, *, device=None)
     if step.method == "weight":
         pruned = copy_model(model)
         overrides = {f"{name}.weight": value for name, value in step.layers.items()}
-        prune(pruned, _weight_scores(pruned, step.score, loader, device), step.sparsity, scope=step.scope,
-              overrides=overrides)
+        weight_scores = compute_scores("weight", step.score, pruned, loader, device=device)
+        prune(pruned, weight_scores, step.sparsity, scope=step.scope, overrides=overrides)
         return pruned
     sparsity = channel_sparsities(model, step)
-    unit_scores = _unit_scores(model, step.score, loader, device)
+    unit_scores = compute_scores("unit", step.score, model, loader, device=device)
     return prune_channels(model, sparsity, scores=unit_scores, scope=step.scope, example=devices.example_input(model))
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from .assets import recipe_file
 from .dependency import trace_groups
+from .importance import score_names
 from .models import ARCHS, build
 
 
@@ -97,8 +98,11 @@ CHOICES = {
     "prune.scope": ("global", "local"),
     "quantize.method": ("int8", "dynamic-int8", "fake", "none"),
 }
-SCORES = {"weight": ("magnitude", "random", "taylor", "snip"), "structured": ("l1", "l2", "bn", "taylor"),
-          "none": ("magnitude", "l1")}
+def allowed_scores(method: str) -> tuple[str, ...]:
+    """The score names a prune method accepts: the registry's weight or unit scores ('none' scores nothing)."""
+    if method == "none":
+        return ("magnitude", "l1")
+    return score_names("weight" if method == "weight" else "unit")
 # (key, lowest, highest, highest included?)
 RANGES = [("prune.sparsity", 0.0, 1.0, False), ("finetune.lr", 0.0, 1.0, True),
           ("finetune.alpha", 0.0, 1.0, True), ("finetune.temperature", 0.0, 100.0, True),
@@ -161,9 +165,9 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         if value < low or value > high or (not closed and value == high):
             raise RecipeError(f"{key} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}")
     prune = config.prune
-    if prune.score not in SCORES[prune.method]:
+    if prune.score not in allowed_scores(prune.method):
         raise RecipeError(f"prune.score for method {prune.method!r} must be one of "
-                          f"{', '.join(SCORES[prune.method])}; got {prune.score!r}")
+                          f"{', '.join(allowed_scores(prune.method))}; got {prune.score!r}")
     if prune.method == "structured" and prune.sparsity > MAX_STRUCTURED_SPARSITY:
         raise RecipeError(f"prune.sparsity {prune.sparsity} is impossible for structured pruning: every layer must "
                           f"keep channels; use at most {MAX_STRUCTURED_SPARSITY}")

@@ -11,21 +11,17 @@ See notebooks/03_weight_pruning.ipynb and notebooks/06_structured_pruning.ipynb.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import torch
 from torch import nn
 
 from .dependency import trace_groups
-from .group_scores import bn_scale_scores, norm_scores
+from .importance import get_score, score_names
 from .measure import count_macs, effective_parameters, layer_sparsity
 from .plots import style
 from .prune import copy_model, prune
-from .scores import magnitude_scores, random_scores, taylor_scores
 from .surgery import prune_channels
 from .train import evaluate
 
-SCORES = ("magnitude", "random", "taylor")
 SCOPES = ("global", "local")
-CHANNEL_SCORES = ("L1", "L2", "BN scale", "random")
 
 
 class SparsityExplorer:
@@ -44,12 +40,9 @@ class SparsityExplorer:
 
     def scores(self, score: str) -> dict:
         """The chosen importance scores of the original model, computed once."""
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        scorer = get_score("weight", score)  # an unknown name lists the registered ones
         if score not in self._scores:
-            fn = {"magnitude": lambda: magnitude_scores(self.model), "random": lambda: random_scores(self.model),
-                  "taylor": lambda: taylor_scores(self.model, self.score_loader)}[score]
-            self._scores[score] = fn()
+            self._scores[score] = scorer.compute(self.model, self.score_loader, None)
         return self._scores[score]
 
     def pruned(self, sparsity: float, score: str = "magnitude", scope: str = "global") -> nn.Module:
@@ -81,7 +74,7 @@ class SparsityExplorer:
 
     def widget(self, sparsity: float = 0.9, score: str = "magnitude", scope: str = "global"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        return _panel(self.figure, sparsity, 0.99, 0.01, SCORES, score, scope)
+        return _panel(self.figure, sparsity, 0.99, 0.01, score_options("weight"), score, scope)
 
 
 class ChannelExplorer:
@@ -101,19 +94,12 @@ class ChannelExplorer:
 
     def scores(self, score: str) -> dict:
         """One score per output unit of every layer ({'<module>.weight': 1-D}), computed once."""
-        if score not in CHANNEL_SCORES:
-            raise ValueError(f"score must be one of {CHANNEL_SCORES}, got {score!r}")
+        scorer = get_score("unit", score)  # an unknown name lists the registered ones
         if score not in self._scores:
-            if score == "random":
-                g = torch.Generator().manual_seed(0)
-                self._scores[score] = {k: torch.rand(v.shape, generator=g) for k, v in self.scores("L1").items()}
-            else:
-                fn = {"L1": lambda: norm_scores(self.model, p=1), "L2": lambda: norm_scores(self.model, p=2),
-                      "BN scale": lambda: bn_scale_scores(self.model)}[score]
-                self._scores[score] = fn()
+            self._scores[score] = scorer.compute(self.model, self.loader, None)
         return self._scores[score]
 
-    def pruned(self, sparsity: float, score: str = "L1", scope: str = "local") -> nn.Module:
+    def pruned(self, sparsity: float, score: str = "l1", scope: str = "local") -> nn.Module:
         """A smaller copy without `sparsity` of the channels (per group, or ranked across groups if global)."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
@@ -124,7 +110,7 @@ class ChannelExplorer:
         return {name: (_width(small.get_submodule(name)), _width(self.model.get_submodule(name)))
                 for name in self.layers}
 
-    def figure(self, sparsity: float = 0.5, score: str = "L1", scope: str = "local"):
+    def figure(self, sparsity: float = 0.5, score: str = "l1", scope: str = "local"):
         """Kept channels per layer (bars over the original widths), titled with accuracy and MACs."""
         small = self.pruned(sparsity, score, scope)
         acc, macs = evaluate(small, self.loader)["acc"], self._macs(small)
@@ -141,9 +127,9 @@ class ChannelExplorer:
             fig.tight_layout()
         return fig
 
-    def widget(self, sparsity: float = 0.5, score: str = "L1", scope: str = "local"):
+    def widget(self, sparsity: float = 0.5, score: str = "l1", scope: str = "local"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        return _panel(self.figure, sparsity, 0.95, 0.05, CHANNEL_SCORES, score, scope)
+        return _panel(self.figure, sparsity, 0.95, 0.05, score_options("unit"), score, scope)
 
     def _macs(self, model: nn.Module) -> int:
         shape = tuple(self.example.shape[1:]) if self.example is not None else None
@@ -152,6 +138,11 @@ class ChannelExplorer:
 
 def _width(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def score_options(kind: str) -> list[tuple[str, str]]:
+    """(label, name) of every registered score of `kind`, for a dropdown."""
+    return [(get_score(kind, name).label, name) for name in score_names(kind)]
 
 
 def _panel(figure_fn, sparsity: float, max_sparsity: float, step: float, scores, score: str, scope: str):

@@ -1964,7 +1964,7 @@ def _(tmp):
 def _(tmp):
     model = lenet300()
     explorer = mp.widgets.SparsityExplorer(model, loader())
-    return lambda: explorer.pruned(0.5, score="snip"), model
+    return lambda: explorer.pruned(0.5, score="synflow"), model
 
 
 @case("gating-model")

@@ -45,8 +45,8 @@ def test_widget_builds(explorer):
 
 
 def test_bad_choices(explorer):
-    with pytest.raises(ValueError, match="score"):
-        explorer.scores("snip")
+    with pytest.raises(ValueError, match="unknown weight score 'l1'; choose one of magnitude, random, taylor, snip"):
+        explorer.scores("l1")
     with pytest.raises(ValueError, match="scope"):
         explorer.pruned(0.5, "magnitude", "everywhere")
     with pytest.raises(ValueError, match="unknown layer"):
@@ -60,15 +60,15 @@ def channels():
 
 def test_channel_explorer_prunes_a_smaller_copy(channels):
     before = {k: v.clone() for k, v in channels.model.state_dict().items()}
-    small = channels.pruned(0.5, "L1", "local")
+    small = channels.pruned(0.5, "l1", "local")
     kept = channels.kept_channels(small)
     assert kept["features.0.0"] == (8, 16) and kept["features.7.0"] == (32, 64)  # every group halved
     assert mp.count_macs(small) < 0.3 * channels.dense_macs
     assert all(torch.equal(before[k], v) for k, v in channels.model.state_dict().items())
 
 
-@pytest.mark.parametrize("score,scope", [("L1", "local"), ("L2", "global"), ("BN scale", "global"),
-                                         ("random", "local")])
+@pytest.mark.parametrize("score,scope", [("l1", "local"), ("l2", "global"), ("bn", "global"),
+                                         ("random", "local"), ("taylor", "global")])
 def test_channel_figure_shows_accuracy_macs_and_bars(channels, score, scope):
     fig = channels.figure(0.5, score, scope)
     title = fig._suptitle.get_text()
@@ -79,11 +79,13 @@ def test_channel_figure_shows_accuracy_macs_and_bars(channels, score, scope):
 
 def test_channel_widget_builds_and_bad_choices(channels):
     slider, score, scope = channels.widget(0.25).children[0].children
-    assert slider.value == 0.25 and score.options == widgets.CHANNEL_SCORES and scope.value == "local"
-    with pytest.raises(ValueError, match="score must be one of"):
-        channels.scores("taylor")
+    assert slider.value == 0.25 and scope.value == "local"
+    assert score.value == "l1" and dict(score.options) == {"L1": "l1", "L2": "l2", "BN scale": "bn",
+                                                            "taylor": "taylor", "random": "random"}
+    with pytest.raises(ValueError, match="unknown unit score 'snip'; choose one of l1, l2, bn, taylor, random"):
+        channels.scores("snip")
     with pytest.raises(ValueError, match="scope must be one of"):
-        channels.pruned(0.5, "L1", "everywhere")
+        channels.pruned(0.5, "l1", "everywhere")
     with pytest.raises(ValueError, match="sparsity"):
         channels.pruned(1.0)
 

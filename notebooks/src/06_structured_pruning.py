@@ -133,7 +133,7 @@ explorer = mp.widgets.channel_explorer(vgg, test_loader, sparsity=0.5)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print({name: kept for name, kept in explorer.kept_channels(explorer.pruned(0.5, "L1", "global")).items()})
+print({name: kept for name, kept in explorer.kept_channels(explorer.pruned(0.5, "l1", "global")).items()})
 
 # %% [markdown]
 # Global ranking with L1 scores nearly empties the first layers: a filter's L1 norm grows with its fan-in
