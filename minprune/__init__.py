@@ -28,7 +28,7 @@ _EXPORTS = {
     "dynamic": ("GradualPruner",),
     "energy": ("energy_table", "EnergyCosts", "estimate_energy", "layer_counts"),
     "export": ("deployable_copy", "export_onnx", "ExportError", "quantize_onnx"),
-    "finetune": ("fine_tune", "iterative_prune", "iterative_sparsities", "IterativeConfig"),
+    "finetune": ("fine_tune", "iterative_prune", "IterativeConfig"),
     "group_scores": (
         "activation_scores", "bn_scale_scores", "norm_scores", "slimming_loss", "taylor_unit_scores", "unit_norms"
     ),
@@ -36,7 +36,10 @@ _EXPORTS = {
     "int8_file": ("load_int8", "save_int8"),
     "kmeans": ("kmeans_1d", "share_weights", "unshare_weights"),
     "lottery": ("find_ticket", "random_reinit", "rewind", "RewindPoint", "snapshot"),
-    "masks": ("make_masks", "masks_sparsity", "n_pruned", "prunable_names", "shuffle_masks", "topk_mask"),
+    "masks": (
+        "iterative_sparsities", "make_masks", "masks_sparsity", "n_pruned", "prunable_names", "shuffle_masks",
+        "topk_mask",
+    ),
     "measure": (
         "compare", "count_macs", "count_nonzeros", "count_params", "latency", "layer_sparsity", "size_on_disk",
         "sparsity", "summary"
@@ -72,7 +75,7 @@ _MODULES = (
     "group_scores", "huffman", "importance", "int8", "int8_engines", "int8_file", "kmeans", "lottery", "masks",
     "measure", "models", "nm_sparsity", "onnx_int8", "pipeline", "plots", "plots_dynamic", "prune", "quantize",
     "recipe", "schedules", "scores", "sensitivity", "sparse_storage", "sparse_training", "speed", "surgery",
-    "table", "timing", "train", "widgets", "zoo",
+    "table", "timing", "train", "validate", "widgets", "zoo",
 )
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

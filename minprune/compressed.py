@@ -24,6 +24,7 @@ from torch import nn
 from . import huffman
 from .checkpoint import atomic_write
 from .models import describe, from_description
+from .validate import positive_int
 
 MAGIC = b"MPDC1"
 MAX_CLUSTERS = 256
@@ -111,8 +112,7 @@ def save_compressed(path, model: nn.Module, *, max_gap: int = 256, float_dtype: 
     Weight tensors must hold at most 256 distinct nonzero values (prune, then `share_weights`).
     Validates everything before writing anything.
     """
-    if not isinstance(max_gap, int) or max_gap < 1:
-        raise ValueError(f"max_gap must be a positive int, got {max_gap!r}")
+    positive_int(max_gap, "max_gap")
     if float_dtype not in ("float16", "float32"):
         raise ValueError(f"float_dtype must be 'float16' or 'float32', got {float_dtype!r}")
     description = describe(model)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .assets import asset_dir
+from .validate import positive_int
 
 # The compact file shipped in minprune/assets/ and the SHA-256 of its arrays (images bytes, then labels bytes).
 DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", asset_dir()))
@@ -50,8 +51,7 @@ class DataSplits:
         """A DataLoader over `split`; the training split is shuffled with a seeded generator."""
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         shuffle = (split == "train") if shuffle is None else shuffle
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(getattr(self, split), batch_size=batch_size, shuffle=shuffle, generator=generator)

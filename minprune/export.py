@@ -27,6 +27,7 @@ from .devices import cpu_only, model_device
 from .onnx_int8 import is_weight_only
 from .prune import copy_model, is_pruned, make_permanent
 from .quantize import FakeQuantMixin, strip_fake_quant
+from .validate import positive_int
 
 FORMATS = ("onnx",)
 FLOAT_ATOL = 1e-4  # max |ONNX - PyTorch| on logits for a float export
@@ -156,8 +157,7 @@ def session(model, *, threads: int = 1) -> ort.InferenceSession:
     A model with int8 weights only (`onnx_int8.int8_weights_onnx`) gets its weights dequantized once, here.
     See notebooks/11_deploy.ipynb.
     """
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    positive_int(threads, "threads")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -41,18 +41,6 @@ def fine_tune(model: nn.Module, data, epochs: int = 3, *, lr: float = 1e-3, opti
                progress=progress, device=device)
 
 
-def iterative_sparsities(final_sparsity: float, rounds: int) -> list[float]:
-    """Targets for `rounds` rounds that each remove the same fraction of the surviving weights.
-
-    Round k keeps (1 - final) ** (k / rounds), e.g. 0.99 in 3 rounds -> [0.785, 0.954, 0.99].
-    See notebooks/04_fine_tuning.ipynb.
-    """
-    check_sparsity(final_sparsity, "final_sparsity")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-    return [1 - (1 - final_sparsity) ** (k / rounds) for k in range(1, rounds + 1)]
-
-
 @dataclass
 class IterativeConfig:
     """How each round of `iterative_prune` prunes and fine-tunes."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import LeNet300100
+from .validate import positive_int
 
 
 class NeuronGate(nn.Module):
@@ -47,8 +48,7 @@ class GatedMLP(nn.Module):
 
     def __init__(self, model: nn.Module, rank: int = 16):
         super().__init__()
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        positive_int(rank, "rank")
         linears = _mlp_linears(model)
         self.input_shape = model.input_shape
         self.linears = nn.ModuleList(copy.deepcopy(linears))  # a copy: `model` itself is left untouched

@@ -16,6 +16,7 @@ from torch.nn.utils import parametrize
 
 from .quantize import _check_bits
 from .train import check_model
+from .validate import positive_int
 
 
 def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,8 +25,7 @@ def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor
     Linear initialisation (centroids evenly spaced between min and max) keeps the rare large weights
     represented, which Han et al. found works best. Empty clusters keep their previous centroid.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    positive_int(k, "k")
     if x.numel() == 0:
         raise ValueError("cannot cluster an empty tensor")
     if not bool(torch.isfinite(x).all()):

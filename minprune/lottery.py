@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .masks import check_sparsity, masks_sparsity
+from .masks import check_sparsity, iterative_sparsities, masks_sparsity
 from .prune import copy_model, get_masks, make_permanent, prune
 from .scores import magnitude_scores
 from .train import check_model
@@ -100,14 +100,6 @@ def random_reinit(model: nn.Module, seed: int = 0) -> nn.Module:
     return rewind(model, snapshot(fresh))
 
 
-def imp_sparsities(final: float, rounds: int) -> list[float]:
-    """Sparsity after each round when every round removes the same fraction of the remaining weights."""
-    check_sparsity(final, "final")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-    return [1 - (1 - final) ** (r / rounds) for r in range(1, rounds + 1)]
-
-
 def find_ticket(model: nn.Module, train: Callable[[nn.Module], object], final: float, *, rounds: int = 3,
                 rewind_to: dict | None = None, scope: str = "global") -> list[dict]:
     """Iterative magnitude pruning in place: `rounds` times train(model), prune, rewind to `rewind_to`.
@@ -116,7 +108,8 @@ def find_ticket(model: nn.Module, train: Callable[[nn.Module], object], final: f
     Returns one row per round; afterwards `model` is the ticket: final masks, rewound weights, not trained.
     See notebooks/07_dynamic_pruning.ipynb.
     """
-    targets = imp_sparsities(final, rounds)
+    check_sparsity(final, "final")
+    targets = iterative_sparsities(final, rounds)
     saved = rewind_to if rewind_to is not None else snapshot(model)
     rewind(copy_model(model), saved)  # check the snapshot fits before training anything
     rows = []

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .train import check_model
+from .validate import positive_int
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -176,3 +177,14 @@ def shuffle_masks(masks: dict, seed: int = 0) -> dict:
         perm = torch.randperm(flat.numel(), generator=generator)
         out[name] = flat[perm].view(mask.shape).to(mask.device)
     return out
+
+
+def iterative_sparsities(final_sparsity: float, rounds: int) -> list[float]:
+    """Targets for `rounds` rounds that each remove the same fraction of the surviving weights.
+
+    Round k keeps (1 - final) ** (k / rounds), e.g. 0.99 in 3 rounds -> [0.785, 0.954, 0.99].
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    check_sparsity(final_sparsity, "final_sparsity")
+    positive_int(rounds, "rounds")
+    return [1 - (1 - final_sparsity) ** (k / rounds) for k in range(1, rounds + 1)]

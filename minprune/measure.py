@@ -23,6 +23,7 @@ from .devices import model_device
 from .energy import estimate_energy  # re-exported: the energy model is part of measuring
 from .table import Table
 from .train import check_model, eval_mode, evaluate
+from .validate import positive_int
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -97,8 +98,7 @@ def num_threads(n: int | None):
     """Temporarily set torch's intra-op thread count."""
     before = torch.get_num_threads()
     if n is not None:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive int, got {n!r}")
+        positive_int(n, "threads")
         torch.set_num_threads(n)
     try:
         yield
@@ -111,10 +111,8 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
             warmup: int = 5, repeats: int = 30) -> dict:
     """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs, on the
     model's own device (named in the result's `device`; a GPU is synchronized before each reading)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    positive_int(batch_size, "batch_size")
+    positive_int(threads, "threads", none_ok=True)
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     x = _example(model, input_shape, batch_size)

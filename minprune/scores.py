@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .devices import model_device, resolve
-from .masks import check_sparsity, prunable_names
+from .masks import check_sparsity, iterative_sparsities, prunable_names
 from .measure import effective_parameters
+from .validate import positive_int
 
 
 def _names(model: nn.Module, names) -> list[str]:
@@ -56,8 +57,7 @@ def _data_batches(data, batches: int, fn: str):
     """Up to `batches` (x, y) pairs from a DataLoader, an iterable of pairs or a DataSplits (train split)."""
     if data is None:
         raise ValueError(f"{fn} needs data: pass a DataLoader (e.g. splits.loader('train')) as loader=")
-    if not isinstance(batches, int) or batches < 1:
-        raise ValueError(f"batches must be a positive int, got {batches!r}")
+    positive_int(batches, "batches")
     if hasattr(data, "loader") and hasattr(data, "train"):  # DataSplits
         data = data.loader("train", 64, shuffle=False)
     out = []
@@ -210,14 +210,12 @@ def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=Non
     """
     from .prune import copy_model, get_masks, prune  # local import: prune.py builds on masks, not on scores
 
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    positive_int(rounds, "rounds")
     check_sparsity(sparsity)
     device = resolve(model, device)
     twin = copy_model(model).to(device)
     names = _names(model, names)
-    for k in range(1, rounds + 1):
-        step_sparsity = 1 - (1 - sparsity) ** (k / rounds)
+    for step_sparsity in iterative_sparsities(sparsity, rounds):
         prune(twin, synflow_scores(twin, names, device=device), step_sparsity, scope="global")
     masks = get_masks(twin)
     return _home({n: masks[n] for n in names}, model)

@@ -16,6 +16,7 @@ from torch import nn
 from .channel_groups import check_graph
 from .dependency import DependencyGraph, Group, trace_groups
 from .masks import check_sparsity, n_pruned
+from .validate import positive_int
 
 SPEC_TYPES = {cls.__name__: cls for cls in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
                                             nn.Identity)}
@@ -101,8 +102,7 @@ def select_channels(graph: DependencyGraph, group_scores: dict, sparsity, *, sco
     """
     if scope not in ("local", "global"):
         raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
-    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
-        raise ValueError(f"round_to must be None or a positive int, got {round_to!r}")
+    positive_int(round_to, "round_to", none_ok=True)
     groups = {g.id: g for g in graph.prunable()}
     if scope == "global":
         if isinstance(sparsity, dict):

@@ -25,13 +25,13 @@ def small(splits):
 
 
 def test_iterative_sparsities_geometric():
-    steps = FT.iterative_sparsities(0.99, 2)
+    steps = mp.iterative_sparsities(0.99, 2)
     assert steps[-1] == pytest.approx(0.99) and steps[0] == pytest.approx(0.9)
     assert steps == sorted(steps)
     with pytest.raises(ValueError):
-        FT.iterative_sparsities(1.0, 3)
+        mp.iterative_sparsities(1.0, 3)
     with pytest.raises(ValueError):
-        FT.iterative_sparsities(0.9, 0)
+        mp.iterative_sparsities(0.9, 0)
 
 
 def test_fine_tune_keeps_masks_and_learns(splits):
@@ -48,7 +48,7 @@ def test_fine_tune_keeps_masks_and_learns(splits):
 
 def test_iterative_prune_history(splits):
     model = small(splits)
-    targets = FT.iterative_sparsities(0.9, 3)
+    targets = mp.iterative_sparsities(0.9, 3)
     config = FT.IterativeConfig(epochs=1, lr=3e-3)
     history = FT.iterative_prune(model, magnitude_scores, targets, splits, config)
     assert [row["round"] for row in history] == [1, 2, 3]

@@ -5,8 +5,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune.lottery import RewindPoint, find_ticket, imp_sparsities, random_reinit, rewind, snapshot
-from minprune.masks import make_masks, n_pruned
+from minprune.lottery import RewindPoint, find_ticket, random_reinit, rewind, snapshot
+from minprune.masks import iterative_sparsities, make_masks, n_pruned
 from minprune.prune import apply_masks, get_masks
 from minprune.scores import magnitude_scores
 
@@ -83,10 +83,10 @@ def test_find_ticket_reaches_final_sparsity_and_ends_rewound():
         assert torch.equal(p, init[name.removesuffix("_orig")])
 
 
-def test_imp_sparsities_compound():
-    assert imp_sparsities(0.75, 2) == pytest.approx([0.5, 0.75])
+def test_iterative_sparsities_compound():
+    assert iterative_sparsities(0.75, 2) == pytest.approx([0.5, 0.75])
     with pytest.raises(ValueError, match="rounds"):
-        imp_sparsities(0.9, 0)
+        iterative_sparsities(0.9, 0)
 
 
 def test_mismatched_snapshot_is_refused_and_model_untouched():

@@ -188,7 +188,7 @@ def test_round_to_rounds_kept_channels_down_to_a_multiple():
 def test_bad_round_to_refused(round_to):
     model = mp.build("lenet300")
     graph = trace_groups(model)
-    with pytest.raises(ValueError, match="round_to must be None or a positive int"):
+    with pytest.raises(ValueError, match="round_to must be a positive int or None"):
         select_channels(graph, score_groups(graph, norm_scores(model)), 0.5, round_to=round_to)
 
 
