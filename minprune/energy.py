@@ -137,7 +137,7 @@ def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
 PRECISIONS = (8, 32)
 
 
-def _check_bits(arg: str, bits, layers: list[str] | None = None) -> None:
+def _check_precision(arg: str, bits, layers: list[str] | None = None) -> None:
     """bits: None (each layer's own), 8 or 32 (every layer), or {layer name: 8 or 32} for some layers."""
     if bits is None:
         return
@@ -176,8 +176,8 @@ def layer_energy(counts: dict, *, bits=None, weight_bits=None, sparse: bool = Fa
     MACs and activations count at the layer's compute precision, weights at its weight precision (see
     `estimate_energy` for `bits` and `weight_bits`). See notebooks/11_deploy.ipynb.
     """
-    _check_bits("bits", bits)
-    _check_bits("weight_bits", weight_bits)
+    _check_precision("bits", bits)
+    _check_precision("weight_bits", weight_bits)
     _check_options(sparse, weights, activations, index_bits)
     compute, stored = _layer_bits(counts, bits, weight_bits)
     if sparse:  # only nonzeros are stored, each with a relative index, and zero products are skipped
@@ -205,10 +205,10 @@ def estimate_energy(model: nn.Module, input_shape=None, *, bits=None, weight_bit
     """
     _check_options(sparse, weights, activations, index_bits)
     for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
-        _check_bits(arg, value)  # values first, layer names once the layers are known
+        _check_precision(arg, value)  # values first, layer names once the layers are known
     rows = layer_counts(model, input_shape)
     for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
-        _check_bits(arg, value, [r["layer"] for r in rows])
+        _check_precision(arg, value, [r["layer"] for r in rows])
     total = {"compute_pj": 0.0, "weights_pj": 0.0, "activations_pj": 0.0, "weight_bytes": 0.0}
     macs = 0
     for counts in rows:

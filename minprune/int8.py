@@ -29,7 +29,7 @@ from torch.ao import quantization as tq
 from torch.ao.quantization import quantize_fx
 
 from .int8_engines import BACKEND, observer_notice_hidden, pick_engine, qconfig_mapping, using_engine
-from .models import _check_input, describe
+from .models import check_input_shape, describe
 from .quantize import dequantize, quant_params, quantize
 from .train import check_model
 
@@ -63,7 +63,7 @@ class Int8Model(nn.Module):
         self.method = method
         self.engine = engine
         self.recipe = recipe
-        self.register_forward_pre_hook(_check_input)
+        self.register_forward_pre_hook(check_input_shape)
 
     def forward(self, x):
         with _no_determinism_alerts(), using_engine(self.engine):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .quantize import _check_bits
+from .quantize import check_bits
 from .train import check_model
 from .validate import positive_int
 
@@ -91,7 +91,7 @@ def share_weights(model: nn.Module, bits: int = 4, *, names=None, iters: int = 3
     them; `unshare_weights` writes the shared values back into plain weights.
     """
     check_model(model)
-    _check_bits(bits)
+    check_bits(bits)
     modules = _weights_to_share(model, names)
     if not modules:
         raise ValueError("the model has no unshared Linear/Conv weights to share")

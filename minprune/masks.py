@@ -54,7 +54,8 @@ def n_pruned(numel: int, sparsity: float) -> int:
     return int(round(check_sparsity(sparsity) * numel))
 
 
-def _check_scores(scores: dict) -> None:
+def check_scores(scores: dict) -> None:
+    """Refuse scores that are not a non-empty dict of float tensors without NaN."""
     if not isinstance(scores, dict) or not scores:
         raise ValueError("scores must be a non-empty dict {parameter name: tensor}")
     for name, s in scores.items():
@@ -121,7 +122,7 @@ def make_masks(scores: dict, sparsity: float | None = None, *, threshold: float 
     exclude names are left out of the result (not pruned at all).
     See notebooks/03_weight_pruning.ipynb.
     """
-    _check_scores(scores)
+    check_scores(scores)
     if (sparsity is None) == (threshold is None):
         raise ValueError("give exactly one of sparsity= or threshold=")
     if scope not in ("local", "global"):

@@ -65,7 +65,8 @@ def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, 
     return out
 
 
-def _example(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
+def example_batch(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
+    """A random input batch of `batch_size` for timing, shaped (batch, *input_shape or model.input_shape)."""
     check_model(model)
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
@@ -79,7 +80,7 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
 
     by_module=True returns {"total": n, "features.0": n, ...} for every module that does arithmetic.
     """
-    x = _example(model, input_shape, 1)
+    x = example_batch(model, input_shape, 1)
     with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(x)
     if not by_module:
@@ -115,7 +116,7 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
     positive_int(threads, "threads", none_ok=True)
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    x = _example(model, input_shape, batch_size)
+    x = example_batch(model, input_shape, batch_size)
     times = []
     with eval_mode(model), num_threads(threads), torch.no_grad():  # inference: no autograd graph, as in deployment
         for i in range(warmup + repeats):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 
-def _check_input(module, args):
+def check_input_shape(module, args):
     """Forward pre-hook: refuse inputs whose per-example shape is not the model's `input_shape`."""
     x = args[0]
     expected = tuple(module.input_shape)
@@ -36,7 +36,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.input_shape = tuple(input_shape)
         self.config = {"input_shape": list(input_shape), **kwargs}
-        self.register_forward_pre_hook(_check_input)
+        self.register_forward_pre_hook(check_input_shape)
 
 
 class LeNet300100(Classifier):

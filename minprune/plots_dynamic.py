@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .plots import style as _style
+from .plots import style
 
 
 def plot_schedules(schedules: dict, steps: int, *, ax=None):
     """One curve per schedule: target sparsity against the training step."""
-    with _style():
+    with style():
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
         for label, schedule in schedules.items():
             ax.step(range(steps + 1), [schedule(t) for t in range(steps + 1)], where="post", label=label)
@@ -38,7 +38,7 @@ def plot_layer_sparsity(rows: list[dict], *, ax=None, title: str = ""):
     """Sparsity of every layer at every update (from a pruner's history)."""
     if not rows:
         raise ValueError("no updates recorded yet: train with the pruner as a callback first")
-    with _style():
+    with style():
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
         for layer, (steps, values) in _by_layer(rows, "sparsity").items():
             ax.plot(steps, values, "o-", markersize=3, label=layer)
@@ -60,7 +60,7 @@ def plot_regrowth(rows: list[dict], *, ax=None, title: str = ""):
         pruned_regrown[0] += row["pruned"]
         pruned_regrown[1] += row["regrown"]
     steps = sorted(totals)
-    with _style():
+    with style():
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
         width = 0.8 * (steps[1] - steps[0]) if len(steps) > 1 else 1.0
         ax.bar(steps, [totals[s][1] for s in steps], width=width, color="tab:green", label="regrown")
@@ -80,7 +80,7 @@ def plot_mask_snapshots(snapshots: dict, layer: str, *, max_images: int = 5, row
     if not steps or layer not in snapshots[steps[0]]:
         raise ValueError(f"no snapshots of {layer!r}; construct the pruner with keep_masks=True")
     chosen = [steps[round(i * (len(steps) - 1) / max(1, max_images - 1))] for i in range(min(max_images, len(steps)))]
-    with _style():
+    with style():
         fig, axes = plt.subplots(1, len(chosen), figsize=(2.6 * len(chosen), 2.6), squeeze=False)
         for ax, step in zip(axes[0], chosen):
             mask = snapshots[step][layer].flatten(1).float()[:rows]
@@ -96,7 +96,7 @@ def plot_mask_snapshots(snapshots: dict, layer: str, *, max_images: int = 5, row
 def plot_accuracy_curves(curves: dict[str, list[float]], *, dense: float | None = None, ax=None,
                          title: str = ""):
     """Test (or validation) accuracy against epoch, one line per method; `dense` as a dashed reference."""
-    with _style():
+    with style():
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.5))
         for label, accs in curves.items():
             ax.plot(range(1, len(accs) + 1), accs, "o-", markersize=3, label=label)

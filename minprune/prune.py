@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .masks import _check_scores, make_masks
+from .masks import check_scores, make_masks
 from .train import check_model
 
 
@@ -146,7 +146,7 @@ def prune(model: nn.Module, scores: dict, sparsity: float | None = None, **optio
     options: threshold=, scope=, overrides=, exclude= as in `make_masks`.
     See notebooks/03_weight_pruning.ipynb.
     """
-    _check_scores(scores)
+    check_scores(scores)
     check_against_model(model, scores, "scores")
     old = get_masks(model)
     ranked = {}

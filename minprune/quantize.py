@@ -22,14 +22,15 @@ from .train import check_model
 MIN_BITS, MAX_BITS = 2, 8
 
 
-def _check_bits(bits) -> None:
+def check_bits(bits) -> None:
+    """Refuse a bit width that is not an int from MIN_BITS to MAX_BITS (2 to 8)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"bits must be an int from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
 
 
 def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
     """The integer grid (qmin, qmax): [0, 2^b - 1] asymmetric, [-(2^(b-1) - 1), 2^(b-1) - 1] symmetric."""
-    _check_bits(bits)
+    check_bits(bits)
     if symmetric:
         return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
@@ -167,7 +168,7 @@ def swap_fake_quant(model: nn.Module, bits: int = 8, *, per_channel: bool = True
     Train the result with `mp.fit` for quantization-aware training; `strip_fake_quant` ends it.
     """
     check_model(model)
-    _check_bits(bits)
+    check_bits(bits)
     targets = [m for m in model.modules() if type(m) in SWAPS or isinstance(m, FakeQuantMixin)]
     if not targets:
         raise ValueError("the model has no nn.Linear or nn.Conv2d layer to quantize")

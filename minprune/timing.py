@@ -29,7 +29,7 @@ from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
 from . import devices
 from .int8 import Int8Model
-from .measure import _example, num_threads
+from .measure import example_batch, num_threads
 from .table import Table
 from .train import eval_mode
 
@@ -88,7 +88,7 @@ def layer_latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, t
     _check_count("batch_size", batch_size, 1)
     _check_count("warmup", warmup, 0)
     _check_count("repeats", repeats, 1)
-    x = _example(model, input_shape, batch_size)
+    x = example_batch(model, input_shape, batch_size)
     leaves = _leaves(model)
     per_pass = {name: [] for name in leaves}
     totals, calls = [], dict.fromkeys(leaves, 0)
