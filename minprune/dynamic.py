@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .dependency import trace_groups
-from .devices import example_input
 from .group_scores import norm_scores
 from .masks import masks_sparsity, prunable_names
 from .prune import apply_masks, copy_model, get_masks, make_permanent, prune
@@ -44,7 +43,7 @@ class GradualPruner:
             raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
         self.schedule, self.scope, self.structured = schedule, scope, structured
         self.score_fn = scores or (norm_scores if structured else magnitude_scores)
-        self.graph = trace_groups(model, example_input(model)) if structured else None
+        self.graph = trace_groups(model) if structured else None
         self.keep = None  # structured: {group id: kept channel indices}
         self.target = 0.0
         self.history: list[dict] = []  # one row per layer and update

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .devices import example_input, model_device, resolve, same
+from .devices import model_device, resolve, same
 from .train import cross_entropy_loss
 
 UNIT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -112,7 +112,7 @@ def _probe_points(model: nn.Module) -> dict[str, nn.Module]:
 
     layers = unit_layers(model)
     try:
-        after = trace_groups(model, example_input(model)).after if hasattr(model, "input_shape") else {}
+        after = trace_groups(model).after if hasattr(model, "input_shape") else {}
     except DependencyError:
         after = {}
     return {name: model.get_submodule(after.get(name, name)) for name in layers}

@@ -143,7 +143,7 @@ def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool, linea
             "linear_weights_only": linear_weights_only}
 
 
-def _check_float_cpu_model(model: nn.Module) -> None:
+def _check_float_model(model: nn.Module) -> None:
     for name, module in model.named_modules():
         if hasattr(module, "weight_orig"):
             raise ValueError(f"{name} carries a pruning mask (weight_orig); call make_permanent(model) first")
@@ -173,7 +173,7 @@ def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
     engine: 'auto' (see the module docstring), 'x86', 'fbgemm', 'onednn' or 'qnnpack' (ARM, Apple silicon).
     """
     engine = pick_engine(model, engine)
-    _check_float_cpu_model(model)
+    _check_float_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
         raise ValueError("dynamic int8 quantizes nn.Linear layers only and this model has none; "
                          "use static_int8 (with calibration data) for convolutions")
@@ -206,7 +206,7 @@ def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engi
     if not isinstance(linear_weights_only, bool):
         raise TypeError(f"linear_weights_only must be True or False, got {linear_weights_only!r}")
     engine = pick_engine(model, engine)
-    _check_float_cpu_model(model)
+    _check_float_model(model)
     xs = _batches(calibration)
     mapping = qconfig_mapping(per_channel, engine)
     if linear_weights_only:
@@ -234,7 +234,7 @@ def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str 
                          f"{type(model).__name__} has no input_shape; set model.input_shape = (C, H, W) first "
                          f"(minprune's models have it)")
     engine = pick_engine(model, engine)
-    _check_float_cpu_model(model)
+    _check_float_model(model)
     example = torch.zeros(1, *model.input_shape)
     mapping = qconfig_mapping(per_channel, engine, qat=True)  # fake-quant weights and activations
     with using_engine(engine), observer_notice_hidden():

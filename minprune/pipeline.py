@@ -78,7 +78,7 @@ def prune_step(model: nn.Module, config: PipelineConfig, loader, *, device=None)
         return pruned
     sparsity = channel_sparsities(model, step)
     unit_scores = compute_scores("unit", step.score, model, loader, device=device)
-    return prune_channels(model, sparsity, scores=unit_scores, scope=step.scope, example=devices.example_input(model))
+    return prune_channels(model, sparsity, scores=unit_scores, scope=step.scope)
 
 
 def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
@@ -87,7 +87,7 @@ def channel_sparsities(model: nn.Module, step) -> float | dict[str, float]:
     if not step.layers:
         return step.sparsity
     out = {}
-    for group in trace_groups(model, devices.example_input(model)).prunable():
+    for group in trace_groups(model).prunable():
         named = [step.layers[name] for name in group.producers if name in step.layers]
         default = named[0] if named else step.sparsity  # two different named values: prune_channels refuses
         out.update({name: step.layers.get(name, default) for name in group.producers})
@@ -173,7 +173,7 @@ def deployable(model: nn.Module) -> nn.Module:
     """What you would ship, on the CPU: `model` itself, or a copy with the masks folded in (a masked model) or
     moved to the CPU (a model on another device)."""
     if is_pruned(model):
-        model = make_permanent(copy_model(model))
+        return make_permanent(copy_model(model)).cpu()  # already a copy: moved in place
     return model if devices.model_device(model).type == "cpu" else copy_model(model).cpu()
 
 
