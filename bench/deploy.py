@@ -17,15 +17,16 @@ import onnxruntime as ort
 import torch
 
 import minprune as mp
-from minprune import export as ex
 from minprune.checkpoint import atomic_write
+from minprune.deploy import export as ex
+from minprune.deploy.onnx_int8 import int8_weights_onnx
 from minprune.energy import estimate_energy
+from minprune.masked import copy_model
 from minprune.measure import size_on_disk
-from minprune.onnx_int8 import int8_weights_onnx
-from minprune.prune import copy_model, prune
-from minprune.scores import magnitude_scores
-from minprune.surgery import prune_channels
+from minprune.structured.surgery import prune_channels
 from minprune.table import Table
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 RESULTS = Path(__file__).parent / "results"
 THREADS, ROUNDS, SEED = 1, 25, 0

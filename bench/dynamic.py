@@ -32,12 +32,13 @@ from pathlib import Path
 import torch
 
 import minprune as mp
-from minprune.dynamic import GradualPruner
-from minprune.lottery import RewindPoint, random_reinit, rewind, snapshot
-from minprune.prune import copy_model, prune
-from minprune.schedules import make_schedule
-from minprune.scores import magnitude_scores
-from minprune.sparse_training import DynamicSparseTrainer, SparseConfig
+from minprune.dynamic.gradual import GradualPruner
+from minprune.dynamic.schedules import make_schedule
+from minprune.dynamic.sparse_training import DynamicSparseTrainer, SparseConfig
+from minprune.masked import copy_model
+from minprune.unstructured.lottery import RewindPoint, random_reinit, rewind, snapshot
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = {"epochs": {"lenet300": 8, "lenet5": 12}, "lr": 3e-3, "batch_size": 64, "seeds": [0, 1, 2],

@@ -5,7 +5,7 @@ float; Deep Compression (prune + k-means sharing + Huffman) on LeNet-300-100 >= 
 dense model at <= 0.5 point drop. Bytes are real files: torch.save of the float state_dict, the compact int8 file
 of `save_int8` (checked to load back to identical outputs), or the Deep Compression file; latency is the median
 over interleaved rounds, float vs variant in the same process, 1 thread, batch 64. The int8 engine is
-`engine="auto"` (oneDNN for the CNNs, x86/fbgemm for the MLP; see minprune/int8.py for the measurements).
+`engine="auto"` (oneDNN for the CNNs, x86/fbgemm for the MLP; see minprune/quantization/int8.py for the measurements).
 Writes bench/results/quantization.json and quantization.md. Run: `.venv/bin/python bench/quantization.py`.
 """
 
@@ -21,9 +21,10 @@ import torch
 
 import minprune as mp
 from minprune.checkpoint import atomic_write
-from minprune.int8_file import load_int8, save_int8
-from minprune.prune import copy_model, make_permanent, prune
-from minprune.scores import magnitude_scores
+from minprune.masked import copy_model, make_permanent
+from minprune.quantization.int8_file import load_int8, save_int8
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 RESULTS = Path(__file__).parent / "results"
 THREADS, ROUNDS, SEED = 1, 15, 0

@@ -1,101 +1,85 @@
 """minprune: a compact PyTorch library for learning neural-network pruning. See README.md.
 
-The functional API is re-exported here (`mp.prune` is the prune() function; the module is `minprune.prune`).
+The package is the map of the course: a small core (data, models, train, checkpoint, zoo, measure, timing) and one
+subpackage per chapter: `unstructured` (notebooks 02-04), `structured` (05-06), `dynamic` (07), `quantization`
+(08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course` (checks, widgets, plots).
+
+The functional API is flat: `mp.prune`, `mp.quantize`, `mp.fit`, ... (`__all__`: functions and classes only).
 Nothing is imported until it is used (PEP 562): `import minprune` is quick, and `mp.fit` loads only what training
-needs, not ONNX, ONNX Runtime or matplotlib. `mp.<module>` (e.g. `mp.distill.mix_images`) loads that module.
+needs, not ONNX, ONNX Runtime or matplotlib. A chapter is reachable as `mp.<chapter>` and its modules as
+`mp.<chapter>.<module>` (e.g. `mp.distillation.augment.mix_images`), each loaded on first use.
 """
 
 from __future__ import annotations
 
-import importlib
+from minprune._lazy import lazy_attributes
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # {module: the names it gives the flat API}; `__all__` is their union (functions and classes, no modules)
 _EXPORTS = {
     "assets": ("shipped_recipes",),
-    "blocks": ("block_scores", "drop_blocks", "droppable", "prune_blocks"),
-    "check": ("show_source",),
+    "structured.blocks": ("block_scores", "drop_blocks", "droppable", "prune_blocks"),
+    "course.check": ("show_source",),
     "checkpoint": ("CheckpointError", "load_model", "save_model"),
-    "compressed": ("load_compressed", "save_compressed"),
+    "quantization.compressed": ("load_compressed", "save_compressed"),
     "data": ("load",),
-    "dependency": ("DependencyError", "groups_table", "plot_groups", "trace_groups"),
+    "structured.dependency": ("DependencyError", "groups_table", "plot_groups", "trace_groups"),
     "devices": ("device",),
-    "distill": (
+    "distillation.distill": (
         "attention_map", "distill_loss", "distill_student", "gap_closed", "hint_loss", "kd_loss", "random_shift",
         "shift_trained_teacher", "soft_targets", "with_shifts"
     ),
-    "dynamic": ("GradualPruner",),
+    "dynamic.gradual": ("GradualPruner",),
     "energy": ("energy_table", "EnergyCosts", "estimate_energy", "layer_counts"),
-    "export": ("deployable_copy", "export_onnx", "ExportError", "quantize_onnx"),
-    "finetune": ("fine_tune", "iterative_prune", "IterativeConfig"),
-    "group_scores": (
+    "deploy.export": ("deployable_copy", "export_onnx", "ExportError", "quantize_onnx"),
+    "unstructured.finetune": ("fine_tune", "iterative_prune", "IterativeConfig"),
+    "structured.unit_scores": (
         "activation_scores", "bn_scale_scores", "norm_scores", "slimming_loss", "taylor_unit_scores", "unit_norms"
     ),
-    "int8": ("convert_qat_int8", "dynamic_int8", "int8_weights", "prepare_qat_int8", "static_int8"),
-    "int8_file": ("load_int8", "save_int8"),
-    "kmeans": ("kmeans_1d", "share_weights", "unshare_weights"),
-    "lottery": ("find_ticket", "random_reinit", "rewind", "RewindPoint", "snapshot"),
-    "masks": (
+    "quantization.int8": ("convert_qat_int8", "dynamic_int8", "int8_weights", "prepare_qat_int8", "static_int8"),
+    "quantization.int8_file": ("load_int8", "save_int8"),
+    "quantization.kmeans": ("kmeans_1d", "share_weights", "unshare_weights"),
+    "unstructured.lottery": ("find_ticket", "random_reinit", "rewind", "RewindPoint", "snapshot"),
+    "unstructured.masks": (
         "iterative_sparsities", "make_masks", "masks_sparsity", "n_pruned", "prunable_names", "shuffle_masks",
         "topk_mask",
     ),
+    "masked": ("apply_masks", "copy_model", "get_masks", "load_masked_state_dict", "make_permanent"),
     "measure": (
         "compare", "count_macs", "count_nonzeros", "count_params", "latency", "layer_sparsity", "size_on_disk",
         "sparsity", "summary"
     ),
     "models": ("build",),
-    "nm_sparsity": ("nm_mask", "nm_masks", "nm_report"),
-    "onnx_int8": ("int8_weights_onnx",),
-    "pipeline": ("measure_stages", "pareto_front", "PipelineResult", "plot_pareto", "run_pipeline"),
-    "prune": ("apply_masks", "copy_model", "get_masks", "load_masked_state_dict", "make_permanent", "prune"),
-    "quantize": (
+    "structured.nm_sparsity": ("nm_mask", "nm_masks", "nm_report"),
+    "deploy.onnx_int8": ("int8_weights_onnx",),
+    "pipeline.runner": ("measure_stages", "pareto_front", "PipelineResult", "plot_pareto", "run_pipeline"),
+    "unstructured.prune": ("prune",),
+    "quantization.uniform": (
         "dequantize", "fake_quantize", "quant_params", "quantize_weights", "strip_fake_quant", "swap_fake_quant"
     ),
-    "recipe": ("load_recipe", "PipelineConfig", "RecipeError"),
-    "schedules": ("make_schedule",),
-    "scores": (
+    "pipeline.recipe": ("load_recipe", "PipelineConfig", "RecipeError"),
+    "dynamic.schedules": ("make_schedule",),
+    "unstructured.scores": (
         "gradient_scores", "grasp_scores", "magnitude_scores", "random_scores", "snip_scores", "synflow_masks",
         "synflow_scores", "taylor_scores"
     ),
-    "sensitivity": ("layer_sparsities", "sensitivity_scan"),
-    "sparse_storage": ("storage_table",),
-    "sparse_training": ("DynamicSparseTrainer", "SparseConfig"),
-    "speed": ("latency_grid", "speedups", "to_csr"),
-    "surgery": ("channel_masks", "prune_channels", "remove_channels", "score_groups", "select_channels"),
+    "unstructured.sensitivity": ("layer_sparsities", "sensitivity_scan"),
+    "quantization.sparse_storage": ("storage_table",),
+    "dynamic.sparse_training": ("DynamicSparseTrainer", "SparseConfig"),
+    "structured.speed": ("latency_grid", "speedups", "to_csr"),
+    "structured.surgery": ("channel_masks", "prune_channels", "remove_channels", "score_groups", "select_channels"),
     "table": ("Table",),
     "timing": ("compare_layer_latency", "layer_latency", "speedup_spread"),
     "train": ("accuracy", "evaluate", "fit", "History", "seed_everything"),
     "zoo": ("pretrained",),
 }
-# modules reachable as `mp.<name>` (loaded on first use); `mp.prune` is the function, `minprune.prune` the module
-_MODULES = (
-    "assets", "blocks", "channel_groups", "check", "checkpoint", "cli_export", "colab", "compressed", "course",
-    "data", "dependency", "devices", "distill", "distributed", "dynamic", "energy", "export", "finetune", "gating",
-    "group_scores", "huffman", "importance", "int8", "int8_engines", "int8_file", "kmeans", "lottery", "masks",
-    "measure", "models", "nm_sparsity", "onnx_int8", "pipeline", "plots", "plots_dynamic", "prune", "quantize",
-    "recipe", "schedules", "scores", "sensitivity", "sparse_storage", "sparse_training", "speed", "surgery",
-    "table", "timing", "train", "validate", "widgets", "zoo",
+
+CORE = (
+    "assets", "checkpoint", "data", "devices", "energy", "layers", "masked", "measure", "models", "table", "timing",
+    "train", "validate", "zoo",
 )
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
 
-# Importing a submodule sets it as an attribute of the package, which would hide the function of the same name:
-# bind that function now, after its module.
-from .prune import prune as prune  # noqa: E402  (the function, not the module)
-
-__all__ = sorted(_WHERE, key=str.lower)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module 'minprune' has no attribute {name!r}")
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_MODULES})
+__all__ = sorted({name for names in _EXPORTS.values() for name in names}, key=str.lower)
+__getattr__, __dir__ = lazy_attributes(__name__, modules=CORE + CHAPTERS, exports=_EXPORTS)

@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from . import data as data_lib
-from .assets import shipped_recipes
-from .cli_export import add_export_parser
-from .measure import compare
-from .recipe import PipelineConfig, from_dict, load_recipe, to_dict
-from .zoo import BASELINE_RECIPES, pretrained
+from minprune import __version__
+from minprune import data as data_lib
+from minprune.assets import shipped_recipes
+from minprune.deploy.cli import add_export_parser
+from minprune.measure import compare
+from minprune.pipeline.recipe import PipelineConfig, from_dict, load_recipe, to_dict
+from minprune.zoo import BASELINE_RECIPES, pretrained
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -67,7 +67,7 @@ def _describe(config: PipelineConfig) -> str:
 
 
 def _run_pipeline(config: PipelineConfig, splits=None):
-    from .pipeline import run_pipeline  # imported late: `--help` stays fast
+    from minprune.pipeline.runner import run_pipeline  # imported late: `--help` stays fast
 
     return run_pipeline(config, splits, progress=True)
 
@@ -77,8 +77,8 @@ def write_report(result, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .pipeline import plot_pareto
-    from .plots import plot_history
+    from minprune.course.plots import plot_history
+    from minprune.pipeline.runner import plot_pareto
 
     out.mkdir(parents=True, exist_ok=True)
     images = [out / "pareto.png"]
@@ -155,7 +155,7 @@ def add_run(sub) -> None:
 
 def course(args) -> int:
     """Write the student versions of the solution notebooks (solutions stubbed, outputs cleared)."""
-    from .course import generate_student_notebooks
+    from minprune.course.student import generate_student_notebooks
 
     for path in generate_student_notebooks(args.src, args.outdir):
         print(f"wrote {path}")

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import describe, from_description
-from .prune import load_masked_state_dict
+from minprune.masked import load_masked_state_dict
+from minprune.models import describe, from_description
 
 FORMAT = "minprune-checkpoint/1"
 

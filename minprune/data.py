@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .assets import asset_dir
-from .validate import positive_int
+from minprune.assets import asset_dir
+from minprune.validate import positive_int
 
 # The compact file shipped in minprune/assets/ and the SHA-256 of its arrays (images bytes, then labels bytes).
 DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", asset_dir()))

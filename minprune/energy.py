@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from .table import Table
+from minprune.table import Table
 
 MEMORIES = ("dram", "sram")
 

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import devices
-from .devices import model_device
-from .energy import estimate_energy  # re-exported: the energy model is part of measuring
-from .table import Table
-from .train import check_model, eval_mode, evaluate
-from .validate import positive_int
+from minprune import devices
+from minprune.devices import model_device
+from minprune.energy import estimate_energy
+from minprune.masked import copy_model
+from minprune.table import Table
+from minprune.train import check_model, eval_mode, evaluate
+from minprune.validate import positive_int
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -133,8 +134,6 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
 
 def size_on_disk(model: nn.Module) -> dict:
     """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed (as a CPU file)."""
-    from .prune import copy_model  # local import: prune.py builds on masks, not on measuring
-
     check_model(model)
     if model_device(model).type != "cpu":  # the file you would ship: CPU tensors
         model = copy_model(model).cpu()

@@ -17,6 +17,8 @@ import inspect
 import torch
 from torch import nn
 
+from minprune.layers import SPEC_TYPES, module_from_spec, module_spec, set_module
+
 
 def check_input_shape(module, args):
     """Forward pre-hook: refuse inputs whose per-example shape is not the model's `input_shape`."""
@@ -175,9 +177,7 @@ def from_description(description: dict) -> nn.Module:
 
 
 def _changed_layers(model: nn.Module, base: nn.Module) -> dict:
-    """{module name: [type, kwargs]} for layers that structured pruning resized or replaced (see surgery.py)."""
-    from .surgery import SPEC_TYPES, module_spec
-
+    """{module name: [type, kwargs]} for layers that structured pruning resized or replaced (structured/surgery.py)."""
     base_modules = dict(base.named_modules())
     changed = {}
     for name, mod in model.named_modules():
@@ -191,8 +191,6 @@ def _changed_layers(model: nn.Module, base: nn.Module) -> dict:
 
 def _apply_layer_changes(model: nn.Module, shapes: dict) -> nn.Module:
     """Rebuild the resized layers a compacted model's description records (parents before children)."""
-    from .surgery import module_from_spec, set_module
-
     if not isinstance(shapes, dict):
         raise ValueError(f"'shapes' in a model description must be a dict, got {type(shapes).__name__}")
     for name in sorted(shapes, key=lambda n: n.count(".")):

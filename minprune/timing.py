@@ -27,11 +27,11 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
-from . import devices
-from .int8 import Int8Model
-from .measure import example_batch, num_threads
-from .table import Table
-from .train import eval_mode
+from minprune import devices
+from minprune.measure import example_batch, num_threads
+from minprune.quantization.int8 import Int8Model
+from minprune.table import Table
+from minprune.train import eval_mode
 
 OUTSIDE = "(outside layers)"
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices
-from .devices import model_device  # noqa: F401  (its old home: `from .train import model_device` still works)
+from minprune import devices
+from minprune.devices import model_device  # noqa: F401  (its old home: `from minprune.train import model_device` still works)
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from torch import nn
 
-from . import data as data_lib
-from .assets import baselines_dir
-from .checkpoint import CheckpointError, load_model, save_model
-from .models import ARCHS, build
-from .train import evaluate, fit, seed_everything
+from minprune import data as data_lib
+from minprune.assets import baselines_dir
+from minprune.checkpoint import CheckpointError, load_model, save_model
+from minprune.models import ARCHS, build
+from minprune.train import evaluate, fit, seed_everything
 
 
 @dataclass(frozen=True)

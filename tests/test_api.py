@@ -1,5 +1,7 @@
 """The flat API: every exported name resolves, no module is exported, and importing the kit loads nothing heavy."""
 
+import ast
+import re
 import subprocess
 import sys
 import types
@@ -17,12 +19,37 @@ def test_every_exported_name_resolves_to_a_function_or_class():
         assert callable(value) or isinstance(value, type), name
 
 
-def test_every_module_is_reachable_and_prune_stays_the_function():
-    files = {p.stem for p in Path(mp.__file__).parent.glob("*.py") if not p.stem.startswith("__")}
-    assert set(mp._MODULES) == files
-    for name in mp._MODULES:
-        assert getattr(mp, name) is not None
-    import minprune.prune  # noqa: F401  (a late import of the module must not hide the function)
+def test_the_package_tree_is_the_map_of_the_course():
+    root = Path(mp.__file__).parent
+    core = {p.stem for p in root.glob("*.py") if not p.stem.startswith("_")}
+    assert set(mp.CORE) == core
+    chapters = {p.parent.name for p in root.glob("*/__init__.py")}
+    assert set(mp.CHAPTERS) == chapters
+    for chapter in mp.CHAPTERS:
+        package = getattr(mp, chapter)
+        files = {p.stem for p in (root / chapter).glob("*.py") if p.stem != "__init__"}
+        assert set(package.MODULES) == files, chapter
+        assert re.search(r"notebooks? \(?\d\d", package.__doc__), f"{chapter}'s docstring names no notebook"
+        for name in package.MODULES:
+            assert isinstance(getattr(package, name), types.ModuleType)
+
+
+def test_every_module_is_one_idea_of_at_most_300_lines():
+    for path in Path(mp.__file__).parent.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 300, path.name
+
+
+def test_core_modules_import_no_chapter():
+    """The core (data, models, training, measuring, timing) is what every chapter builds on, never the reverse."""
+    root = Path(mp.__file__).parent
+    for name in mp.CORE:
+        for node in ast.walk(ast.parse((root / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("minprune."):
+                assert node.module.split(".")[1] not in mp.CHAPTERS, f"{name}.py imports {node.module}"
+
+
+def test_prune_is_the_function_even_after_its_module_is_imported():
+    import minprune.unstructured.prune  # noqa: F401
 
     assert callable(mp.prune) and not isinstance(mp.prune, types.ModuleType)
 

@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 import minprune as mp
-from minprune.blocks import block_scores, drop_blocks, droppable, prune_blocks
 from minprune.checkpoint import load_model, save_model
+from minprune.structured.blocks import block_scores, drop_blocks, droppable, prune_blocks
 
 
 def test_droppable_blocks_keep_their_shape():

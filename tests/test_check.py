@@ -1,12 +1,12 @@
-"""minprune.check: one-line verdicts, expected vs actual on failure, no solution revealed."""
+"""minprune.course.check: one-line verdicts, expected vs actual on failure, no solution revealed."""
 
 import math
 
 import pytest
 import torch
 
-from minprune import check
-from minprune.check import CheckFailed, difference, same_as, same_on, same_value
+from minprune.course import check
+from minprune.course.check import CheckFailed, difference, same_as, same_on, same_value
 
 
 def _failure(fn, *args, **kwargs) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minprune import colab
+from minprune.course import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

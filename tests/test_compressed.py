@@ -1,4 +1,4 @@
-"""Tests for minprune/compressed.py: the Deep Compression file decodes back to exactly the same weights."""
+"""Tests for minprune/quantization/compressed.py: the Deep Compression file decodes back to exactly the same weights."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minprune as mp
-from minprune import compressed, kmeans
+from minprune.quantization import compressed, kmeans
 
 
 def _pruned_shared(seed: int = 0, sparsity: float = 0.9, bits: int = 3):

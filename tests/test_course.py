@@ -1,7 +1,7 @@
 import nbformat
 import pytest
 
-from minprune import course
+from minprune.course import student as course
 
 SOLUTION_CELL = '''# Exercise 3.2 (10 min): score each filter by the L1 norm of its weights
 def my_filter_l1(W):

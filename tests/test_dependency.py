@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import minprune as mp
-from minprune.channel_groups import ChannelSpaces
-from minprune.dependency import DependencyError, trace_groups
+from minprune.structured.channel_groups import ChannelSpaces
+from minprune.structured.dependency import DependencyError, trace_groups
 
 
 def producers(graph):

@@ -13,7 +13,10 @@ import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 import minprune as mp
-from minprune import devices, gating, pipeline, recipe
+from minprune import devices
+from minprune.dynamic import gating
+from minprune.pipeline import recipe
+from minprune.pipeline import runner as pipeline
 
 
 def _loader(n: int = 32, shape=(1, 28, 28), batch_size: int = 8):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minprune as mp
-from minprune import distill
+from minprune.distillation import distill
 
 
 def _logits(seed, n=8, k=5):

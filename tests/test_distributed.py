@@ -10,9 +10,10 @@ import torch.multiprocessing as torch_mp
 from torch.nn.parallel import DistributedDataParallel
 
 import minprune as mp
-from minprune import distributed
-from minprune.prune import get_masks, prune
-from minprune.scores import random_scores
+from minprune.masked import get_masks
+from minprune.unstructured import distributed
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import random_scores
 
 
 def _free_port() -> int:

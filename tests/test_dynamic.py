@@ -6,11 +6,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune.dynamic import GradualPruner
-from minprune.masks import n_pruned
-from minprune.prune import get_masks, is_pruned
-from minprune.schedules import make_schedule
-from minprune.scores import random_scores
+from minprune.dynamic.gradual import GradualPruner
+from minprune.dynamic.schedules import make_schedule
+from minprune.masked import get_masks, is_pruned
+from minprune.unstructured.masks import n_pruned
+from minprune.unstructured.scores import random_scores
 
 
 def _toy(n=128, seed=0):
@@ -113,7 +113,7 @@ def test_dynamics_plots_draw_the_records():
     import matplotlib
 
     matplotlib.use("Agg")
-    from minprune import plots_dynamic
+    from minprune.course import plots_dynamic
 
     mp.seed_everything(0)
     model = mp.build("lenet300")

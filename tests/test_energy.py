@@ -8,7 +8,7 @@ from torch import nn
 
 import minprune as mp
 from minprune.energy import HOROWITZ_45NM, EnergyCosts, energy_table, estimate_energy, layer_counts
-from minprune.prune import apply_masks
+from minprune.masked import apply_masks
 
 
 def _linear_4_3():

@@ -19,7 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune import checkpoint, huffman, quantize, sparse_storage
+from minprune import checkpoint
+from minprune.quantization import huffman, sparse_storage
+from minprune.quantization import uniform as quantize
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|(?P<fn>[^|]*)\|(?P<bad>[^|]*)\|\s*`?(?P<error>\w+)`?\s*\|"
@@ -825,7 +827,7 @@ def _(tmp):
 
 @case("layer-sparsities-drop")
 def _(tmp):
-    result = mp.sensitivity.Sensitivity(90.0, [0.5], {"layers.1.weight": [89.0]})
+    result = mp.unstructured.sensitivity.Sensitivity(90.0, [0.5], {"layers.1.weight": [89.0]})
     return lambda: mp.layer_sparsities(result, max_drop=-1), None
 
 
@@ -1631,7 +1633,7 @@ def _(tmp):
 def on_engines(engines: list[str], call):
     """`call`, run as if this PyTorch build had only these quantized engines (e.g. an ARM Mac's)."""
     def run():
-        with mock.patch("minprune.int8_engines.supported_engines", lambda: list(engines)):
+        with mock.patch("minprune.quantization.engines.supported_engines", lambda: list(engines)):
             return call()
     return run
 
@@ -1725,19 +1727,19 @@ def _(tmp):
 @case("random-shift-negative")
 def _(tmp):
     x = torch.randn(4, 1, 28, 28)
-    return lambda: mp.distill.random_shift(x, -1), {"x": x}
+    return lambda: mp.distillation.distill.random_shift(x, -1), {"x": x}
 
 
 @case("random-shift-shape")
 def _(tmp):
     x = torch.randn(4, 28)
-    return lambda: mp.distill.random_shift(x, 1), {"x": x}
+    return lambda: mp.distillation.distill.random_shift(x, 1), {"x": x}
 
 
 @case("mixup-strength")
 def _(tmp):
     x = torch.randn(4, 1, 28, 28)
-    return lambda: mp.distill.mix_images(x, 0), {"x": x}
+    return lambda: mp.distillation.distill.mix_images(x, 0), {"x": x}
 
 
 @case("distill-mixup")
@@ -1749,7 +1751,7 @@ def _(tmp):
 @case("mixup-shape")
 def _(tmp):
     x = torch.randn(4)
-    return lambda: mp.distill.mix_images(x, 1.0), {"x": x}
+    return lambda: mp.distillation.distill.mix_images(x, 1.0), {"x": x}
 
 
 # energy, export, pipeline, recipes
@@ -1808,7 +1810,7 @@ def _(tmp):
 
 @case("export-format")
 def _(tmp):
-    return lambda: mp.export.check_format("tflite"), None
+    return lambda: mp.deploy.export.check_format("tflite"), None
 
 
 @case("quantize-onnx-method")
@@ -1931,57 +1933,57 @@ def _(tmp):
 @case("plot-weights-no-layers")
 def _(tmp):
     model = NoLayers()
-    return lambda: mp.plots.plot_weight_histograms(model), model
+    return lambda: mp.course.plots.plot_weight_histograms(model), model
 
 
 @case("plot-scores-empty")
 def _(tmp):
-    return lambda: mp.plots.plot_score_histograms({}), None
+    return lambda: mp.course.plots.plot_score_histograms({}), None
 
 
 @case("show-masks-empty")
 def _(tmp):
-    return lambda: mp.plots.show_masks({}), None
+    return lambda: mp.course.plots.show_masks({}), None
 
 
 @case("plot-layer-sparsity-empty")
 def _(tmp):
-    return lambda: mp.plots_dynamic.plot_layer_sparsity([]), None
+    return lambda: mp.course.plots_dynamic.plot_layer_sparsity([]), None
 
 
 @case("plot-snapshots-layer")
 def _(tmp):
-    return lambda: mp.plots_dynamic.plot_mask_snapshots({0: {"a.weight": torch.ones(2, 2)}}, "b.weight"), None
+    return lambda: mp.course.plots_dynamic.plot_mask_snapshots({0: {"a.weight": torch.ones(2, 2)}}, "b.weight"), None
 
 
 @case("explorer-layer")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.widgets.SparsityExplorer(model, loader(), layer="fc.weight"), model
+    return lambda: mp.course.widgets.SparsityExplorer(model, loader(), layer="fc.weight"), model
 
 
 @case("explorer-score")
 def _(tmp):
     model = lenet300()
-    explorer = mp.widgets.SparsityExplorer(model, loader())
+    explorer = mp.course.widgets.SparsityExplorer(model, loader())
     return lambda: explorer.pruned(0.5, score="synflow"), model
 
 
 @case("gating-model")
 def _(tmp):
     model = lenet5()
-    return lambda: mp.gating.GatedMLP(model), model
+    return lambda: mp.dynamic.gating.GatedMLP(model), model
 
 
 @case("gating-rank")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.gating.GatedMLP(model, rank=0), model
+    return lambda: mp.dynamic.gating.GatedMLP(model, rank=0), model
 
 
 @case("distributed-no-group")
 def _(tmp):
-    from minprune import distributed
+    from minprune.unstructured import distributed
 
     model = lenet300()
     mp.prune(model, scores_of(model), 0.5)

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 import minprune as mp
-from minprune import export as ex
-from minprune.cli_export import add_export_parser, export_command
-from minprune.onnx_int8 import int8_weights_onnx, is_weight_only, quantize_weight
-from minprune.prune import apply_masks, is_pruned
-from minprune.quantize import FakeQuantMixin, swap_fake_quant
-from minprune.surgery import prune_channels
+from minprune.deploy import export as ex
+from minprune.deploy.cli import add_export_parser, export_command
+from minprune.deploy.onnx_int8 import int8_weights_onnx, is_weight_only, quantize_weight
+from minprune.masked import apply_masks, is_pruned
+from minprune.quantization.uniform import FakeQuantMixin, swap_fake_quant
+from minprune.structured.surgery import prune_channels
 
 SMALL = {"lenet300": {}, "lenet5": {}, "vgg": {"widths": (4, 8)}, "resnet": {"widths": (4, 8), "blocks": (1, 1)}}
 

@@ -7,10 +7,11 @@ import torch
 from torch.utils.data import Subset
 
 import minprune as mp
-from minprune import finetune as FT
-from minprune.masks import n_pruned
-from minprune.prune import get_masks, prune
-from minprune.scores import magnitude_scores
+from minprune.masked import get_masks
+from minprune.unstructured import finetune as FT
+from minprune.unstructured.masks import n_pruned
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,15 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune.gating import GatedMLP, dense_macs, gated_macs, gating_loss, matching_widths, narrow_mlp, sparse_forward
+from minprune.dynamic.gating import (
+    GatedMLP,
+    dense_macs,
+    gated_macs,
+    gating_loss,
+    matching_widths,
+    narrow_mlp,
+    sparse_forward,
+)
 
 
 def _toy(n=128, seed=0):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import minprune as mp
-from minprune.group_scores import (
+from minprune.structured.unit_scores import (
     SlimmingCallback,
     activation_scores,
     bn_l1_penalty,

@@ -1,4 +1,4 @@
-"""Tests for minprune/huffman.py: canonical Huffman codes, encode/decode round trip, optimal lengths."""
+"""Tests for minprune/quantization/huffman.py: canonical Huffman codes, encode/decode round trip, optimal lengths."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprune import huffman
+from minprune.quantization import huffman
 
 
 @settings(max_examples=60, deadline=None)

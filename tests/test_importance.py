@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import minprune as mp
-from minprune import importance, recipe, widgets
-from minprune.recipe import RecipeError
+from minprune.course import widgets
+from minprune.pipeline import recipe
+from minprune.pipeline import registry as importance
+from minprune.pipeline.recipe import RecipeError
 
 
 def test_the_registered_names():
@@ -51,7 +53,7 @@ def test_the_pipeline_recipes_and_widgets_read_the_registry(monkeypatch):
                                "prune": {"method": "weight", "score": "constant", "sparsity": 0.5},
                                "quantize": {"method": "none"}, "finetune": {"epochs": 0}})
     assert config.prune.score == "constant"  # the recipe accepts it
-    mp.pipeline.prune_step(mp.build("lenet300"), config, loader=None)
+    mp.pipeline.runner.prune_step(mp.build("lenet300"), config, loader=None)
     assert calls == [1]  # the pipeline computed it
     assert ("constant", "constant") in widgets.score_options("weight")  # the widgets offer it
 

@@ -1,4 +1,4 @@
-"""Tests for minprune/int8.py: real int8 weights, outputs close to float, clear errors.
+"""Tests for minprune/quantization/int8.py: real int8 weights, outputs close to float, clear errors.
 
 torch.ao.quantization warns that it is deprecated (see the module docstring for why it is still the path
 used here); those DeprecationWarnings are expected and filtered for this file only.
@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import minprune as mp
-from minprune import int8, int8_engines, kmeans
 from minprune.measure import num_threads
+from minprune.quantization import engines as int8_engines
+from minprune.quantization import int8, kmeans
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
 

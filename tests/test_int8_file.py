@@ -1,14 +1,15 @@
-"""Tests for minprune/int8_file.py: compact int8 files load back to identical outputs, are small, and are safe."""
+"""Tests for minprune/quantization/int8_file.py: int8 files load back to identical outputs, are small, and are safe."""
 
 import pytest
 import torch
 from torch import nn
 
 import minprune as mp
-from minprune import int8, int8_engines
 from minprune.checkpoint import CheckpointError
-from minprune.int8_file import load_int8, save_int8
 from minprune.measure import num_threads
+from minprune.quantization import engines as int8_engines
+from minprune.quantization import int8
+from minprune.quantization.int8_file import load_int8, save_int8
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
 
@@ -185,7 +186,7 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 def test_scales_that_float32_cannot_hold_are_kept_in_float64():
-    from minprune.int8_file import _pack, _Packer, _unpack
+    from minprune.quantization.int8_file import _pack, _Packer, _unpack
 
     scales = torch.tensor([0.1, 1 / 3], dtype=torch.float64)  # not float32 values
     q = torch.quantize_per_channel(torch.randn(2, 3), scales, torch.zeros(2, dtype=torch.long), 0, torch.qint8)

@@ -1,4 +1,4 @@
-"""Tests for minprune/kmeans.py: k-means weight sharing keeps zeros, uses 2^bits centroids, trains centroids."""
+"""Tests for minprune/quantization/kmeans.py: weight sharing keeps zeros, uses 2^bits centroids, trains centroids."""
 
 import copy
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import minprune as mp
-from minprune import kmeans
+from minprune.quantization import kmeans
 
 
 def _sparse_mlp(seed: int = 0, sparsity: float = 0.7) -> nn.Module:

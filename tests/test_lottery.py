@@ -5,10 +5,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune.lottery import RewindPoint, find_ticket, random_reinit, rewind, snapshot
-from minprune.masks import iterative_sparsities, make_masks, n_pruned
-from minprune.prune import apply_masks, get_masks
-from minprune.scores import magnitude_scores
+from minprune.masked import apply_masks, get_masks
+from minprune.unstructured.lottery import RewindPoint, find_ticket, random_reinit, rewind, snapshot
+from minprune.unstructured.masks import iterative_sparsities, make_masks, n_pruned
+from minprune.unstructured.scores import magnitude_scores
 
 
 def _toy(n=128, seed=0):

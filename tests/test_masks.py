@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprune import masks as M
+from minprune.unstructured import masks as M
 
 
 def test_n_pruned_is_the_one_rounding_rule():

@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minprune as mp
-from minprune.nm_sparsity import is_nm, nm_mask, nm_masks, nm_report, semi_structured_supported, to_semi_structured
+from minprune.structured.nm_sparsity import (
+    is_nm,
+    nm_mask,
+    nm_masks,
+    nm_report,
+    semi_structured_supported,
+    to_semi_structured,
+)
 
 
 def test_two_four_by_eye():

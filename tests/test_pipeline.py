@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minprune as mp
-from minprune import int8, pipeline, recipe
-from minprune.prune import get_masks, is_pruned
+from minprune.masked import get_masks, is_pruned
+from minprune.pipeline import recipe
+from minprune.pipeline import runner as pipeline
+from minprune.quantization import int8
 
 
 @pytest.fixture(scope="module")

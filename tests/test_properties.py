@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import minprune as mp
-from minprune import huffman
-from minprune.masks import n_pruned
+from minprune.quantization import huffman
 from minprune.train import make_optimizer
+from minprune.unstructured.masks import n_pruned
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -214,8 +214,8 @@ def test_quantized_model_weights_are_within_half_a_step(seed, hidden, bits, per_
 def test_quantize_dequantize_error_at_most_half_a_step_at_any_scale(seed, shape, bits, symmetric, spread):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * spread
     scale, zero_point = mp.quant_params(x, bits, symmetric=symmetric)
-    q = mp.quantize.quantize(x, scale, zero_point, bits, symmetric=symmetric)
-    lo, hi = mp.quantize.qrange(bits, symmetric)
+    q = mp.quantization.uniform.quantize(x, scale, zero_point, bits, symmetric=symmetric)
+    lo, hi = mp.quantization.uniform.qrange(bits, symmetric)
     assert int(q.min()) >= lo and int(q.max()) <= hi
     x_hat = mp.dequantize(q, scale, zero_point)
     assert bool(((x_hat - x).abs() <= scale / 2 * (1 + 1e-5) + 1e-7).all())

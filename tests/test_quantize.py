@@ -1,4 +1,4 @@
-"""Tests for minprune/quantize.py: affine quantization, fake quantization (oracle: torch), QAT layer swap."""
+"""Tests for minprune/quantization/uniform.py: affine and fake quantization (oracle: torch), QAT layer swap."""
 
 import copy
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minprune import quantize as Q
+from minprune.quantization import uniform as Q
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

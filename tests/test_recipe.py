@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprune import recipe
 from minprune.assets import shipped_recipes
-from minprune.recipe import RecipeError
+from minprune.pipeline import recipe
+from minprune.pipeline.recipe import RecipeError
 
 RECIPES = sorted(shipped_recipes().values())
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprune import schedules
-from minprune.schedules import cubic, exponential, linear, make_schedule, one_shot
+from minprune.dynamic import schedules
+from minprune.dynamic.schedules import cubic, exponential, linear, make_schedule, one_shot
 
 SHAPES = ["cubic", "linear", "exponential"]
 

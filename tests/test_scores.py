@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import minprune as mp
-from minprune import scores as S
-from minprune.prune import apply_masks, get_masks, prune
+from minprune.masked import apply_masks, get_masks
+from minprune.unstructured import scores as S
+from minprune.unstructured.prune import prune
 
 
 def model_and_data():
@@ -52,7 +53,7 @@ def test_scores_shape_and_model_untouched(kind):
     before = snapshot(model)
     scores = ALL[kind](model, data)
     assert same(snapshot(model), before)
-    assert list(scores) == mp.masks.prunable_names(model)
+    assert list(scores) == mp.unstructured.masks.prunable_names(model)
     params = mp.measure.effective_parameters(model)
     for name, s in scores.items():
         assert s.shape == params[name].shape and s.is_floating_point() and torch.isfinite(s).all()
@@ -124,7 +125,7 @@ def test_synflow_masks_reach_target_without_layer_collapse():
     before = snapshot(model)
     masks = S.synflow_masks(model, 0.95, rounds=5)
     assert same(snapshot(model), before) and not get_masks(model)
-    assert abs(mp.masks.masks_sparsity(masks) - 0.95) < 1e-4
+    assert abs(mp.unstructured.masks.masks_sparsity(masks) - 0.95) < 1e-4
     assert all(m.sum() > 0 for m in masks.values())  # no layer emptied
     apply_masks(model, masks)
     assert abs(mp.sparsity(model) - 0.95) < 0.01

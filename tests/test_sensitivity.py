@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import minprune as mp
-from minprune import sensitivity as SE
+from minprune.unstructured import sensitivity as SE
 
 
 def test_scan_leaves_model_untouched_and_is_monotone_at_extremes():
@@ -16,7 +16,7 @@ def test_scan_leaves_model_untouched_and_is_monotone_at_extremes():
     result = SE.sensitivity_scan(model, loader, [0.0, 0.5, 0.99])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not mp.get_masks(model)
-    assert list(result.acc) == mp.masks.prunable_names(model)
+    assert list(result.acc) == mp.unstructured.masks.prunable_names(model)
     for accs in result.acc.values():
         assert len(accs) == 3
         assert accs[0] == pytest.approx(result.dense_acc)  # sparsity 0 changes nothing

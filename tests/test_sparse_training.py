@@ -10,9 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune.masks import n_pruned
-from minprune.prune import apply_masks
-from minprune.sparse_training import (
+from minprune.dynamic.sparse_training import (
     DynamicSparseTrainer,
     SparseConfig,
     cosine_drop_fraction,
@@ -21,6 +19,8 @@ from minprune.sparse_training import (
     layer_sparsities,
     random_mask,
 )
+from minprune.masked import apply_masks
+from minprune.unstructured.masks import n_pruned
 
 
 def _toy(n=128, seed=0):

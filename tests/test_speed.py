@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import minprune as mp
-from minprune.speed import CSRLinear
+from minprune.structured.speed import CSRLinear
 
 
 def test_csr_model_matches_masked_dense_model():

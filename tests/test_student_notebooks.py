@@ -1,11 +1,11 @@
-"""Student notebooks, generated from every committed solution notebook with `minprune.course`.
+"""Student notebooks, generated from every committed solution notebook with `minprune.course.student`.
 
 For every `notebooks/NN_*.ipynb` with exercises: the student version parses, shows no solution and no output,
 every cell before its first exercise runs cleanly, and that exercise's check cell fails on the placeholder
 (`CheckFailed` or `NotImplementedError`). The committed solution notebook passed the same checks (its check cells
 printed a verdict and no error). Each notebook runs in its own kernel, only up to its first check cell, from
 `notebooks/`, in FAST mode, with the shared cache of trained baselines that the notebooks (and nbval) use.
-See minprune/course.py and ../shared/STYLE.md section 7.
+See minprune/course/student.py and ../shared/STYLE.md section 7.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minprune import course
+from minprune.course import student as course
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

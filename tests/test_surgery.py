@@ -11,10 +11,10 @@ from torch import nn
 
 import minprune as mp
 from minprune.checkpoint import load_model, save_model
-from minprune.dependency import trace_groups
-from minprune.group_scores import bn_scale_scores, norm_scores
 from minprune.models import BasicBlock
-from minprune.surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels
+from minprune.structured.dependency import trace_groups
+from minprune.structured.surgery import channel_masks, prune_channels, remove_channels, score_groups, select_channels
+from minprune.structured.unit_scores import bn_scale_scores, norm_scores
 
 
 def randomise_bn(model):

@@ -6,8 +6,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import minprune as mp  # noqa: E402
-from minprune import plots  # noqa: E402
-from minprune.check import CheckFailed, same_as  # noqa: E402
+from minprune.course import plots  # noqa: E402
+from minprune.course.check import CheckFailed, same_as  # noqa: E402
 
 
 def test_table_formats():
@@ -57,7 +57,7 @@ def test_plots_return_figures():
 
 
 def test_same_on_reports_the_failing_case(capsys):
-    from minprune.check import same_on
+    from minprune.course.check import same_on
 
     assert same_on(abs, lambda x: x if x >= 0 else -x, [(1,), (-2,), (0,)])
     assert "on 3 cases" in capsys.readouterr().out

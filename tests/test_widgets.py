@@ -7,7 +7,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import minprune as mp  # noqa: E402
-from minprune import widgets  # noqa: E402
+from minprune.course import widgets  # noqa: E402
 
 
 def _random_loader():

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import minprune as mp
-from minprune import distill, zoo
+from minprune import zoo
 from minprune.__main__ import main
 from minprune.assets import baselines_dir
+from minprune.distillation import distill
 
 
 def test_pretrained_trains_once_then_loads(monkeypatch):

@@ -51,7 +51,7 @@ import minprune as mp
 
 device, epochs = mp.device(), int(os.environ["GPU_CHECK_EPOCHS"])
 print(f"mp.device() = {device}")
-config = mp.recipe.from_dict({
+config = mp.pipeline.recipe.from_dict({
     "name": "gpu-smoke",
     "base": {"arch": "lenet5", "source": "train", "epochs": epochs},
     "prune": {"method": "weight", "sparsity": 0.8, "score": "taylor"},

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from minprune import distill, zoo
+from minprune import zoo
 from minprune.assets import baselines_dir
 from minprune.checkpoint import read_checkpoint, save_model, tensors_sha256
+from minprune.distillation import distill
 
 REFERENCE_CAPABILITY, REFERENCE_THREADS = "AVX2", 2
 TEACHER = {"arch": "lenet5", "dataset": "mnist-small", "epochs": 15, "max_shift": 2, "seed": 0}

@@ -2,7 +2,7 @@
 
 Usage: python tools/py2nb.py SCRIPT.py notebooks/NN_name.ipynb
 A cell whose first line is `# %% tags=["parameters"]` gets the papermill `parameters` tag.
-Every notebook also gets the Colab header (minprune/colab.py): the badge at the end of its first markdown cell,
+Every notebook also gets the Colab header (minprune/course/colab.py): the badge at the end of its first markdown cell,
 and the Colab setup cell right after it.
 Then execute it in place (outputs committed):  make notebook NB=notebooks/NN_name.ipynb
 """
@@ -12,7 +12,7 @@ import sys
 
 import nbformat
 
-from minprune import colab
+from minprune.course import colab
 
 
 def cells_from_script(text: str):

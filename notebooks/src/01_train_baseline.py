@@ -59,7 +59,7 @@ def my_count_params(model):
 # %%
 # NBVAL_CHECK_OUTPUT
 tiny = torch.nn.Linear(3, 2)  # 3*2 weights + 2 biases = 8, checkable by eye
-mp.check.same_on(my_count_params, mp.count_params, [(tiny,), (mlp,), (cnn,)])
+mp.course.check.same_on(my_count_params, mp.count_params, [(tiny,), (mlp,), (cnn,)])
 print(f"LeNet-300-100: {mp.count_params(mlp):,} parameters, LeNet-5: {mp.count_params(cnn):,}")
 
 # %% [markdown]
@@ -102,7 +102,7 @@ def library_conv_macs(conv, H, W):
 cases = [(torch.nn.Conv2d(1, 1, 3), 4, 4),  # 2x2 outputs, 9 MACs each: 36
          (cnn.features[0], 28, 28), (cnn.features[3], 14, 14),
          (torch.nn.Conv2d(3, 8, 5, stride=2, padding=1), 32, 32)]
-mp.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the output size formula, and count C_in")
+mp.course.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the output size formula, and count C_in")
 
 # %% [markdown]
 # **Question 1.3 (5 min).** LeNet-5 has 4x fewer parameters than LeNet-300-100 but more MACs. Which of the two
@@ -130,8 +130,8 @@ for name, lr in (("sgd", 0.05), ("adam", 1e-3)):
     print(f"{name:5s} lr={lr}: validation accuracy per epoch {[round(a, 1) for a in histories[name].val_acc]}")
 
 # %%
-fig = mp.plots.plot_history(histories["sgd"], label="sgd")
-fig = mp.plots.plot_history(histories["adam"], label="adam", axes=fig.axes)
+fig = mp.course.plots.plot_history(histories["sgd"], label="sgd")
+fig = mp.course.plots.plot_history(histories["adam"], label="adam", axes=fig.axes)
 
 # %% [markdown]
 # ## The baselines every later notebook starts from
@@ -150,8 +150,8 @@ for arch, model in baselines.items():
     print(f"{arch}: recipe {model.baseline_meta['recipe']}")
 
 # %%
-fig = mp.plots.plot_history(mp.History(**baselines["lenet300"].baseline_meta["history"]), label="LeNet-300-100")
-fig = mp.plots.plot_history(mp.History(**baselines["lenet5"].baseline_meta["history"]), label="LeNet-5",
+fig = mp.course.plots.plot_history(mp.History(**baselines["lenet300"].baseline_meta["history"]), label="LeNet-300-100")
+fig = mp.course.plots.plot_history(mp.History(**baselines["lenet5"].baseline_meta["history"]), label="LeNet-5",
                             axes=fig.axes)
 
 # %% [markdown]
@@ -182,7 +182,7 @@ print("baseline accuracies in the expected range:", {k: round(v, 1) for k, v in 
 # intuition behind magnitude pruning, which notebook 02 turns into *importance scores*.
 
 # %%
-fig = mp.plots.plot_weight_histograms(baselines["lenet300"])
+fig = mp.course.plots.plot_weight_histograms(baselines["lenet300"])
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -208,9 +208,9 @@ print("reloaded model identical:", same, meta)
 
 # %% [markdown]
 # ## What the library gave you
-# * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.check.same_as`
+# * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.course.check.same_as`
 # * `mp.fit(model, loader, epochs=, lr=, optimizer=, val_loader=)` → `History`; `mp.evaluate`; `mp.device()`
 # * `mp.pretrained(arch)`: the shipped baselines; `mp.compare(models, loader)`: the measurement table
-# * `mp.plots.plot_history`, `mp.plots.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
+# * `mp.course.plots.plot_history`, `mp.course.plots.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
 #
 # Next: **02_importance_scores**: which of these weights matter?

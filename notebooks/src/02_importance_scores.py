@@ -74,18 +74,18 @@ tiny = torch.nn.Sequential(torch.nn.Linear(3, 2))
 with torch.no_grad():
     tiny[0].weight.copy_(torch.tensor([[0.5, -2.0, 0.0], [-1.0, 0.25, 3.0]]))  # L1: [[0.5, 2, 0], [1, 0.25, 3]]
 cases = [(tiny, 1), (tiny, 2), (model, 1), (model, 2)]
-mp.check.same_on(my_magnitude_scores, mp.magnitude_scores, cases, hint="one entry per name in mp.prunable_names")
+mp.course.check.same_on(my_magnitude_scores, mp.magnitude_scores, cases, hint="one entry per name in mp.prunable_names")
 
 # %% [markdown]
 # From here on we use the library version. Its weight histograms show a peak around zero: many weights are
 # tiny, which is why magnitude pruning can remove so many of them.
 
 # %%
-fig = mp.plots.plot_weight_histograms(model)
+fig = mp.course.plots.plot_weight_histograms(model)
 
 # %%
 magnitude = mp.magnitude_scores(model)
-fig = mp.plots.plot_score_histograms(magnitude)
+fig = mp.course.plots.plot_score_histograms(magnitude)
 
 # %% [markdown]
 # ## 3. Scores that use data
@@ -140,7 +140,7 @@ pair = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False))
 with torch.no_grad():
     pair[0].weight.copy_(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
 x_hand, y_hand = torch.tensor([[1.0, 0.0]]), torch.tensor([0])  # dL/dW = [[-0.5, 0], [0.5, 0]]
-mp.check.same_on(my_taylor_scores, library_taylor_scores, [(pair, x_hand, y_hand), (model, x, y)],
+mp.course.check.same_on(my_taylor_scores, library_taylor_scores, [(pair, x_hand, y_hand), (model, x, y)],
                  atol=1e-9, rtol=1e-4, hint="the loss is the batch mean; multiply each gradient by its weight")
 
 # %%
@@ -154,7 +154,7 @@ all_scores = {
     "GraSP": mp.grasp_scores(model, train_loader, batches=BATCHES),
     "SynFlow": mp.synflow_scores(model),
 }
-fig = mp.plots.plot_score_histograms(all_scores["Taylor"])
+fig = mp.course.plots.plot_score_histograms(all_scores["Taylor"])
 
 # %% [markdown]
 # Taylor scores span many decades: a few weights matter a lot, most hardly at all.
@@ -259,4 +259,4 @@ assert results["L1"] > results["random"] + 20, results
 #   `mp.grasp_scores`, `mp.synflow_scores`: `{name: scores}` without changing the model
 # - `mp.synflow_masks(model, sparsity, rounds)`: iterative SynFlow
 # - `mp.topk_mask`, `mp.make_masks`, `mp.prune`, `mp.copy_model` (used here, explained in 03)
-# - `mp.plots.plot_score_histograms`; `mp.check.same_on` for your own versions
+# - `mp.course.plots.plot_score_histograms`; `mp.course.check.same_on` for your own versions

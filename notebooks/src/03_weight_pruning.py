@@ -67,7 +67,7 @@ cases = [(W.abs(), 0.5),  # 8 of 16 go: every |w| <= 0.2, and one of the two 0.3
          (torch.tensor([0.3, 0.1, 0.1, 0.1, 0.5]), 0.4),  # 2 go: the first two 0.1s
          (torch.tensor([0.4, 0.3, 0.2, 0.1]), 0.625),  # 0.625 * 4 = 2.5 rounds to 2
          (torch.rand(3, 3), 0.0), (torch.rand(6, 7), 0.3), (mp.magnitude_scores(model)["layers.5.weight"], 0.9)]
-mp.check.same_on(my_topk_mask, mp.topk_mask, cases, hint="remove the lowest scores first, ties by index")
+mp.course.check.same_on(my_topk_mask, mp.topk_mask, cases, hint="remove the lowest scores first, ties by index")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -89,7 +89,7 @@ print("torch sees it as pruned:", torch.nn.utils.prune.is_pruned(pruned))
 print("layer sparsity:", {n: round(s, 3) for n, s in mp.layer_sparsity(pruned).items()})
 
 # %%
-fig = mp.plots.show_masks(masks)
+fig = mp.course.plots.show_masks(masks)
 
 # %% [markdown]
 # The first layer's mask shows columns: input pixels at the border of MNIST digits are always black, so their
@@ -126,7 +126,7 @@ magnitude = mp.magnitude_scores(model)
 hand = {"a": torch.tensor([0.5, 0.25, 0.75]), "b": torch.tensor([[0.0, 1.0], [0.25, 0.5]])}
 cases = [(hand, 0.25),  # keeps a: [T, F, T], b: [[F, T], [F, T]]: a score equal to the threshold is pruned
          (hand, 1.0), (magnitude, 0.05)]
-mp.check.same_on(my_threshold_masks, library_threshold_masks, cases, hint="strictly above: '>' not '>='")
+mp.course.check.same_on(my_threshold_masks, library_threshold_masks, cases, hint="strictly above: '>' not '>='")
 
 # %%
 rows = []
@@ -175,7 +175,7 @@ hand = {"a": torch.tensor([0.1, 0.5]), "b": torch.tensor([[0.2, 0.9], [0.3, 0.05
 cases = [(hand, 0.5),  # 3 of 6 go: 0.05, 0.1, 0.2, so a keeps [F, T] and b keeps [[F, T], [T, F]]
          ({"a": torch.ones(3), "b": torch.ones(2)}, 0.4),  # all tied: the first two entries of a go
          ({"conv": torch.rand(4, 2, 3, 3), "fc": torch.rand(10, 5)}, 0.7), (magnitude, 0.9)]
-mp.check.same_on(my_global_masks, library_global_masks, cases, hint="one ranking over all entries, then split it")
+mp.course.check.same_on(my_global_masks, library_global_masks, cases, hint="one ranking over all entries, then split it")
 
 # %%
 curves = {"local magnitude": [], "global magnitude": [], "shuffled global masks": [], "random": []}
@@ -188,7 +188,7 @@ for sparsity in GRID:
                          ("random", masks_random)]:
         acc = mp.accuracy(mp.apply_masks(mp.copy_model(model), masks), test_loader)
         curves[label].append((sparsity, acc))
-fig = mp.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
+fig = mp.course.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
 
 # %%
 mp.Table([{"method": label, **{f"{s:g}": a for s, a in points}} for label, points in curves.items()],
@@ -211,7 +211,7 @@ assert by_sparsity["global magnitude"][0.9] > by_sparsity["shuffled global masks
 # sparsity does local pruning fall behind global pruning, and which layer does global pruning hit hardest?
 
 # %%
-explorer = mp.widgets.sparsity_explorer(model, test_loader, score_loader=val_loader, sparsity=0.9)
+explorer = mp.course.widgets.sparsity_explorer(model, test_loader, score_loader=val_loader, sparsity=0.9)
 
 # %% [markdown]
 # ## 5. Sensitivity analysis: which layer can take it?
@@ -220,7 +220,7 @@ explorer = mp.widgets.sparsity_explorer(model, test_loader, score_loader=val_loa
 
 # %%
 result = mp.sensitivity_scan(model, val_loader, SCAN_GRID)
-fig = mp.plots.plot_sensitivity(result)
+fig = mp.course.plots.plot_sensitivity(result)
 
 # %%
 result.to_table()
@@ -247,4 +247,4 @@ print(f"sensitivity-guided: {100 * mp.masks_sparsity(masks):.1f}% sparse, "
 # - `mp.apply_masks`, `mp.prune`, `mp.get_masks`, `mp.make_permanent`, `mp.copy_model`
 # - `mp.shuffle_masks`, `mp.masks_sparsity`
 # - `mp.sensitivity_scan`, `mp.layer_sparsities`
-# - `mp.plots.show_masks`, `mp.plots.plot_accuracy_vs_sparsity`, `mp.plots.plot_sensitivity`
+# - `mp.course.plots.show_masks`, `mp.course.plots.plot_accuracy_vs_sparsity`, `mp.course.plots.plot_sensitivity`

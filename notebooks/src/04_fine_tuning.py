@@ -51,7 +51,7 @@ history = mp.fine_tune(one_shot, splits, ROUNDS * EPOCHS_PER_ROUND, lr=LR)
 acc_tuned = mp.accuracy(one_shot, test_loader)
 print(f"{100 * target:.0f}% sparse: {acc_pruned:.1f}% right after pruning -> {acc_tuned:.1f}% after "
       f"{ROUNDS * EPOCHS_PER_ROUND} epochs of fine-tuning (dense {dense_acc:.1f}%)")
-fig = mp.plots.plot_history(history, label="one-shot")
+fig = mp.course.plots.plot_history(history, label="one-shot")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -90,7 +90,7 @@ def my_iterative_sparsities(final, rounds):
 cases = [(0.75, 2),  # keep 1/2 per round: [0.5, 0.75]
          (0.875, 3),  # keep 1/2 per round: [0.5, 0.75, 0.875]
          (0.9, 1), (0.98, 5), (0.99, 3)]
-mp.check.same_on(my_iterative_sparsities, mp.iterative_sparsities, cases, hint="the kept fractions multiply")
+mp.course.check.same_on(my_iterative_sparsities, mp.iterative_sparsities, cases, hint="the kept fractions multiply")
 
 # %% [markdown]
 # From here on the library's schedule: the rounds for our target, with the same training budget as one-shot.
@@ -121,7 +121,7 @@ for sparsity in TARGETS:
     m = mp.copy_model(dense)
     rows = mp.iterative_prune(m, mp.magnitude_scores, mp.iterative_sparsities(sparsity, ROUNDS), splits, config)
     curves["iterative"].append((sparsity, rows[-1]["acc"]))
-fig = mp.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
+fig = mp.course.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
 mp.Table([{"method": k, **{f"{s:g}": a for s, a in v}} for k, v in curves.items()], title="test accuracy (%)")
 
 # %% [markdown]
@@ -167,7 +167,7 @@ x_hand = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.2]])  # logits [2, 0, 1],
 y_hand = torch.tensor([0, 1, 2])  # right, right, wrong: 66.67%
 train_eval = splits.loader("train", 500, shuffle=False)
 cases = [(three, [(x_hand, y_hand)]), (dense, test_loader), (one_shot, test_loader), (dense, train_eval)]
-mp.check.same_on(my_accuracy, mp.accuracy, cases, hint="count the correct predictions over all batches")
+mp.course.check.same_on(my_accuracy, mp.accuracy, cases, hint="count the correct predictions over all batches")
 
 # %%
 rows = []
@@ -209,7 +209,7 @@ print("same accuracy:", mp.accuracy(loaded, test_loader) == mp.accuracy(one_shot
 # ### Exercise 4.3 (10 min): the bytes of the bitmask format
 # The bitmask format stores one bit per entry (1 = nonzero), packed 8 to a byte (the last byte padded), then the
 # nonzero values, `W.element_size()` bytes each (4 for float32). Write `my_bitmask_bytes(W)`: the bytes of the
-# bits and the values (leave out the small header that `mp.sparse_storage.encode` writes before every format).
+# bits and the values (leave out the small header that `mp.quantization.sparse_storage.encode` writes before every format).
 
 # %%
 # Exercise 4.3 (10 min): bytes of the bitmask encoding of a tensor, header excluded
@@ -224,14 +224,14 @@ def my_bitmask_bytes(W):
 # %%
 # NBVAL_CHECK_OUTPUT
 def library_bitmask_bytes(W):
-    header = len(mp.sparse_storage.encode(W, "dense")) - W.numel() * W.element_size()  # the same in every format
-    return len(mp.sparse_storage.encode(W, "bitmask")) - header
+    header = len(mp.quantization.sparse_storage.encode(W, "dense")) - W.numel() * W.element_size()  # the same in every format
+    return len(mp.quantization.sparse_storage.encode(W, "bitmask")) - header
 
 
 cases = [(torch.tensor([[0.0, 1.5, 0.0, 0.0], [0.0, 0.0, 0.0, -2.0]]),),  # 8 bits = 1 byte, 2 values = 8 bytes
          (torch.eye(3),),  # 9 bits = 2 bytes, 3 values = 12 bytes
          (torch.randn(5, 7).half(),), (mp.measure.effective_parameters(one_shot)["layers.1.weight"].detach(),)]
-mp.check.same_on(my_bitmask_bytes, library_bitmask_bytes, cases, hint="round the bits up to whole bytes")
+mp.course.check.same_on(my_bitmask_bytes, library_bitmask_bytes, cases, hint="round the bits up to whole bytes")
 
 # %% [markdown]
 # **Question 4.4 (5 min).** From your formula: above which sparsity does the bitmask format take fewer bytes than
@@ -265,4 +265,4 @@ assert total_half["csr"] > 0.7 * total_half["dense"]  # at 50% the index overhea
 # - `mp.fine_tune(model, splits, epochs)`, `mp.iterative_prune(model, score_fn, sparsities, splits, config)`,
 #   `mp.iterative_sparsities(final, rounds)`, `mp.IterativeConfig`
 # - `mp.save_model` / `mp.load_model` and `mp.load_masked_state_dict` for masked models
-# - `mp.storage_table`, `mp.sparse_storage.encode` / `decode`
+# - `mp.storage_table`, `mp.quantization.sparse_storage.encode` / `decode`

@@ -84,7 +84,7 @@ g = torch.Generator().manual_seed(0)
 cases = [(torch.tensor([0.3, 0.1, 0.4, 0.2]), 0.5),  # keeps neurons 0 and 2
          (torch.tensor([5.0, 1.0, 3.0]), 0.3),  # round(0.9) = 1 removed: keeps 0 and 2
          (scores["layers.1.weight"], 0.75), (torch.rand(100, generator=g), 0.37)]
-mp.check.same_on(my_kept_neurons, library_kept_neurons, cases, hint="lowest scores go; return indices sorted")
+mp.course.check.same_on(my_kept_neurons, library_kept_neurons, cases, hint="lowest scores go; return indices sorted")
 
 # %% [markdown]
 # ## Remove neurons of LeNet-300-100
@@ -132,7 +132,7 @@ cases = [(W1, b1, W2, torch.tensor([0, 2])),  # rows 0 and 2 of W1, columns 0 an
          (fc1.weight.detach(), fc1.bias.detach(), fc2.weight.detach(), torch.arange(0, 300, 2)),
          (torch.randn(8, 5, generator=g), torch.randn(8, generator=g), torch.randn(4, 8, generator=g),
           torch.tensor([1, 4, 7]))]
-mp.check.same_on(my_remove_neurons, library_remove_neurons, cases, hint="the next layer loses columns, not rows")
+mp.course.check.same_on(my_remove_neurons, library_remove_neurons, cases, hint="the next layer loses columns, not rows")
 
 # %% [markdown]
 # How much accuracy does neuron pruning cost *before* any fine-tuning? Compare L1 scores with random scores
@@ -181,7 +181,7 @@ def my_filter_l1(W):
 W = cnn.features[3].weight.detach()  # (16, 6, 5, 5)
 cases = [(torch.tensor([[[[1.0, -2.0]]], [[[0.5, 0.5]]]]),),  # two 1x1x2 filters: scores 3 and 1
          (W,), (torch.randn(8, 3, 3, 3, generator=g),), (torch.randn(5, 7, generator=g),)]
-mp.check.same_on(my_filter_l1, mp.unit_norms, cases, atol=1e-4, hint="sum |W[i]| over every axis but the first")
+mp.course.check.same_on(my_filter_l1, mp.unit_norms, cases, atol=1e-4, hint="sum |W[i]| over every axis but the first")
 
 # %% [markdown]
 # Removing filter `i` of `features.3` removes output channel `i`, so the next layer loses an input. Here the next

@@ -97,7 +97,7 @@ g = torch.Generator().manual_seed(0)
 cases = [(torch.tensor([0, 2]), 3),  # channels 0 and 2 of 3 features each: 0 1 2 6 7 8
          (torch.tensor([1]), 4), (torch.arange(0, 16, 2), 25),
          (torch.randperm(64, generator=g)[:20].sort().values, 9)]
-mp.check.same_on(my_flatten_index, library_flatten_index, cases, hint="channel c owns c*hw ... c*hw + hw - 1")
+mp.course.check.same_on(my_flatten_index, library_flatten_index, cases, hint="channel c owns c*hw ... c*hw + hw - 1")
 
 # %% [markdown]
 # ## Channels in the VGG-style network
@@ -129,7 +129,7 @@ mp.compare(results, test_loader, timing=False)
 # go with L1 scores before accuracy collapses? Does `global` keep the early or the late layers wider?
 
 # %%
-explorer = mp.widgets.channel_explorer(vgg, test_loader, sparsity=0.5)
+explorer = mp.course.widgets.channel_explorer(vgg, test_loader, sparsity=0.5)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -206,14 +206,14 @@ def my_nm_mask(scores, n, m):
 cases = [(torch.tensor([[1.0, 4.0, 2.0, 3.0, 8.0, 5.0, 7.0, 6.0]]), 2, 4),  # keep 4, 3 | 8, 7
          (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), 1, 2),
          (torch.rand(6, 16, generator=g), 2, 4), (torch.rand(5, 24, generator=g), 1, 8)]
-mp.check.same_on(my_nm_mask, mp.nm_mask, cases, hint="group each row into blocks of m, keep the n largest per block")
+mp.course.check.same_on(my_nm_mask, mp.nm_mask, cases, hint="group each row into blocks of m, keep the n largest per block")
 
 # %%
 nm = mp.copy_model(vgg)
 masks = mp.nm_masks(mp.magnitude_scores(nm), 2, 4)
 mp.apply_masks(nm, masks)
 print("accuracy 2:4, no fine-tuning:", mp.evaluate(nm, test_loader)["acc"], "dense:", mp.evaluate(vgg, test_loader)["acc"])
-print("GPU 2:4 kernels available here:", mp.nm_sparsity.semi_structured_supported())
+print("GPU 2:4 kernels available here:", mp.structured.nm_sparsity.semi_structured_supported())
 mp.Table([mp.nm_report(nm, masks, 2, 4)])
 
 # %% [markdown]
@@ -288,4 +288,4 @@ _ = plt.title("SmallVGG: latency vs MACs")
 # - `mp.droppable`, `mp.block_scores`, `mp.prune_blocks`: depth pruning;
 # - `mp.nm_masks`, `mp.nm_report`: N:M masks and their storage and MAC figures;
 # - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing;
-# - `mp.widgets.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.
+# - `mp.course.widgets.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.

@@ -28,9 +28,10 @@ import math
 import torch
 
 import minprune as mp
-from minprune.masks import masks_sparsity
-from minprune.prune import copy_model, get_masks, prune
-from minprune.scores import magnitude_scores
+from minprune.masked import copy_model, get_masks
+from minprune.unstructured.masks import masks_sparsity
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 torch.set_num_threads(1)  # small models: one thread is fastest and keeps runs repeatable
 mp.seed_everything(0)
@@ -59,14 +60,14 @@ for step in [0, 100, 150, 300, 500, 900]:
     print(f"step {step:3d}: " + "  ".join(f"{s} {schedules[s](step):.3f}" for s in shapes))
 
 # %%
-fig = mp.plots_dynamic.plot_schedules(schedules, 600)
+fig = mp.course.plots_dynamic.plot_schedules(schedules, 600)
 
 # %% [markdown]
 # ### Exercise 7.1 (10 min): build the cubic schedule yourself
 # Write `my_cubic(step, final, initial, start, end, interval)`: hold `initial` up to `start`, `final` from
 # `end` on, and in between use the formula with $t$ rounded *down* to the last update step
 # $t_0 + k\,\Delta t$ (the sparsity only changes when the pruner acts), so that $n\,\Delta t$ = `end - start`.
-# The check cell compares it with `mp.schedules.cubic`.
+# The check cell compares it with `mp.dynamic.schedules.cubic`.
 
 # %%
 # BUILD IT YOURSELF
@@ -87,7 +88,7 @@ def my_cubic(step, final, initial=0.0, start=0, end=1000, interval=1):
 # %%
 # NBVAL_CHECK_OUTPUT
 def library_cubic(step, final, initial, start, end, interval):
-    return mp.schedules.cubic(step, final, initial=initial, start=start, end=end, interval=interval)
+    return mp.dynamic.schedules.cubic(step, final, initial=initial, start=start, end=end, interval=interval)
 
 
 cases = [(0, 0.9, 0.0, 0, 100, 1), (50, 0.9, 0.0, 0, 100, 1),  # half-way: 0.9 - 0.9 * 0.5**3 = 0.7875
@@ -97,7 +98,7 @@ for _ in range(20):
     start, length, interval = torch.randint(0, 200, (3,), generator=g).tolist()
     end, step = start + length + 1, int(torch.randint(0, 500, (1,), generator=g))
     cases.append((step, 0.95, 0.2, start, end, interval + 1))
-mp.check.same_on(my_cubic, library_cubic, cases, hint="round t down to start + k * interval before the formula")
+mp.course.check.same_on(my_cubic, library_cubic, cases, hint="round t down to start + k * interval before the formula")
 
 # %% [markdown]
 # ## 2. Gradual pruning as a training callback
@@ -130,12 +131,12 @@ print(f"gradual: {mp.accuracy(gradual, test_loader):.1f}% test accuracy, "
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-mp.plots_dynamic.plot_layer_sparsity(pruner.history, ax=axes[0], title="gradual: sparsity per layer")
-mp.plots_dynamic.plot_regrowth(pruner.history, ax=axes[1], title="gradual: weights pruned per update")
+mp.course.plots_dynamic.plot_layer_sparsity(pruner.history, ax=axes[0], title="gradual: sparsity per layer")
+mp.course.plots_dynamic.plot_regrowth(pruner.history, ax=axes[1], title="gradual: weights pruned per update")
 fig.tight_layout()
 
 # %%
-fig = mp.plots_dynamic.plot_mask_snapshots(pruner.snapshots, "layers.1.weight", max_images=4, rows=60)
+fig = mp.course.plots_dynamic.plot_mask_snapshots(pruner.snapshots, "layers.1.weight", max_images=4, rows=60)
 
 # %% [markdown]
 # Each image shows the first 60 neurons (rows) of the first layer over its 784 input pixels (columns, the 28x28
@@ -229,7 +230,7 @@ curves = {"one-shot + fine-tune": oneshot_history.val_acc, "gradual (cubic)": gr
           "lottery ticket": ticket_history.val_acc, "ticket, random reinit": control_history.val_acc,
           "RigL": rigl_history.val_acc}
 dense_acc = mp.accuracy(dense, val_loader)
-fig = mp.plots_dynamic.plot_accuracy_curves(curves, dense=dense_acc, title=f"LeNet-300-100 at {SPARSITY:.0%} sparsity")
+fig = mp.course.plots_dynamic.plot_accuracy_curves(curves, dense=dense_acc, title=f"LeNet-300-100 at {SPARSITY:.0%} sparsity")
 mp.Table([{"method": name, "test acc": mp.accuracy(m, test_loader), "sparsity": mp.sparsity(m)}
           for name, m in {"dense": dense, **results}.items()])
 
@@ -251,12 +252,12 @@ mp.Table([{"method": name, "test acc": mp.accuracy(m, test_loader), "sparsity": 
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-mp.plots_dynamic.plot_regrowth(rigl_trainer.updates, ax=axes[0], title="RigL: pruned and regrown per update")
-mp.plots_dynamic.plot_layer_sparsity(rigl_trainer.updates, ax=axes[1], title="RigL: sparsity per layer (constant)")
+mp.course.plots_dynamic.plot_regrowth(rigl_trainer.updates, ax=axes[0], title="RigL: pruned and regrown per update")
+mp.course.plots_dynamic.plot_layer_sparsity(rigl_trainer.updates, ax=axes[1], title="RigL: sparsity per layer (constant)")
 fig.tight_layout()
 
 # %%
-fig = mp.plots_dynamic.plot_mask_snapshots(rigl_trainer.snapshots, "layers.1.weight", max_images=4, rows=60)
+fig = mp.course.plots_dynamic.plot_mask_snapshots(rigl_trainer.snapshots, "layers.1.weight", max_images=4, rows=60)
 
 # %% [markdown]
 # The initial mask is random; RigL regrows where the gradient is large, that is on pixels that carry ink, and
@@ -295,7 +296,7 @@ def my_drop_and_grow(W, mask, grow_scores, fraction):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from minprune.sparse_training import drop_and_grow, erk_sparsities
+from minprune.dynamic.sparse_training import drop_and_grow, erk_sparsities
 
 
 def library_drop_and_grow(W, mask, grow_scores, fraction):
@@ -310,7 +311,7 @@ g = torch.Generator().manual_seed(0)
 for density, fraction in [(0.3, 0.3), (0.1, 0.5), (0.7, 1.0)]:  # the last one is capped by n_inactive
     mask = torch.rand(20, 30, generator=g) < density
     cases.append((torch.randn(20, 30, generator=g) * mask, mask, torch.rand(20, 30, generator=g), fraction))
-mp.check.same_on(my_drop_and_grow, library_drop_and_grow, cases,
+mp.course.check.same_on(my_drop_and_grow, library_drop_and_grow, cases,
                  hint="drop among the active weights only, grow among the positions inactive before the update")
 
 # %% [markdown]
@@ -348,13 +349,13 @@ cases = [({"a": (10, 10), "b": (10, 10)}, 0.5),  # two equal layers: 0.5 each
 for _ in range(5):
     dims = torch.randint(2, 300, (3, 2), generator=g).tolist()
     cases.append(({f"layer{i}": tuple(d) for i, d in enumerate(dims)}, float(torch.rand(1, generator=g)) * 0.98))
-mp.check.same_on(my_erk, erk_sparsities, cases, hint="repeat: cap the layers above density 1, recompute epsilon")
+mp.course.check.same_on(my_erk, erk_sparsities, cases, hint="repeat: cap the layers above density 1, recompute epsilon")
 print({n: round(s, 3) for n, s in erk_sparsities(lenet5_shapes, 0.9).items()})
 
 # %% [markdown]
 # ## 5. Input-dependent pruning: neuron gating
 # Static pruning removes the same weights for every input. A *gate* can instead decide per input which neurons
-# to compute. `mp.gating.GatedMLP` puts a small gate (784 → 16 → 300, and 300 → 16 → 100) in front of each
+# to compute. `mp.dynamic.gating.GatedMLP` puts a small gate (784 → 16 → 300, and 300 → 16 → 100) in front of each
 # hidden layer of a trained LeNet-300-100; the gate outputs 0 or 1 per neuron (straight-through gradients),
 # and the loss adds `penalty` times the fraction of open gates. At inference `sparse_forward` really skips the
 # closed neurons; `gated_macs` counts the multiply-accumulates spent per example, the gates' own cost included.
@@ -363,25 +364,25 @@ print({n: round(s, 3) for n, s in erk_sparsities(lenet5_shapes, 0.9).items()})
 base = mp.pretrained("lenet300", progress=False)
 x_test, y_test = data.sample(1000, "test")
 mp.seed_everything(0)
-gated = mp.gating.GatedMLP(base, rank=16)
-mp.fit(gated, train_loader, epochs=GATE_EPOCHS, loss_fn=mp.gating.gating_loss(1.0), progress=False)
+gated = mp.dynamic.gating.GatedMLP(base, rank=16)
+mp.fit(gated, train_loader, epochs=GATE_EPOCHS, loss_fn=mp.dynamic.gating.gating_loss(1.0), progress=False)
 gated.eval()
-macs = mp.gating.gated_macs(gated, x_test).float()
+macs = mp.dynamic.gating.gated_macs(gated, x_test).float()
 gated_acc = mp.accuracy(gated, test_loader)
-assert torch.allclose(mp.gating.sparse_forward(gated, x_test[:20]), gated(x_test[:20]), atol=1e-4)
+assert torch.allclose(mp.dynamic.gating.sparse_forward(gated, x_test[:20]), gated(x_test[:20]), atol=1e-4)
 print(f"gated: {gated_acc:.1f}% with {macs.mean():,.0f} MACs on average "
-      f"({macs.mean() / mp.gating.dense_macs(base):.0%} of dense; from {macs.min():,.0f} to {macs.max():,.0f})")
+      f"({macs.mean() / mp.dynamic.gating.dense_macs(base):.0%} of dense; from {macs.min():,.0f} to {macs.max():,.0f})")
 
 # %% [markdown]
 # The fair comparison is a *static* network with the same average cost: a narrower MLP keeping the neurons with
 # the largest weights, fine-tuned for the same number of epochs.
 
 # %%
-widths = mp.gating.matching_widths(base, float(macs.mean()))
-static = mp.gating.narrow_mlp(base, widths)
+widths = mp.dynamic.gating.matching_widths(base, float(macs.mean()))
+static = mp.dynamic.gating.narrow_mlp(base, widths)
 mp.fit(static, train_loader, epochs=GATE_EPOCHS, progress=False)
 mp.Table([
-    {"model": "dense LeNet-300-100", "MACs": mp.gating.dense_macs(base), "test acc": mp.accuracy(base, test_loader)},
+    {"model": "dense LeNet-300-100", "MACs": mp.dynamic.gating.dense_macs(base), "test acc": mp.accuracy(base, test_loader)},
     {"model": "neuron gating (avg)", "MACs": float(macs.mean()), "test acc": gated_acc},
     {"model": f"static, widths {widths}", "MACs": mp.count_macs(static), "test acc": mp.accuracy(static, test_loader)},
 ])
@@ -401,13 +402,13 @@ mp.Table([
 # ERK distribution of RigL help at extreme sparsity?
 #
 # ## What the library gave you
-# - `mp.make_schedule(shape, final, start=, end=, interval=)` and `mp.schedules.cubic / linear / exponential /
+# - `mp.make_schedule(shape, final, start=, end=, interval=)` and `mp.dynamic.schedules.cubic / linear / exponential /
 #   one_shot`;
 # - `mp.GradualPruner(model, schedule, scores=, scope=, structured=)`: a callback; `.history`, `.snapshots`,
 #   `.finish(model)` (physical compaction when structured);
 # - `mp.snapshot`, `mp.rewind`, `mp.RewindPoint(k)`, `mp.random_reinit`, `mp.find_ticket` (lottery tickets);
 # - `mp.SparseConfig` (RigL / SET; uniform, ERK or ER; `rescale_init`, `accumulate`), `mp.DynamicSparseTrainer`,
-#   `.updates`, `.snapshots`; `minprune.sparse_training.drop_and_grow` and `erk_sparsities` (Exercises 7.2, 7.3);
-# - `mp.gating.GatedMLP`, `gating_loss`, `sparse_forward`, `gated_macs`, `narrow_mlp`, `matching_widths`;
-# - `mp.plots_dynamic.plot_schedules / plot_layer_sparsity / plot_regrowth / plot_mask_snapshots /
+#   `.updates`, `.snapshots`; `minprune.dynamic.sparse_training.drop_and_grow` and `erk_sparsities` (Exercises 7.2, 7.3);
+# - `mp.dynamic.gating.GatedMLP`, `gating_loss`, `sparse_forward`, `gated_macs`, `narrow_mlp`, `matching_widths`;
+# - `mp.course.plots_dynamic.plot_schedules / plot_layer_sparsity / plot_regrowth / plot_mask_snapshots /
 #   plot_accuracy_curves`.

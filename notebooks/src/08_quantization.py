@@ -28,9 +28,10 @@ import matplotlib.pyplot as plt
 import torch
 
 import minprune as mp
-from minprune.int8_file import load_int8, save_int8
-from minprune.prune import copy_model, make_permanent, prune
-from minprune.scores import magnitude_scores
+from minprune.masked import copy_model, make_permanent
+from minprune.quantization.int8_file import load_int8, save_int8
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 mp.seed_everything(0)
 torch.set_num_threads(1)  # timings below: one thread for the float and the int8 model alike
@@ -91,7 +92,7 @@ cases = [(torch.tensor([-1.0, 0.0, 2.0]), 2),  # range 3 on 4 levels: scale 1, z
          (torch.tensor([0.5, 1.0, 3.0]), 8),  # all positive: lo = 0, zero point 0, scale 3/255
          (torch.zeros(4), 4),  # all zero: the smallest positive scale
          (torch.randn(100), 8), (torch.randn(50) * 3 - 2, 3)]
-mp.check.same_on(my_quant_params, mp.quant_params, cases, hint="lo = min(x, 0) and hi = max(x, 0): the range holds 0")
+mp.course.check.same_on(my_quant_params, mp.quant_params, cases, hint="lo = min(x, 0) and hi = max(x, 0): the range holds 0")
 
 # %% [markdown]
 # ### Exercise 8.2 (10 min): quantize, then dequantize
@@ -114,7 +115,7 @@ def my_fake_quantize(x, bits=8):
 # NBVAL_CHECK_OUTPUT
 cases = [(torch.tensor([-1.0, 0.0, 0.4, 2.0]), 2),  # grid -1, 0, 1, 2: 0.4 rounds to 0
          (torch.tensor([0.0, 0.3, 1.0]), 8), (torch.randn(50), 4), (torch.randn(200) * 5, 3)]
-mp.check.same_on(my_fake_quantize, mp.fake_quantize, cases, atol=1e-6, hint="round, add the zero point, clamp")
+mp.course.check.same_on(my_fake_quantize, mp.fake_quantize, cases, atol=1e-6, hint="round, add the zero point, clamp")
 
 # %% [markdown]
 # ### Exercise 8.3 (10 min): one scale per output channel
@@ -141,7 +142,7 @@ def library_channel_scales(W, bits):
 cases = [(torch.tensor([[1.0, -2.0], [0.5, 0.25]]), 2),  # qmax 1: scales 2 and 0.5
          (torch.tensor([[127.0, 0.0], [0.0, 0.0]]), 8),  # 1.0, and eps for the all-zero (pruned) row
          (torch.randn(6, 10), 8), (base.layers[1].weight.detach(), 4)]
-mp.check.same_on(my_channel_scales, library_channel_scales, cases, hint="the largest |weight| of each row")
+mp.course.check.same_on(my_channel_scales, library_channel_scales, cases, hint="the largest |weight| of each row")
 
 # %% [markdown]
 # ## 2. Bits against accuracy, per tensor against per channel
@@ -178,7 +179,7 @@ assert all(abs(a - float_acc) <= 0.5 for a in eight_bit), eight_bit  # 8 bits co
 # keeps the same parameters, so `mp.fit` trains it as usual. Here: 2-bit weights, where PTQ hurts most.
 
 # %%
-mp.show_source(mp.quantize.round_ste)
+mp.show_source(mp.quantization.uniform.round_ste)
 
 # %%
 qat = copy_model(base)
@@ -201,7 +202,7 @@ W = shared.layers[1].weight.detach()
 print(f"distinct values in layer 1 after 3-bit sharing: {len(torch.unique(W))}, "
       f"test accuracy {mp.accuracy(shared, test):.1f}%")
 plt.hist(base.layers[1].weight.detach().flatten(), bins=100, alpha=0.6, label="float weights")
-for c in mp.kmeans.shared_layers(shared)["layers.1"].centroids.detach():
+for c in mp.quantization.kmeans.shared_layers(shared)["layers.1"].centroids.detach():
     plt.axvline(float(c), color="tab:red", lw=0.8)
 plt.title("layer 1 weights and the 8 centroids")
 _ = plt.legend()
@@ -212,7 +213,7 @@ _ = plt.legend()
 # `X86InductorQuantizer`) is the maintained one, but on a CPU it only gets fast after `torch.compile`:
 # while writing this library we measured torchao's dynamic int8 LeNet-300-100 at about 200x *slower* than float
 # in eager mode, and an uncompiled pt2e model keeps float weights (its file was larger than the float one).
-# Compiling took about two minutes on 2 cores. So `minprune.int8` uses the older `torch.ao.quantization`
+# Compiling took about two minutes on 2 cores. So `minprune.quantization.int8` uses the older `torch.ao.quantization`
 # eager/FX API, which runs real int8 kernels without compiling. That API emits a
 # **DeprecationWarning**; we filter exactly that warning (by message) in the next cell, so that the output stays
 # readable, and say so here. The library itself does not filter it.
@@ -228,7 +229,7 @@ _ = plt.legend()
 # the speed figures above are from x86.
 #
 # **Real bytes.** `torch.save(model.state_dict())` of an int8 model wastes bytes (float64 scales and int64 zero
-# points per channel, one zip record per tensor). `mp.int8_file.save_int8` writes the int8 values, the scales
+# points per channel, one zip record per tensor). `mp.quantization.int8_file.save_int8` writes the int8 values, the scales
 # and the model's description, packed into one flat tensor per dtype; `load_int8` (weights_only=True) rebuilds
 # the same int8 model, with exactly the same outputs. The sizes below are those files.
 
@@ -315,8 +316,8 @@ mp.Table([{"tensor": k, "bytes": v} for k, v in info["by_tensor"].items()])
 # coding together give about 100x (bench/quantization.py reports the full-length run).
 #
 # ## What the library gave you
-# `mp.quant_params`, `mp.quantize.quantize` / `mp.dequantize`, `mp.fake_quantize`, `mp.quantize.round_ste`,
+# `mp.quant_params`, `mp.quantization.uniform.quantize` / `mp.dequantize`, `mp.fake_quantize`, `mp.quantization.uniform.round_ste`,
 # `mp.quantize_weights`, `mp.swap_fake_quant` / `mp.strip_fake_quant`, `mp.share_weights` /
-# `mp.unshare_weights`, `mp.kmeans.kmeans_1d`, `mp.huffman.encode` / `decode`, `mp.save_compressed` /
+# `mp.unshare_weights`, `mp.quantization.kmeans.kmeans_1d`, `mp.quantization.huffman.encode` / `decode`, `mp.save_compressed` /
 # `mp.load_compressed`, `mp.dynamic_int8`, `mp.static_int8` (`engine=`), `mp.prepare_qat_int8` /
-# `mp.convert_qat_int8`, `mp.int8_weights`, `minprune.int8_file.save_int8` / `load_int8`.
+# `mp.convert_qat_int8`, `mp.int8_weights`, `minprune.quantization.int8_file.save_int8` / `load_int8`.

@@ -80,7 +80,7 @@ cases = [(torch.tensor([3.0, 1.0]).log(), 1.0),  # logits [log 3, 0]: [0.75, 0.2
          (torch.tensor([3.0, 1.0]).log(), 2.0),  # [0.634, 0.366]
          (torch.zeros(4), 7.0),  # uniform at any temperature
          (torch.randn(5, 10, generator=g) * 5, 4.0), (logits, 10.0)]
-mp.check.same_on(my_soft_targets, mp.soft_targets, cases, atol=1e-6,
+mp.course.check.same_on(my_soft_targets, mp.soft_targets, cases, atol=1e-6,
                  hint="divide by T before the softmax, and normalise over the last dimension")
 
 # %%
@@ -140,7 +140,7 @@ def library_kd_loss(student_logits, teacher_logits, y, temperature, alpha):
     return mp.kd_loss(student_logits, teacher_logits, y, temperature=temperature, alpha=alpha)
 
 
-mp.check.same_on(my_kd_loss, library_kd_loss, cases, atol=1e-5,
+mp.course.check.same_on(my_kd_loss, library_kd_loss, cases, atol=1e-5,
                  hint="alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross entropy; batchmean, not mean")
 print("T=1, alpha=0 is cross entropy:",
       torch.allclose(mp.kd_loss(student_logits, teacher_logits, labels, temperature=1.0, alpha=0.0),
@@ -223,13 +223,13 @@ mlp_rows = mp.Table([
      "acc": mp.accuracy(mlp_taught, test_loader)},
 ])
 mlp_gain = mlp_rows.rows[2]["acc"] - mlp_rows.rows[1]["acc"]
-closed = mp.distill.gap_closed(teacher_acc, mlp_rows.rows[1]["acc"], mlp_rows.rows[2]["acc"])
+closed = mp.distillation.distill.gap_closed(teacher_acc, mlp_rows.rows[1]["acc"], mlp_rows.rows[2]["acc"])
 print(f"MLP student: distillation {mlp_gain:+.1f} points, {closed:.0f}% of the gap to the teacher closed "
       f"({MLP_EPOCHS} epochs, one seed)")
 mlp_rows
 
 # %% [markdown]
-# `mp.distill.gap_closed(teacher, alone, distilled)` is the share of the teacher-student gap that distillation
+# `mp.distillation.distill.gap_closed(teacher, alone, distilled)` is the share of the teacher-student gap that distillation
 # closes: 100% would mean the student matches its teacher. One test image is 0.1 point here, so differences of a
 # few tenths between two runs are noise; the MLP's gain is several times larger. The benchmark
 # (`bench/results/pipeline.md`, three seeds, 20 epochs) measures this setting at about 40% of the gap closed
@@ -237,10 +237,10 @@ mlp_rows
 # the full 60,000 images), and short of half the gap: here the soft targets of 3,500 images are all
 # the student ever sees. Section 3c changes that.
 #
-# **Augmentation is the stronger medicine here.** With random shifts of one pixel (`mp.distill.random_shift`,
-# wrapped around any loss by `mp.distill.with_shifts`; `distill_student(..., max_shift=1)` shifts the images
+# **Augmentation is the stronger medicine here.** With random shifts of one pixel (`mp.distillation.distill.random_shift`,
+# wrapped around any loss by `mp.distillation.distill.with_shifts`; `distill_student(..., max_shift=1)` shifts the images
 # the teacher labels too), the MLP trained on labels alone gets within about a point of the teacher (96.0%
-# against 97.1%), and a teacher trained on shifts (`mp.distill.shift_trained_teacher`) then adds half a point
+# against 97.1%), and a teacher trained on shifts (`mp.distillation.distill.shift_trained_teacher`) then adds half a point
 # (the benchmark's third row). Distillation transfers what the labels do not say; augmentation had already
 # said much of it.
 
@@ -254,8 +254,8 @@ assert mlp_gain > 0.3, f"the distilled MLP should beat the MLP trained on labels
 # On its 3,500 training images the teacher is almost always right and sure, so its soft targets there add
 # little to the labels. Hinton et al. had 60,000 images; we cannot download more here, but we can *make* new
 # inputs. **mixup** (Zhang et al. 2018) blends two training images, `lam * x_a + (1 - lam) * x_b`, with a new
-# `lam` drawn from Beta(1, 1) for each image (`mp.distill.mix_images`). Trained on labels alone, the student
-# is told the blended label: `lam` of one class, `1 - lam` of the other (`mp.distill.mixed_labels`). Distilled,
+# `lam` drawn from Beta(1, 1) for each image (`mp.distillation.distill.mix_images`). Trained on labels alone, the student
+# is told the blended label: `lam` of one class, `1 - lam` of the other (`mp.distillation.distill.mixed_labels`). Distilled,
 # the **teacher labels the blend**, and it has an opinion about every blend. Beyer et al. (2022, "a good teacher
 # is patient and consistent") call this *function matching*: the student copies the teacher's function on
 # many more inputs than the training set holds, and the teacher and student must see the very same images.
@@ -264,8 +264,8 @@ assert mlp_gain > 0.3, f"the distilled MLP should beat the MLP trained on labels
 # NBVAL_CHECK_OUTPUT
 mp.seed_everything(0)
 xs, ys = splits.sample(4, "train")
-blends, lam, partner = mp.distill.mix_images(xs, 1.0)
-told = mp.distill.mixed_labels(ys, lam, partner, 10)
+blends, lam, partner = mp.distillation.distill.mix_images(xs, 1.0)
+told = mp.distillation.distill.mixed_labels(ys, lam, partner, 10)
 with torch.no_grad():
     teacher_says = mp.soft_targets(teacher(blends), 1.0)
 for k in range(4):
@@ -290,7 +290,7 @@ fig.tight_layout()
 # %%
 mp.seed_everything(0)
 mlp_blends = mp.build("lenet300")
-mp.fit(mlp_blends, train_loader, epochs=BLEND_EPOCHS, loss_fn=mp.distill.mixup_loss(1.0), progress=False)
+mp.fit(mlp_blends, train_loader, epochs=BLEND_EPOCHS, loss_fn=mp.distillation.distill.mixup_loss(1.0), progress=False)
 
 mp.seed_everything(0)
 mlp_matched = mp.build("lenet300")
@@ -305,7 +305,7 @@ blend_rows = mp.Table([
      "acc": mp.accuracy(mlp_matched, test_loader)},
 ])
 alone_best = max(blend_rows.rows[1]["acc"], blend_rows.rows[2]["acc"])
-closed_matched = mp.distill.gap_closed(teacher_acc, alone_best, blend_rows.rows[3]["acc"])
+closed_matched = mp.distillation.distill.gap_closed(teacher_acc, alone_best, blend_rows.rows[3]["acc"])
 print(f"function matching: {closed_matched:.0f}% of the gap closed against the better student on labels "
       f"({BLEND_EPOCHS} epochs, one seed)")
 blend_rows
@@ -358,7 +358,7 @@ g = torch.Generator().manual_seed(2)
 cases = [(torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]]),),  # [0.707, 0, 0, 0.707]
          (torch.tensor([[[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]]]),),  # [1, 0, 0, 4] / √17
          (torch.randn(3, 6, 5, 5, generator=g),)]
-mp.check.same_on(my_attention_map, mp.attention_map, cases, hint="mean over dim 1 (channels) of the squares")
+mp.course.check.same_on(my_attention_map, mp.attention_map, cases, hint="mean over dim 1 (channels) of the squares")
 
 # %%
 with torch.no_grad():
@@ -419,12 +419,12 @@ assert min(row["acc"] for row in narrow_rows) > 50
 # - `mp.distill_loss(teacher, temperature=, alpha=, hints=, beta=)`: a `loss_fn` for `mp.fit`;
 # - `mp.distill_student(student, teacher, loader, epochs=, ...)`: the teacher-to-student training loop;
 # - `mp.attention_map(features)`, `mp.hint_loss(student_features, teacher_features)`: feature distillation;
-# - `mp.distill.random_shift(x, max_shift)`, `mp.distill.with_shifts(loss_fn, max_shift)`: augmentation through
+# - `mp.distillation.distill.random_shift(x, max_shift)`, `mp.distillation.distill.with_shifts(loss_fn, max_shift)`: augmentation through
 #   `fit`'s loss hook (`distill_student(..., max_shift=)` does it for you), and
-#   `mp.distill.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
-# - `mp.distill.mix_images(x, strength)`, `mp.distill.mixed_labels(y, lam, partner, classes)`,
-#   `mp.distill.mixup_loss(strength)`: mixup, and `distill_student(..., mixup=)` for function matching (the
-#   teacher labels the blends); `mp.distill.labels_loss(max_shift, mixup)`: the same augmentation on labels alone;
-# - `mp.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
+#   `mp.distillation.distill.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
+# - `mp.distillation.distill.mix_images(x, strength)`, `mp.distillation.distill.mixed_labels(y, lam, partner, classes)`,
+#   `mp.distillation.distill.mixup_loss(strength)`: mixup, and `distill_student(..., mixup=)` for function matching (the
+#   teacher labels the blends); `mp.distillation.distill.labels_loss(max_shift, mixup)`: the same augmentation on labels alone;
+# - `mp.distillation.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
 #
 # Next, notebook 10 chains everything of this course into one pipeline: prune, distill, quantize.

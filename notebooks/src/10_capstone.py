@@ -64,7 +64,7 @@ for bad in ({"prune": {"sparsty": 0.5}}, {"prune": {"sparsity": 1.0}},
             {"prune": {"method": "structured", "score": "l1", "sparsity": 0.95}}, {"finetune": {"epochs": "3"}},
             {"prune": {"method": "structured", "score": "l1", "scope": "local", "layers": {"classifier.5": 0.5}}}):
     try:
-        mp.recipe.from_dict(bad)
+        mp.pipeline.recipe.from_dict(bad)
     except mp.RecipeError as exc:
         print(f"RecipeError: {exc}"[:150])
 
@@ -82,7 +82,7 @@ config.prune = dataclasses.replace(config.prune, method=PRUNE_METHOD, sparsity=S
 config.finetune = dataclasses.replace(config.finetune, epochs=EPOCHS, distill=DISTILL, max_shift=MAX_SHIFT)
 config.quantize = dataclasses.replace(config.quantize, method=QUANTIZE)
 config.measure = dataclasses.replace(config.measure, repeats=REPEATS)
-config = mp.recipe.validate(config)
+config = mp.pipeline.recipe.validate(config)
 lenet = mp.run_pipeline(config, splits)
 lenet.table
 
@@ -97,7 +97,7 @@ lenet.table
 # - **int8**: the same weights in one byte each, with int8 kernels for the convolutions. The recipe says
 #   `per_channel = false` (one weight scale per layer instead of one per output channel: as accurate here,
 #   and a little faster) and `linear_weights_only = true`: the three small Linear layers keep their weights in
-#   int8 but compute in float (`mp.int8.Int8WeightLinear`), because at this size their int8 kernel calls cost
+#   int8 but compute in float (`mp.quantization.int8.Int8WeightLinear`), because at this size their int8 kernel calls cost
 #   more than the float ones. The next section shows how to find that out.
 #
 # The course's targets for this pipeline are 10x fewer bytes, 2x lower batch-64 latency and at most 1 point of
@@ -134,7 +134,7 @@ dense_row = {"acc": 97.0, "KB": 240.0, "zip KB": 220.0, "ms@b64": 2.0}
 half_row = {"acc": 96.5, "KB": 24.0, "zip KB": 11.0, "ms@b64": 1.0}  # drop 0.5, 10x, 20x, 2x faster
 cases = [(dense_row, dense_row), (dense_row, half_row),
          *[(lenet.table.rows[0], row) for row in lenet.table.rows]]
-mp.check.same_on(my_ratios, mp.pipeline.ratios, cases, atol=1e-9,
+mp.course.check.same_on(my_ratios, mp.pipeline.runner.ratios, cases, atol=1e-9,
                  hint="dense divided by stage for the ratios; dense minus stage for the drop")
 
 # %%
@@ -151,7 +151,7 @@ assert final["x smaller"] > 3 and final["drop"] < (5 if FAST else 2)
 # `(outside layers)` is what runs between layers: quantizing the input, flattening, Python.
 
 # %%
-deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.deployable(list(lenet.models.values())[-1])}
+deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.runner.deployable(list(lenet.models.values())[-1])}
 layers = mp.compare_layer_latency(deployed, repeats=4 * REPEATS)
 layers
 
@@ -197,7 +197,7 @@ print(f"dense {dense_ms:.2f} ms per batch; the int8 features.0 alone {first_conv
 # the state_dict still stores them, and dense kernels multiply them anyway: bytes and latency barely move.
 
 # %%
-weight_config = mp.recipe.from_dict({
+weight_config = mp.pipeline.recipe.from_dict({
     "name": "lenet5-weight", "base": {"arch": "lenet5"},
     "prune": {"method": "weight", "score": "magnitude", "sparsity": 0.9, "scope": "global"},
     "finetune": {"epochs": EPOCHS, "distill": DISTILL, "alpha": 0.5}, "quantize": {"method": "dynamic-int8"},
@@ -215,7 +215,7 @@ resnet_config = mp.load_recipe("resnet-structured")
 resnet_config.finetune = dataclasses.replace(resnet_config.finetune, epochs=RESNET_EPOCHS)
 resnet_config.quantize = dataclasses.replace(resnet_config.quantize, method="int8")
 resnet_config.measure = dataclasses.replace(resnet_config.measure, repeats=REPEATS)
-resnet = mp.run_pipeline(mp.recipe.validate(resnet_config), splits)
+resnet = mp.run_pipeline(mp.pipeline.recipe.validate(resnet_config), splits)
 resnet.table
 
 # %%
@@ -272,7 +272,7 @@ sizes, accs = torch.rand(12, generator=g) * 100, torch.rand(12, generator=g) * 1
 random_points = [(float(s), float(a)) for s, a in zip(sizes, accs)]
 cases = [([(10, 90), (5, 95), (20, 96)],), ([(1, 50)],), ([(5, 90), (5, 92), (8, 92)],),
          ([(r["KB"], r["acc"]) for r in rows],), (random_points,)]
-mp.check.same_on(my_pareto_front, mp.pareto_front, cases, hint="sort by size (ties: higher accuracy first), then "
+mp.course.check.same_on(my_pareto_front, mp.pareto_front, cases, hint="sort by size (ties: higher accuracy first), then "
                  "keep a point only when it beats the best accuracy so far")
 
 # %% [markdown]
@@ -288,7 +288,7 @@ build_parser().print_help()
 
 # %% [markdown]
 # ## What the library gave you
-# - `mp.load_recipe(path or name)`, `mp.shipped_recipes()`, `mp.recipe.from_dict(values)`, `mp.PipelineConfig`, `mp.RecipeError`: recipes;
+# - `mp.load_recipe(path or name)`, `mp.shipped_recipes()`, `mp.pipeline.recipe.from_dict(values)`, `mp.PipelineConfig`, `mp.RecipeError`: recipes;
 # - `mp.run_pipeline(config, splits)` -> `PipelineResult` (`.models`, `.table`, `.history`);
 # - `mp.measure_stages(models, loader)`: the per-stage table for any models you built yourself;
 # - `mp.compare_layer_latency(models)` / `mp.layer_latency(model)`: where the time goes, layer by layer;

@@ -29,11 +29,12 @@ from IPython.display import display
 from torch import nn
 
 import minprune as mp
+from minprune.deploy.onnx_int8 import int8_weights_onnx
 from minprune.energy import energy_table, estimate_energy
-from minprune.onnx_int8 import int8_weights_onnx
-from minprune.prune import copy_model, prune
-from minprune.scores import magnitude_scores
-from minprune.surgery import prune_channels
+from minprune.masked import copy_model
+from minprune.structured.surgery import prune_channels
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
 
 mp.seed_everything(0)
 device = "cpu"  # deployment targets here are CPUs
@@ -90,7 +91,7 @@ exported = {name: mp.export_onnx(model, threads=THREADS) for name, model in mode
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, result in exported.items():
-    ok = result.max_abs_diff <= mp.export.FLOAT_ATOL
+    ok = result.max_abs_diff <= mp.deploy.export.FLOAT_ATOL
     print(f"{name:10s} matches PyTorch within 1e-4: {ok}   notes: {result.notes}")
 
 # %% [markdown]
@@ -175,7 +176,7 @@ def my_linear_energy(layer, input_shape):
 # %%
 # NBVAL_CHECK_OUTPUT
 layer = nn.Linear(784, 300)
-mp.check.same_as(my_linear_energy, lambda lyr, shape: estimate_energy(lyr, shape)["total_uj"], layer, (784,))
+mp.course.check.same_as(my_linear_energy, lambda lyr, shape: estimate_energy(lyr, shape)["total_uj"], layer, (784,))
 
 # %% [markdown]
 # Now per layer of the dense LeNet-5. Look at the ratio of the `weights` and `compute` columns. `bits` is the
@@ -217,7 +218,7 @@ protos = {name: result.proto for name, result in exported.items()} | {
 FC = {"classifier.1": 8, "classifier.3": 8, "classifier.5": 8}
 precision = {"compacted int8": {"bits": 8}, "compacted int8-fc": {"bits": FC},  # for the energy model
              "compacted int8 weights": {"weight_bits": 8}}
-sessions = {name: mp.export.session(proto, threads=THREADS) for name, proto in protos.items()}
+sessions = {name: mp.deploy.export.session(proto, threads=THREADS) for name, proto in protos.items()}
 runners = {f"pytorch/{n}": m for n, m in shipped.items()} | {f"onnxruntime/{n}": s for n, s in sessions.items()}
 ms = {b: mp.timing.interleaved_latency(runners, data.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
       for b in (1, 64)}
@@ -229,7 +230,7 @@ for key, runner in runners.items():
     on_ort = runtime == "onnxruntime"
     rows.append({"variant": variant, "runtime": runtime,
                  "bytes": protos[variant].ByteSize() if on_ort else mp.size_on_disk(model)["bytes"],
-                 "acc": mp.export.onnx_accuracy(runner, test_loader) if on_ort else mp.evaluate(model, test_loader)["acc"],
+                 "acc": mp.deploy.export.onnx_accuracy(runner, test_loader) if on_ort else mp.evaluate(model, test_loader)["acc"],
                  "latency_b1_ms": ms[1][key], "latency_b64_ms": ms[64][key],
                  "energy_uj": estimate_energy(model, **precision.get(variant, {}))["total_uj"]})
 base = rows[0]
@@ -320,8 +321,8 @@ print("all checks passed")
 # ## What the library gave you
 # - `mp.export_onnx(model, path)`: export (masks made permanent on a copy), check against PyTorch, atomic write;
 # - `mp.quantize_onnx(proto, calibration)`: int8 with ONNX Runtime, dynamic for MLPs, static for CNNs;
-# - `minprune.onnx_int8.int8_weights_onnx(proto)`: int8 weights in the file, float arithmetic at run time;
-# - `mp.export.session`, `mp.export.onnx_accuracy`, `mp.timing.interleaved_latency`: run and measure in ONNX Runtime;
+# - `minprune.deploy.onnx_int8.int8_weights_onnx(proto)`: int8 weights in the file, float arithmetic at run time;
+# - `mp.deploy.export.session`, `mp.deploy.export.onnx_accuracy`, `mp.timing.interleaved_latency`: run and measure in ONNX Runtime;
 # - `mp.estimate_energy(model, bits=, weight_bits=, sparse=, weights=)` and `energy_table(model)`: energy per
 #   inference, each layer at its own precision;
 # - on the command line: `python -m minprune export MODEL_FILE --format onnx --int8`.

@@ -1,0 +1,8 @@
+"""Course tools used by every notebook (00-11): checks of a learner's code against the library, student notebooks,
+widgets, plots, and the Colab header.
+"""
+
+from minprune._lazy import lazy_attributes
+
+MODULES = ("check", "student", "widgets", "plots", "plots_dynamic", "colab")
+__getattr__, __dir__ = lazy_attributes(__name__, modules=MODULES)

@@ -1,0 +1,94 @@
+"""Gradual pruning during training (Zhu & Gupta 2017): a callback that follows a sparsity schedule.
+
+Every time the schedule's target rises (every `interval` steps between start and end) the pruner scores the
+weights and masks the lowest ones with `minprune.unstructured.prune` (already pruned weights stay pruned), so training
+continues with the masks applied. With `structured=True` it scores whole channels/neurons instead, masks them
+during training, and `finish()` returns a physically smaller model (`surgery.remove_channels`).
+Each update is recorded per layer: step, target, sparsity and how many weights were newly pruned.
+The pruner follows the model to whatever device `fit` moved it to (masks are made where the weights are).
+See notebooks/07_dynamic_pruning.ipynb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from minprune.masked import apply_masks, copy_model, get_masks, make_permanent
+from minprune.structured.dependency import trace_groups
+from minprune.structured.surgery import channel_masks, remove_channels, score_groups, select_channels
+from minprune.structured.unit_scores import norm_scores
+from minprune.unstructured.masks import masks_sparsity, prunable_names
+from minprune.unstructured.prune import prune
+from minprune.unstructured.scores import magnitude_scores
+
+
+class GradualPruner:
+    """A training callback: `mp.fit(model, loader, callbacks=[GradualPruner(model, schedule)])`.
+
+    schedule: step -> target sparsity (e.g. `make_schedule('cubic', 0.9, end=500, interval=25)`).
+    scores: model -> {name: scores}; weight scores (default magnitude), or unit scores with structured=True
+    (default L1 norm of each channel). scope: 'local' or 'global' ranking.
+    See notebooks/07_dynamic_pruning.ipynb.
+    """
+
+    def __init__(self, model: nn.Module, schedule: Callable[[int], float], *, scores: Callable | None = None,
+                 scope: str = "local", structured: bool = False, keep_masks: bool = False):
+        if not prunable_names(model):
+            raise ValueError(f"{type(model).__name__} has no prunable layers (Linear or Conv2d weights) to prune")
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function of the step, got {type(schedule).__name__}")
+        if scope not in ("local", "global"):
+            raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
+        self.schedule, self.scope, self.structured = schedule, scope, structured
+        self.score_fn = scores or (norm_scores if structured else magnitude_scores)
+        self.graph = trace_groups(model) if structured else None
+        self.keep = None  # structured: {group id: kept channel indices}
+        self.target = 0.0
+        self.history: list[dict] = []  # one row per layer and update
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
+        self.keep_masks = keep_masks
+
+    def on_step_end(self, model: nn.Module, step: int) -> None:
+        target = float(self.schedule(step))
+        if target > self.target:
+            self.update(model, target, step)
+
+    def update(self, model: nn.Module, target: float, step: int = 0) -> None:
+        """Prune `model` in place to `target` sparsity now, and record the change."""
+        before = get_masks(model)
+        if self.structured:
+            self._update_channels(model, target)
+        else:
+            prune(model, self.score_fn(model), target, scope=self.scope)
+        self.target = target
+        self._record(model, before, target, step)
+
+    def _update_channels(self, model: nn.Module, target: float) -> None:
+        group_scores = score_groups(self.graph, self.score_fn(model))
+        if self.keep is not None:  # channels removed earlier stay removed
+            for gid, scores in group_scores.items():
+                gone = torch.ones(len(scores), dtype=torch.bool)
+                gone[self.keep[gid]] = False
+                group_scores[gid] = scores.masked_fill(gone, float("-inf"))
+        self.keep = select_channels(self.graph, group_scores, target, scope=self.scope)
+        apply_masks(model, channel_masks(model, self.keep, self.graph))
+
+    def _record(self, model: nn.Module, before: dict, target: float, step: int) -> None:
+        masks = get_masks(model)
+        for name, mask in masks.items():
+            old = before.get(name, torch.ones_like(mask))
+            self.history.append({"step": step, "layer": name, "target": target, "pruned": int((old & ~mask).sum()),
+                                 "regrown": int((~old & mask).sum()), "sparsity": masks_sparsity({name: mask})})
+        if self.keep_masks:
+            self.snapshots[step] = {n: m.clone().cpu() for n, m in masks.items()}
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        """The final model: masks folded in (in place) or, if structured, a compacted copy without the channels."""
+        if not self.structured:
+            return make_permanent(model)
+        if self.keep is None:
+            raise RuntimeError("no channels were pruned yet: the schedule never raised the sparsity above 0")
+        return remove_channels(make_permanent(copy_model(model)), self.keep, self.graph)

@@ -1,0 +1,165 @@
+"""Masks on a model that stay applied: the `torch.nn.utils.prune` reparametrisation, and how to copy, save
+and load a masked model.
+
+A pruned layer keeps its original tensor as the parameter `weight_orig`, the mask as the buffer
+`weight_mask` (1.0 keep, 0.0 pruned), and recomputes `weight = weight_orig * weight_mask` in a forward
+pre-hook. The gradient of a pruned entry is therefore zero and its effective value is exactly zero
+under any optimizer. Because the hook *is* `torch.nn.utils.prune`'s, `prune.is_pruned` and `prune.remove`
+work on our models, and `get_masks` reads masks made by `torch.nn.utils.prune`.
+Every chapter masks through this module; `unstructured/prune.py` turns scores into masks and applies them here.
+See notebooks/03_weight_pruning.ipynb.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from minprune.train import check_model
+
+
+def _split(name: str) -> tuple[str, str]:
+    mod_name, _, attr = name.rpartition(".")
+    return mod_name, attr
+
+
+def _hook(module: nn.Module, attr: str):
+    """The torch.nn.utils.prune hook of `module.attr`, or None when that tensor is not pruned."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == attr:
+            return hook
+    return None
+
+
+def _locate(model: nn.Module, name: str) -> tuple[nn.Module, str, torch.Tensor]:
+    """(module, attribute, effective tensor) for a parameter name; ValueError for unknown names."""
+    mod_name, attr = _split(name)
+    try:
+        module = model.get_submodule(mod_name)
+    except AttributeError:
+        module = None
+    if module is None or not (attr in module._parameters or _hook(module, attr) is not None):
+        raise ValueError(f"unknown parameter name {name!r}; the model has e.g. {_some_names(model)}")
+    return module, attr, getattr(module, attr)
+
+
+def _some_names(model: nn.Module) -> list[str]:
+    names = [n.removesuffix("_orig") for n, _ in model.named_parameters()]
+    return names[:6] + (["..."] if len(names) > 6 else [])
+
+
+def check_against_model(model: nn.Module, tensors: dict, what: str = "masks") -> None:
+    """Raise ValueError unless every name exists in `model` and every tensor has its parameter's shape."""
+    check_model(model)
+    if not isinstance(tensors, dict):
+        raise TypeError(f"{what} must be a dict {{parameter name: tensor}}, got {type(tensors).__name__}")
+    for name, t in tensors.items():
+        _, _, param = _locate(model, name)
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{what}[{name!r}] must be a tensor, got {type(t).__name__}")
+        if t.shape != param.shape:
+            raise ValueError(f"{what}[{name!r}] has shape {tuple(t.shape)} but the parameter has {tuple(param.shape)}")
+
+
+@torch.no_grad()
+def _refresh(module: nn.Module, attr: str) -> None:
+    """Recompute the effective tensor orig * mask outside autograd (a graph-free tensor can be deep-copied)."""
+    setattr(module, attr, _hook(module, attr).apply_mask(module))
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that also works right after a training step on a masked model.
+
+    (After backward, a masked layer's `weight` is a non-leaf tensor that `copy.deepcopy` refuses to copy;
+    it is recomputed without a graph first, which changes no values.)
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    for name in get_masks(model):
+        module, attr, _ = _locate(model, name)
+        _refresh(module, attr)
+    return copy.deepcopy(model)
+
+
+def is_pruned(model: nn.Module) -> bool:
+    """True when at least one tensor of `model` carries a pruning mask."""
+    return torch_prune.is_pruned(model)
+
+
+def apply_masks(model: nn.Module, masks: dict) -> nn.Module:
+    """Mask parameters in place (True keeps); an already masked tensor gets the product of old and new masks.
+
+    Validates every name and shape before touching anything. Returns `model`.
+    See notebooks/03_weight_pruning.ipynb.
+    """
+    check_against_model(model, masks)
+    for name, mask in masks.items():
+        if mask.dtype != torch.bool and not torch.all((mask == 0) | (mask == 1)):
+            raise ValueError(f"masks[{name!r}] must be bool (or 0/1 values), got other values")
+    for name, mask in masks.items():
+        module, attr, param = _locate(model, name)
+        mask = mask.to(device=param.device, dtype=param.dtype)
+        hook = _hook(module, attr)
+        if hook is None:
+            torch_prune.custom_from_mask(module, attr, mask)
+        else:
+            with torch.no_grad():
+                getattr(module, f"{attr}_mask").mul_(mask)
+        _refresh(module, attr)
+    return model
+
+
+def get_masks(model: nn.Module) -> dict:
+    """The bool mask of every masked tensor ({name: mask}); also reads masks set by torch.nn.utils.prune.
+
+    See notebooks/03_weight_pruning.ipynb.
+    """
+    check_model(model)
+    masks = {}
+    for mod_name, module in model.named_modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                attr = hook._tensor_name
+                name = f"{mod_name}.{attr}" if mod_name else attr
+                masks[name] = getattr(module, f"{attr}_mask").detach() != 0
+    return masks
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold every mask into its tensor and remove the reparametrisation (in place; parameters keep identity).
+
+    Afterwards the model is a plain model whose pruned weights are zeros. Returns `model`.
+    See notebooks/03_weight_pruning.ipynb.
+    """
+    for name in get_masks(model):
+        module, attr, _ = _locate(model, name)
+        torch_prune.remove(module, attr)
+    return model
+
+
+def load_masked_state_dict(model: nn.Module, state_dict: dict, *, strict: bool = True) -> nn.Module:
+    """Load a state_dict saved from a masked model into a freshly built one; pruned weights stay zero.
+
+    Tensors with a `<name>_mask` entry are masked first (so `<name>_orig` and `<name>_mask` have a place
+    to go), then the state_dict is loaded and every effective weight is recomputed. Returns `model`.
+    See notebooks/04_fine_tuning.ipynb.
+    """
+    _load(copy_model(model), state_dict, strict)  # raises on a mismatch before `model` is touched
+    return _load(model, state_dict, strict)
+
+
+def _load(model: nn.Module, state_dict: dict, strict: bool) -> nn.Module:
+    needed = {}
+    for key in state_dict:
+        if key.endswith("_mask") and key.removesuffix("_mask") + "_orig" in state_dict:
+            name = key.removesuffix("_mask")
+            if name not in get_masks(model):
+                needed[name] = torch.ones_like(state_dict[key], dtype=torch.bool)
+    apply_masks(model, needed)
+    model.load_state_dict(state_dict, strict=strict)
+    for name in get_masks(model):
+        module, attr, _ = _locate(model, name)
+        _refresh(module, attr)
+    return model

@@ -1,0 +1,246 @@
+"""Pipeline recipes: a small TOML file (read with Python's tomllib) turned into a validated @dataclass config.
+
+Every section maps to one dataclass, every key to one field. Unknown keys, wrong types and impossible
+values are refused with a message that names the key, e.g. `prune.sparsity must be in [0, 1), got 1.2`.
+See notebooks/10_capstone.ipynb.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from minprune.assets import recipe_file
+from minprune.models import ARCHS, build
+from minprune.pipeline.registry import score_names
+from minprune.structured.dependency import trace_groups
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run: unreadable TOML, an unknown key, a wrong type or an impossible value."""
+
+
+@dataclass
+class BaseStep:
+    """Where the dense model comes from: the cached baseline (`pretrained`) or a fresh training run."""
+
+    arch: str = "lenet5"
+    data: str = "mnist-small"
+    source: str = "pretrained"  # "pretrained" | "train"
+    epochs: int = 5  # only for source = "train"
+    seed: int = 0
+
+
+@dataclass
+class PruneStep:
+    """What to remove: individual weights (`weight`), whole channels (`structured`), or nothing (`none`)."""
+
+    method: str = "weight"  # "weight" | "structured" | "none"
+    score: str = "magnitude"  # weight: magnitude | random | taylor | snip; structured: l1 | l2 | bn | taylor
+    sparsity: float = 0.8
+    scope: str = "global"  # "global" | "local"
+    layers: dict = field(default_factory=dict)  # {layer name: sparsity}: per-layer values that override `sparsity`
+
+
+@dataclass
+class FinetuneStep:
+    """Recover accuracy after pruning, optionally taught by the dense model (knowledge distillation)."""
+
+    epochs: int = 2
+    lr: float = 1e-3
+    distill: bool = True
+    temperature: float = 4.0
+    alpha: float = 0.9
+    max_shift: int = 0  # augmentation: move each training image by up to this many pixels (0: none)
+    mixup: float = 0.0  # augmentation: blend training images in pairs, weights from Beta(mixup, mixup) (0: none)
+
+
+@dataclass
+class QuantizeStep:
+    """Fewer bits: `int8` (static: int8 weights and activations), `dynamic-int8` (int8 Linear weights),
+    `fake` (weights on a `bits`-bit grid, still stored as float) or `none`."""
+
+    method: str = "int8"
+    bits: int = 8  # for method = "fake"
+    per_channel: bool = True  # for method = "int8": one weight scale per output channel (false: one per layer)
+    linear_weights_only: bool = False  # for method = "int8": Linear layers store int8 weights, compute in float
+
+
+@dataclass
+class MeasureStep:
+    """How each stage is measured."""
+
+    batch_size: int = 64
+    threads: int = 1
+    repeats: int = 20  # latency rounds; in each, every stage runs 3 batches in turn
+
+
+@dataclass
+class PipelineConfig:
+    """A whole compression pipeline. See notebooks/10_capstone.ipynb."""
+
+    name: str = "pipeline"
+    base: BaseStep = field(default_factory=BaseStep)
+    prune: PruneStep = field(default_factory=PruneStep)
+    finetune: FinetuneStep = field(default_factory=FinetuneStep)
+    quantize: QuantizeStep = field(default_factory=QuantizeStep)
+    measure: MeasureStep = field(default_factory=MeasureStep)
+
+
+CHOICES = {
+    "base.arch": tuple(ARCHS),
+    "base.source": ("pretrained", "train"),
+    "prune.method": ("weight", "structured", "none"),
+    "prune.scope": ("global", "local"),
+    "quantize.method": ("int8", "dynamic-int8", "fake", "none"),
+}
+def allowed_scores(method: str) -> tuple[str, ...]:
+    """The score names a prune method accepts: the registry's weight or unit scores ('none' scores nothing)."""
+    if method == "none":
+        return ("magnitude", "l1")
+    return score_names("weight" if method == "weight" else "unit")
+# (key, lowest, highest, highest included?)
+RANGES = [("prune.sparsity", 0.0, 1.0, False), ("finetune.lr", 0.0, 1.0, True),
+          ("finetune.alpha", 0.0, 1.0, True), ("finetune.temperature", 0.0, 100.0, True),
+          ("quantize.bits", 2, 8, True), ("base.epochs", 0, 1000, True), ("finetune.epochs", 0, 1000, True),
+          ("finetune.max_shift", 0, 4, True), ("finetune.mixup", 0.0, 10.0, True),
+          ("base.seed", 0, 2**31, True), ("measure.batch_size", 1, 4096, True), ("measure.threads", 1, 256, True),
+          ("measure.repeats", 1, 10_000, True)]
+MAX_STRUCTURED_SPARSITY = 0.9  # every layer must keep some channels
+
+
+def _type_ok(value, kind) -> bool:
+    if kind in ("float", float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind in ("int", int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("bool", bool):
+        return isinstance(value, bool)
+    if kind in ("dict", dict):
+        return isinstance(value, dict)
+    return isinstance(value, str)
+
+
+def _unknown(key: str, known) -> RecipeError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], [k.rsplit(".", 1)[-1] for k in known], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return RecipeError(f"unknown key {key!r}{hint}; allowed: {', '.join(known)}")
+
+
+def _section(cls, values: dict, prefix: str):
+    """Build one section dataclass from a TOML table, checking keys and types."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"{prefix} must be a table ([{prefix}]), got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(f"{prefix}.{key}", [f"{prefix}.{k}" for k in fields])
+        kind = fields[key].type
+        if not _type_ok(value, kind):
+            article = "an" if str(kind) == "int" else "a"
+            kind = "table ({layer name = sparsity})" if str(kind) == "dict" else kind
+            raise RecipeError(f"{prefix}.{key} must be {article} {kind}, got {value!r} ({type(value).__name__})")
+    return cls(**values)
+
+
+def _get(config: PipelineConfig, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def validate(config: PipelineConfig) -> PipelineConfig:
+    """Check choices, ranges and combinations; raise RecipeError naming the bad key. Returns `config`.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    for key, allowed in CHOICES.items():
+        if _get(config, key) not in allowed:
+            raise RecipeError(f"{key} must be one of {', '.join(allowed)}; got {_get(config, key)!r}")
+    for key, low, high, closed in RANGES:
+        value = _get(config, key)
+        if value < low or value > high or (not closed and value == high):
+            raise RecipeError(f"{key} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}")
+    prune = config.prune
+    if prune.score not in allowed_scores(prune.method):
+        raise RecipeError(f"prune.score for method {prune.method!r} must be one of "
+                          f"{', '.join(allowed_scores(prune.method))}; got {prune.score!r}")
+    if prune.method == "structured" and prune.sparsity > MAX_STRUCTURED_SPARSITY:
+        raise RecipeError(f"prune.sparsity {prune.sparsity} is impossible for structured pruning: every layer must "
+                          f"keep channels; use at most {MAX_STRUCTURED_SPARSITY}")
+    _check_layers(config)
+    if config.finetune.lr <= 0:
+        raise RecipeError(f"finetune.lr must be > 0, got {config.finetune.lr}")
+    if config.finetune.temperature <= 0:
+        raise RecipeError(f"finetune.temperature must be > 0, got {config.finetune.temperature}")
+    return config
+
+
+def prunable_layers(arch: str, method: str) -> list[str]:
+    """Layer names that `prune.layers` may name: every Linear/Conv for `weight`, the layers whose output
+    channels can be removed for `structured` (not the output layer)."""
+    model = build(arch)
+    if method == "structured":
+        return [name for group in trace_groups(model).prunable() for name in group.producers]
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def _check_layers(config: PipelineConfig) -> None:
+    prune = config.prune
+    if not prune.layers:
+        return
+    if prune.method == "none":
+        raise RecipeError("prune.layers needs prune.method weight or structured, not none")
+    if prune.method == "structured" and prune.scope != "local":
+        raise RecipeError("prune.layers with structured pruning needs prune.scope = \"local\"")
+    allowed = prunable_layers(config.base.arch, prune.method)
+    for name, value in prune.layers.items():
+        if name not in allowed:
+            raise RecipeError(f"prune.layers names {name!r}, which is not a prunable layer of "
+                              f"{config.base.arch} for {prune.method} pruning; choose from {', '.join(allowed)}")
+        top, closed = (MAX_STRUCTURED_SPARSITY, "]") if prune.method == "structured" else (1, ")")
+        if not _type_ok(value, float) or not 0 <= value <= top or (closed == ")" and value == top):
+            raise RecipeError(f"prune.layers.{name} must be a number in [0, {top}{closed}, got {value!r}")
+
+
+def from_dict(values: dict) -> PipelineConfig:
+    """A validated PipelineConfig from nested dicts (missing keys keep their defaults).
+
+    See notebooks/10_capstone.ipynb.
+    """
+    sections = {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig) if f.name != "name"}
+    kwargs = {}
+    for key, value in values.items():
+        if key == "name":
+            if not isinstance(value, str) or not value:
+                raise RecipeError(f"name must be a non-empty string, got {value!r}")
+            kwargs["name"] = value
+        elif key in sections:
+            kwargs[key] = _section(type(sections[key]()), value, key)
+        else:
+            raise _unknown(key, ["name", *sections])
+    return validate(PipelineConfig(**kwargs))
+
+
+def load_recipe(path) -> PipelineConfig:
+    """Read a TOML recipe file (a path, or a shipped recipe's name: 'lenet5-capstone') into a PipelineConfig.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    path = recipe_file(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return from_dict(values)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+
+
+def to_dict(config: PipelineConfig) -> dict:
+    """The config as nested plain dicts (for reports and JSON)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,149 @@
+"""The Deep Compression file format (Han et al. 2016): pruned + shared + Huffman-coded weights, real bytes.
+
+Every weight matrix or filter bank is stored sparse. Its nonzero weights are listed in order as
+(gap, cluster index) pairs: the gap is the distance from the previous nonzero weight (the relative
+index of the paper) and the cluster index picks one of the layer's float32 centroids. A gap longer
+than `max_gap` is split with filler entries (cluster index k, meaning "no weight here"), which keeps
+the gap alphabet small. Both sequences are Huffman-coded per layer. Biases and other tensors are
+stored as float16 (or float32). Layout: MAGIC, u32 header size, zlib(JSON header), payload, CRC-32.
+Decoding gives back exactly the weights that were encoded.
+See notebooks/08_quantization.ipynb.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from minprune.checkpoint import atomic_write
+from minprune.models import describe, from_description
+from minprune.quantization import huffman
+from minprune.validate import positive_int
+
+MAGIC = b"MPDC1"
+MAX_CLUSTERS = 256
+
+
+def _tensor(model: nn.Module, name: str) -> torch.Tensor:
+    """A state_dict entry as the forward pass sees it (resolves pruning masks and parametrizations)."""
+    module_name, _, attr = name.rpartition(".")
+    return getattr(model.get_submodule(module_name), attr).detach().cpu()
+
+
+def encode_sparse(W: torch.Tensor, max_gap: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse, shared form of W: (centroids float32 (k,), gaps, cluster indices), fillers marked with index k."""
+    flat = W.detach().flatten().float()
+    positions = torch.nonzero(flat).flatten().tolist()
+    centroids = torch.unique(flat[flat != 0])  # sorted distinct nonzero values
+    if len(centroids) > MAX_CLUSTERS:
+        raise ValueError(f"{len(centroids)} distinct nonzero weights; share them first "
+                         f"(mp.share_weights(model, bits)) to at most {MAX_CLUSTERS}")
+    cluster = torch.searchsorted(centroids, flat[positions]).tolist() if positions else []
+    gaps, indices, previous = [], [], -1
+    for position, c in zip(positions, cluster):
+        gap = position - previous
+        while gap > max_gap:  # filler entry: jump max_gap positions without placing a weight
+            gaps.append(max_gap)
+            indices.append(len(centroids))
+            gap -= max_gap
+        gaps.append(gap)
+        indices.append(c)
+        previous = position
+    return centroids.numpy().astype(np.float32), np.array(gaps, np.int64), np.array(indices, np.int64)
+
+
+def decode_sparse(centroids: np.ndarray, gaps, indices, shape) -> torch.Tensor:
+    """Inverse of `encode_sparse`: a dense float32 tensor of `shape`."""
+    flat = np.zeros(int(np.prod(shape)), np.float32)
+    position = -1
+    for gap, c in zip(gaps, indices):
+        position += int(gap)
+        if c < len(centroids):
+            flat[position] = centroids[c]
+    return torch.from_numpy(flat).reshape(tuple(shape))
+
+
+def _dense(lengths: dict[int, int]) -> list[int]:
+    """Code lengths as a list indexed by symbol (0 = symbol absent): compact in the zlib-compressed header."""
+    out = [0] * (max(lengths, default=-1) + 1)
+    for symbol, length in lengths.items():
+        out[symbol] = length
+    return out
+
+
+def _sparse(dense: list[int]) -> dict[int, int]:
+    return {symbol: length for symbol, length in enumerate(dense) if length}
+
+
+def _encode_entry(name: str, t: torch.Tensor, max_gap: int, float_dtype: str) -> tuple[dict, bytes]:
+    entry = {"name": name, "shape": list(t.shape)}
+    if t.is_floating_point() and t.dim() > 1:
+        centroids, gaps, indices = encode_sparse(t, max_gap)
+        gap_bytes, gap_lengths = huffman.encode(gaps)
+        index_bytes, index_lengths = huffman.encode(indices)
+        entry.update(kind="shared", k=len(centroids), count=len(gaps), gap_bytes=len(gap_bytes),
+                     gap_code=_dense(gap_lengths), index_code=_dense(index_lengths))
+        return entry, centroids.tobytes() + gap_bytes + index_bytes
+    dtype = float_dtype if t.is_floating_point() else str(t.dtype).removeprefix("torch.")
+    entry.update(kind="dense", dtype=dtype)
+    return entry, t.numpy().astype(dtype).tobytes()
+
+
+def _decode_entry(entry: dict, blob: bytes) -> torch.Tensor:
+    if entry["kind"] == "dense":
+        array = np.frombuffer(blob, dtype=entry["dtype"]).reshape(entry["shape"])
+        return torch.from_numpy(array.astype(np.float32 if entry["dtype"].startswith("float") else array.dtype))
+    k, n_gap = entry["k"], entry["gap_bytes"]
+    centroids = np.frombuffer(blob[: 4 * k], np.float32)
+    gaps = huffman.decode(blob[4 * k: 4 * k + n_gap], _sparse(entry["gap_code"]), entry["count"])
+    indices = huffman.decode(blob[4 * k + n_gap:], _sparse(entry["index_code"]), entry["count"])
+    return decode_sparse(centroids, gaps, indices, entry["shape"])
+
+
+def save_compressed(path, model: nn.Module, *, max_gap: int = 256, float_dtype: str = "float16") -> dict:
+    """Write `model` in the Deep Compression format with `atomic_write`; returns {"bytes", "by_tensor"}.
+
+    Weight tensors must hold at most 256 distinct nonzero values (prune, then `share_weights`).
+    Validates everything before writing anything.
+    """
+    positive_int(max_gap, "max_gap")
+    if float_dtype not in ("float16", "float32"):
+        raise ValueError(f"float_dtype must be 'float16' or 'float32', got {float_dtype!r}")
+    description = describe(model)
+    entries, blobs = [], []
+    for name in from_description(description).state_dict():
+        entry, blob = _encode_entry(name, _tensor(model, name), max_gap, float_dtype)
+        entry["nbytes"] = len(blob)
+        entries.append(entry)
+        blobs.append(blob)
+    header = zlib.compress(json.dumps({"description": description, "tensors": entries}).encode(), 9)
+    body = MAGIC + struct.pack("<I", len(header)) + header + b"".join(blobs)
+    data = body + struct.pack("<I", zlib.crc32(body))
+    atomic_write(path, lambda f: f.write(data))
+    return {"bytes": len(data), "by_tensor": {e["name"]: e["nbytes"] for e in entries}}
+
+
+def load_compressed(path) -> nn.Module:
+    """Read a file written by `save_compressed` and rebuild the model (CRC checked)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
+        raise ValueError(f"{path} is not a minprune Deep Compression file")
+    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+    if zlib.crc32(body) != crc:
+        raise ValueError(f"{path} failed its CRC check: the file is damaged")
+    (header_size,) = struct.unpack("<I", body[len(MAGIC): len(MAGIC) + 4])
+    offset = len(MAGIC) + 4 + header_size
+    header = json.loads(zlib.decompress(body[len(MAGIC) + 4: offset]))
+    state = {}
+    for entry in header["tensors"]:
+        state[entry["name"]] = _decode_entry(entry, body[offset: offset + entry["nbytes"]])
+        offset += entry["nbytes"]
+    model = from_description(header["description"])
+    model.load_state_dict(state, strict=True)
+    return model

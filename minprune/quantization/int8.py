@@ -1,0 +1,255 @@
+"""Real int8 models with PyTorch: dynamic quantization, static post-training quantization, QAT.
+
+Which path, and why: on a CPU without torch.compile, only the `torch.ao.quantization` kernels (fbgemm/x86 and
+oneDNN; qnnpack on ARM) run int8 arithmetic and store int8 weights. In torch 2.14 that API warns that it is
+deprecated in favour of torchao; we leave those DeprecationWarnings visible. torchao's `quantize_` (int8
+configs) and its pt2e flow with X86InductorQuantizer are the maintained path, but they only get fast after a
+`torch.compile` (minutes on 2 cores): measured here, torchao's dynamic int8 LeNet-300-100 ran about 200x
+*slower* than float in eager mode, and a pt2e model that is not compiled keeps float weights. So the library uses
+eager `quantize_dynamic` for Linear layers and FX graph mode (`prepare_fx`/`convert_fx`, which handles
+functional ops and residual additions) for static PTQ and QAT. Every result is checked to hold int8 weights.
+
+Which engine runs them, and why: `int8_engines.py` (oneDNN for CNNs and x86 for MLPs on x86-64, qnnpack on ARM).
+
+Small Linear layers: under oneDNN an int8 Linear call of a pruned LeNet-5 (200x40 or smaller) cost more than
+the float call it replaced. `static_int8(..., linear_weights_only=True)` keeps int8 convolutions but gives the
+Linear layers int8 weights with float arithmetic (`Int8WeightLinear`). See notebooks/08_quantization.ipynb
+and notebooks/10_capstone.ipynb.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.ao import quantization as tq
+from torch.ao.quantization import quantize_fx
+
+from minprune.models import check_input_shape, describe
+from minprune.quantization.engines import BACKEND, observer_notice_hidden, pick_engine, qconfig_mapping, using_engine
+from minprune.quantization.uniform import dequantize, quant_params, quantize
+from minprune.train import check_model
+
+
+@contextmanager
+def _no_determinism_alerts():
+    """Quantized CPU kernels resize their outputs with an op that torch flags as 'not deterministic' when
+    `seed_everything` has switched deterministic algorithms on; the results are reproducible on CPU, so the
+    flag is switched off during the int8 forward pass only, and restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+class Int8Model(nn.Module):
+    """A quantized model plus what the rest of minprune expects: `input_shape`, input checks, `method`.
+
+    `engine` is the quantized engine its weights were packed for (it runs under it); `recipe` holds what
+    `save_int8`/`load_int8` need to rebuild it: the float model's description, method, per_channel and the
+    engine it was quantized with (a file loaded where that engine is missing runs under another one).
+    """
+
+    def __init__(self, quantized: nn.Module, input_shape, method: str, engine: str = BACKEND, recipe=None):
+        super().__init__()
+        self.quantized = quantized
+        self.input_shape = tuple(input_shape)
+        self.method = method
+        self.engine = engine
+        self.recipe = recipe
+        self.register_forward_pre_hook(check_input_shape)
+
+    def forward(self, x):
+        with _no_determinism_alerts(), using_engine(self.engine):
+            return self.quantized(x)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, engine={self.engine!r}, int8 weights={len(int8_weights(self))}"
+
+
+class Int8WeightLinear(nn.Module):
+    """A Linear layer that stores its weight in int8 (symmetric, one float scale per output row) and computes in
+    float: the weight is dequantized once, when the layer is built or loaded, into a buffer that is not saved.
+    The file holds one byte per weight; the arithmetic runs the float kernel.
+
+    Why: for small layers an int8 kernel call costs more than the float one it replaces (on this kit's CPU the
+    int8 Linear layers of a pruned LeNet-5 took 0.11-0.13 ms each, their float versions 0.02-0.07 ms; see
+    `timing.layer_latency`). `onnx_int8.int8_weights_onnx` does the same for ONNX files, where ONNX Runtime
+    dequantizes the weights once, when the session is created. See notebooks/10_capstone.ipynb.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scale, zero_point = quant_params(weight, 8, symmetric=True, axis=0)
+        self.register_buffer("weight_int8", quantize(weight, scale, zero_point, 8, symmetric=True, axis=0)
+                             .to(torch.int8))
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.register_buffer("weight", self.dequantized(), persistent=False)
+        self.register_load_state_dict_post_hook(Int8WeightLinear._refresh)
+
+    @torch.no_grad()
+    def _refresh(self, _incompatible_keys) -> None:
+        """After load_state_dict: dequantize the loaded int8 weight into the float buffer."""
+        self.weight.copy_(self.dequantized())
+
+    def dequantized(self) -> torch.Tensor:
+        """The float weight: int8 values times their row's scale."""
+        return dequantize(self.weight_int8, self.weight_scale, 0, axis=0)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, float arithmetic"
+
+
+def _float_linears_to_int8_weights(model: nn.Module) -> None:
+    """Replace, in place, every float nn.Linear of `model` (left float by the quantization) by an Int8WeightLinear."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, child_name, Int8WeightLinear(child))
+
+
+def int8_weights(model: nn.Module) -> dict[str, torch.dtype]:
+    """Name and dtype of every stored int8 weight (quantized tensors, including packed Linear params)."""
+    check_model(model)
+    out = {}
+    for name, value in model.state_dict().items():
+        values = value if isinstance(value, tuple) else (value,)
+        for i, v in enumerate(values):
+            if isinstance(v, torch.Tensor) and v.dtype in (torch.qint8, torch.quint8, torch.int8):
+                out[f"{name}.{i}" if isinstance(value, tuple) else name] = v.dtype
+    return out
+
+
+def _recipe(model: nn.Module, method: str, engine: str, per_channel: bool, linear_weights_only: bool = False
+            ) -> dict | None:
+    """What load_int8 needs to rebuild the int8 model; None for models minprune cannot describe."""
+    try:
+        description = getattr(model, "minprune_description", None) or describe(model)
+    except ValueError:
+        return None
+    return {"description": description, "method": method, "engine": engine, "per_channel": per_channel,
+            "linear_weights_only": linear_weights_only}
+
+
+def _check_float_model(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if hasattr(module, "weight_orig"):
+            raise ValueError(f"{name} carries a pruning mask (weight_orig); call make_permanent(model) first")
+        if hasattr(module, "parametrizations"):
+            raise ValueError(f"{name} has parametrized weights (e.g. k-means sharing); call unshare_weights first")
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    """A copy on the CPU: PyTorch's int8 kernels are CPU kernels, so a model on a GPU is quantized from a copy."""
+    return copy.deepcopy(model).cpu()
+
+
+def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool,
+            linear_weights_only: bool = False) -> Int8Model:
+    recipe = _recipe(model, method, engine, per_channel, linear_weights_only)
+    result = Int8Model(quantized, model.input_shape, method, engine, recipe)
+    if not int8_weights(result):
+        kinds = sorted({type(m).__name__ for m in model.modules() if list(m.parameters(recurse=False))})
+        raise ValueError(f"{method}: the {engine} backend quantized none of the layers ({', '.join(kinds)})")
+    return result
+
+
+def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
+    """Int8 weights for every nn.Linear; activations are quantized on the fly per batch. Returns a copy.
+
+    No calibration needed. Dynamic quantization in PyTorch covers Linear (and recurrent) layers only.
+    engine: 'auto' (see the module docstring), 'x86', 'fbgemm', 'onednn' or 'qnnpack' (ARM, Apple silicon).
+    """
+    engine = pick_engine(model, engine)
+    _check_float_model(model)
+    if not any(isinstance(m, nn.Linear) for m in model.modules()):
+        raise ValueError("dynamic int8 quantizes nn.Linear layers only and this model has none; "
+                         "use static_int8 (with calibration data) for convolutions")
+    with using_engine(engine):
+        quantized = tq.quantize_dynamic(_cpu_copy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+    return _finish(quantized, model, "dynamic", engine, True)
+
+
+def _batches(calibration) -> list[torch.Tensor]:
+    """Inputs from a DataLoader, a list of (x, y) batches, a list of tensors or one tensor."""
+    if isinstance(calibration, torch.Tensor):
+        calibration = [calibration]
+    xs = [(b[0] if isinstance(b, (tuple, list)) else b).cpu() for b in calibration]
+    if not xs or all(x.numel() == 0 for x in xs):
+        raise ValueError("calibration data is empty: static quantization needs a few batches of real inputs "
+                         "to measure activation ranges")
+    return xs
+
+
+@torch.no_grad()
+def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engine: str = "auto",
+                linear_weights_only: bool = False) -> Int8Model:
+    """Static post-training quantization: fuse conv-BN(-ReLU), observe activation ranges on the calibration
+    batches, convert weights and activations to int8. Returns a copy; `model` is untouched.
+    engine: 'auto' (oneDNN for CNNs, x86/fbgemm otherwise, qnnpack on ARM; see the module docstring), or one of
+    'x86', 'fbgemm', 'onednn', 'qnnpack'.
+    linear_weights_only: the nn.Linear layers store int8 weights but compute in float (`Int8WeightLinear`),
+    for networks whose Linear layers are too small for int8 kernels to pay; convolutions stay fully int8.
+    """
+    if not isinstance(linear_weights_only, bool):
+        raise TypeError(f"linear_weights_only must be True or False, got {linear_weights_only!r}")
+    engine = pick_engine(model, engine)
+    _check_float_model(model)
+    xs = _batches(calibration)
+    mapping = qconfig_mapping(per_channel, engine)
+    if linear_weights_only:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                mapping = mapping.set_module_name(name, None)  # left float by FX, then swapped below
+    with using_engine(engine), observer_notice_hidden():
+        prepared = quantize_fx.prepare_fx(_cpu_copy(model).eval(), mapping, (xs[0][:1],))
+        for x in xs:  # calibration: observers record min/max (histograms) of every activation
+            prepared(x)
+        quantized = quantize_fx.convert_fx(prepared)
+    if linear_weights_only:
+        _float_linears_to_int8_weights(quantized)
+    return _finish(quantized, model, "static", engine, per_channel, linear_weights_only)
+
+
+def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str = "auto") -> nn.Module:
+    """A copy with fake-quant observers for quantization-aware training; train it with `mp.fit`, then
+    call `convert_qat_int8`. The copy keeps `input_shape` so the rest of minprune works with it.
+    engine: as for `static_int8`; per_channel=False fake-quantizes each weight with one scale per layer.
+    """
+    check_model(model)
+    if getattr(model, "input_shape", None) is None:
+        raise ValueError(f"prepare_qat_int8 traces the model with one example input, but this "
+                         f"{type(model).__name__} has no input_shape; set model.input_shape = (C, H, W) first "
+                         f"(minprune's models have it)")
+    engine = pick_engine(model, engine)
+    _check_float_model(model)
+    example = torch.zeros(1, *model.input_shape)
+    mapping = qconfig_mapping(per_channel, engine, qat=True)  # fake-quant weights and activations
+    with using_engine(engine), observer_notice_hidden():
+        prepared = quantize_fx.prepare_qat_fx(_cpu_copy(model).train(), mapping, (example,))
+    prepared.input_shape = tuple(model.input_shape)
+    prepared.quantized_engine, prepared.per_channel = engine, per_channel
+    recipe = _recipe(model, "qat", engine, per_channel)
+    prepared.minprune_description = recipe and recipe["description"]
+    return prepared
+
+
+def convert_qat_int8(prepared: nn.Module) -> Int8Model:
+    """Turn a model from `prepare_qat_int8` (after training) into a real int8 model. Returns a copy."""
+    if not hasattr(prepared, "quantized_engine") or not isinstance(prepared, torch.fx.GraphModule):
+        raise ValueError("convert_qat_int8 expects the model returned by prepare_qat_int8")
+    with using_engine(prepared.quantized_engine):
+        quantized = quantize_fx.convert_fx(_cpu_copy(prepared).eval())
+    return _finish(quantized, prepared, "qat", prepared.quantized_engine, prepared.per_channel)

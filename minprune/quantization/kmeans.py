@@ -1,0 +1,133 @@
+"""K-means weight sharing, the second stage of Deep Compression (Han et al. 2016).
+
+The nonzero weights of a layer are clustered into k = 2^bits centroids; each weight then stores only a
+`bits`-bit cluster index, and the layer stores its k centroids. Pruned weights (exact zeros) are not
+clustered and stay exactly zero. While shared, the centroids are trainable parameters: the gradient of a
+centroid is the sum of the gradients of the weights in its cluster, which autograd computes through the
+indexing `centroids[index]` for free. Sharing uses torch.nn.utils.parametrize.
+See notebooks/08_quantization.ipynb.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from minprune.quantization.uniform import check_bits
+from minprune.train import check_model
+from minprune.validate import positive_int
+
+
+def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means on the values of x with linear initialisation; returns (centroids (k,), index like x).
+
+    Linear initialisation (centroids evenly spaced between min and max) keeps the rare large weights
+    represented, which Han et al. found works best. Empty clusters keep their previous centroid.
+    """
+    positive_int(k, "k")
+    if x.numel() == 0:
+        raise ValueError("cannot cluster an empty tensor")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite, but it contains NaN or Inf; k-means needs finite values")
+    values = x.detach().flatten().float()
+    centroids = torch.linspace(float(values.min()), float(values.max()), k)
+    for _ in range(iters):
+        index = _nearest(values, centroids)
+        sums = torch.zeros(k).index_add_(0, index, values)
+        counts = torch.bincount(index, minlength=k).float()
+        updated = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        if torch.equal(updated, centroids):
+            break
+        centroids = updated
+    return centroids, _nearest(values, centroids).reshape(x.shape)
+
+
+def _nearest(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest centroid for every value: a binary search between sorted midpoints, O(n log k)."""
+    order = torch.argsort(centroids)
+    ordered = centroids[order]
+    boundaries = (ordered[1:] + ordered[:-1]) / 2
+    return order[torch.bucketize(values, boundaries)]
+
+
+class SharedWeight(nn.Module):
+    """Parametrization: weight = centroids[index] where the mask keeps a weight, exactly 0 elsewhere."""
+
+    def __init__(self, centroids: torch.Tensor, index: torch.Tensor, mask: torch.Tensor):
+        super().__init__()
+        self.centroids = nn.Parameter(centroids.clone())  # (k,) trainable
+        self.register_buffer("index", index.to(torch.int64))  # like the weight, in [0, k)
+        self.register_buffer("mask", mask.bool())  # like the weight, True = keep
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        W = self.centroids[self.index]  # the weight as the cluster centres, shaped like the original
+        return torch.where(self.mask, W, torch.zeros((), dtype=W.dtype, device=W.device))
+
+
+def _weights_to_share(model: nn.Module, names=None) -> dict[str, nn.Module]:
+    """Modules whose `weight` is a matrix or a filter bank (Linear, Conv); biases and norms are left alone."""
+    out = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "weight_orig"):
+            raise ValueError(f"{name or 'model'} carries a pruning mask (weight_orig); call make_permanent first")
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() > 1 and not parametrize.is_parametrized(module):
+            out[f"{name}.weight" if name else "weight"] = module
+    if names is not None:
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in out]
+        if unknown:
+            raise ValueError(f"cannot share {unknown}: not an unshared Linear/Conv weight; choose from {list(out)}")
+        out = {n: out[n] for n in names}
+    return out
+
+
+def share_weights(model: nn.Module, bits: int = 4, *, names=None, iters: int = 30) -> nn.Module:
+    """Cluster the nonzero weights of every Linear/Conv layer (or of `names`) into 2^bits shared values, in place.
+
+    Pruned weights stay exactly zero; call it again with other `names` and `bits` for per-layer bit widths.
+    The centroids become parameters, so `mp.fit(model, ...)` fine-tunes
+    them; `unshare_weights` writes the shared values back into plain weights.
+    """
+    check_model(model)
+    check_bits(bits)
+    modules = _weights_to_share(model, names)
+    if not modules:
+        raise ValueError("the model has no unshared Linear/Conv weights to share")
+    bad = [name for name, module in modules.items() if not bool(torch.isfinite(module.weight).all())]
+    if bad:  # checked for every layer before any is shared, so a refused model is left as it was
+        raise ValueError(f"weights {bad} contain NaN or Inf; share_weights needs finite weights "
+                         f"(reload or re-initialise the model)")
+    for module in modules.values():
+        W = module.weight.detach()
+        mask = W != 0
+        values = W[mask] if bool(mask.any()) else torch.zeros(1)
+        centroids, cluster = kmeans_1d(values, 2**bits, iters=iters)
+        index = torch.zeros_like(W, dtype=torch.int64)
+        index[mask] = cluster
+        parametrize.register_parametrization(module, "weight", SharedWeight(centroids, index, mask), unsafe=True)
+        module.parametrizations.weight.original.requires_grad_(False)  # only the centroids are trained
+    return model
+
+
+def shared_layers(model: nn.Module) -> dict[str, SharedWeight]:
+    """The SharedWeight parametrization of every shared layer, keyed by module name."""
+    out = {}
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            for p in module.parametrizations.weight:
+                if isinstance(p, SharedWeight):
+                    out[name] = p
+    return out
+
+
+def unshare_weights(model: nn.Module) -> nn.Module:
+    """Bake the shared values into plain `weight` parameters and remove the parametrizations, in place."""
+    check_model(model)
+    shared = shared_layers(model)
+    for name, module in list(model.named_modules()):
+        if name in shared:
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            module.weight.requires_grad_(True)
+    return model

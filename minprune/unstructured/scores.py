@@ -1,0 +1,219 @@
+"""Importance scores: one number per weight, higher means more important. Scores never change the model.
+
+Every score function returns `dict[name -> float tensor shaped like the parameter]` for the weights in
+`names` (default: `prunable_names(model)`). Already masked weights are scored through their effective
+(masked) value, so they score zero under magnitude, Taylor and SNIP.
+- magnitude |w|^p (Han et al. 2015); random (the baseline every method must beat);
+- Taylor |w * dL/dw| (Molchanov et al. 2019); gradient magnitude |dL/dw|;
+- SNIP (Lee et al. 2019), GraSP (Wang et al. 2020), SynFlow (Tanaka et al. 2020, data-free).
+Gradient scores run on a private copy of the model in eval mode, so no .grad, BatchNorm statistic
+or flag of the caller's model changes. That copy runs on `device` (default `mp.device()`), the model itself
+never moves, and the scores come back on the device of the weights they rank.
+See notebooks/02_importance_scores.ipynb.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minprune.devices import model_device, resolve
+from minprune.masked import copy_model, get_masks
+from minprune.measure import effective_parameters
+from minprune.unstructured.masks import check_sparsity, iterative_sparsities, prunable_names
+from minprune.unstructured.prune import prune
+from minprune.validate import positive_int
+
+
+def _names(model: nn.Module, names) -> list[str]:
+    params = effective_parameters(model)
+    names = prunable_names(model) if names is None else ([names] if isinstance(names, str) else list(names))
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(f"unknown parameter name(s) {unknown}; prunable ones are {prunable_names(model)}")
+    if not names:
+        raise ValueError("no parameters to score: the model has no Linear or Conv2d weights and names= is empty")
+    bad = [n for n in names if not bool(torch.isfinite(params[n]).all())]
+    if bad:
+        raise ValueError(f"weights {bad} contain NaN or Inf; scores need finite weights (did training diverge?)")
+    return names
+
+
+def magnitude_scores(model: nn.Module, p: float = 1, names=None) -> dict:
+    """|w|^p per weight: p=1 is L1 magnitude, p=2 is w squared. See notebooks/02_importance_scores.ipynb."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
+        raise ValueError(f"p must be a positive number, got {p!r}")
+    params = effective_parameters(model)
+    return {n: params[n].detach().abs().float().pow(p) for n in _names(model, names)}
+
+
+def random_scores(model: nn.Module, seed: int = 0, names=None) -> dict:
+    """Uniform random scores from a seeded generator: the control. See notebooks/02_importance_scores.ipynb."""
+    params = effective_parameters(model)
+    generator = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(params[n].shape, generator=generator).to(params[n].device) for n in _names(model, names)}
+
+
+def _data_batches(data, batches: int, fn: str):
+    """Up to `batches` (x, y) pairs from a DataLoader, an iterable of pairs or a DataSplits (train split)."""
+    if data is None:
+        raise ValueError(f"{fn} needs data: pass a DataLoader (e.g. splits.loader('train')) as loader=")
+    positive_int(batches, "batches")
+    if hasattr(data, "loader") and hasattr(data, "train"):  # DataSplits
+        data = data.loader("train", 64, shuffle=False)
+    out = []
+    for x, y in data:
+        out.append((x, y))
+        if len(out) == batches:
+            break
+    if not out:
+        raise ValueError(f"{fn} got an empty loader")
+    return out
+
+
+def _scoring_copy(model: nn.Module, names: list[str], device):
+    """A private eval-mode copy of `model` on `device` and, per name, the leaf parameter that trains."""
+    twin = copy_model(model).eval().to(device)
+    leaves = {}
+    for name in names:
+        mod_name, _, attr = name.rpartition(".")
+        module = twin.get_submodule(mod_name)
+        leaf = module._parameters.get(f"{attr}_orig", module._parameters.get(attr))
+        leaf.requires_grad_(True)
+        leaves[name] = leaf
+    return twin, leaves
+
+
+def _grads(twin: nn.Module, leaves: dict, x, y) -> dict:
+    """dL/d(leaf) for one batch; for a masked tensor that is dL/dw times the mask."""
+    device = model_device(twin)
+    loss = F.cross_entropy(twin(x.to(device)), y.to(device))
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(leaves.items(), grads)}
+
+
+def _effective(twin: nn.Module, name: str) -> torch.Tensor:
+    return effective_parameters(twin)[name].detach()
+
+
+def _batch_mean(twin: nn.Module, leaves: dict, data, term) -> dict:
+    """Average term(name, grad) over the batches; term runs after the forward pass that refreshed the masked weights."""
+    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
+    for x, y in data:
+        for n, g in _grads(twin, leaves, x, y).items():
+            totals[n] += term(n, g).float()
+    return {n: t / len(data) for n, t in totals.items()}
+
+
+def _home(scores: dict, model: nn.Module) -> dict:
+    """The scores moved to the device of the model's weights (a no-op when they were computed there)."""
+    device = model_device(model)
+    return {n: s.to(device) for n, s in scores.items()}
+
+
+def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None, *, device=None) -> dict:
+    """First-order Taylor importance |w * dL/dw|, averaged over `batches` batches.
+
+    device: where the private copy computes (default `mp.device()`). See notebooks/02_importance_scores.ipynb.
+    """
+    names = _names(model, names)
+    data = _data_batches(loader, batches, "taylor_scores")
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    return _home(_batch_mean(twin, leaves, data, lambda n, g: (_effective(twin, n) * g).abs()), model)
+
+
+def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None, *, device=None) -> dict:
+    """Gradient magnitude |dL/dw| averaged over `batches` batches (ignores the weight's own size).
+
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
+    """
+    names = _names(model, names)
+    data = _data_batches(loader, batches, "gradient_scores")
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    return _home(_batch_mean(twin, leaves, data, lambda n, g: g.abs()), model)
+
+
+def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None, *, device=None) -> dict:
+    """SNIP connection sensitivity |w * g| / sum over all scored weights, g the mean gradient over batches.
+
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
+    """
+    names = _names(model, names)
+    data = _data_batches(loader, batches, "snip_scores")
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    mean_grad = _batch_mean(twin, leaves, data, lambda n, g: g)
+    raw = {n: (_effective(twin, n) * mean_grad[n]).abs().float() for n in names}
+    total = sum(float(s.sum()) for s in raw.values()) or 1.0
+    return _home({n: s / total for n, s in raw.items()}, model)
+
+
+def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, temperature: float = 200.0, *,
+                 device=None) -> dict:
+    """GraSP with the sign flipped to our convention (high = keep): w * (H g), H g a Hessian-gradient product.
+
+    GraSP removes the weights whose removal reduces gradient flow least; here they get the lowest scores.
+    device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
+    """
+    names = _names(model, names)
+    data = _data_batches(loader, batches, "grasp_scores")
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    device, params = model_device(twin), list(leaves.values())
+    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
+    for x, y in data:
+        loss = F.cross_entropy(twin(x.to(device)) / temperature, y.to(device))
+        g = torch.autograd.grad(loss, params, create_graph=True)
+        z = sum((gi * gi.detach()).sum() for gi in g)  # d z / d w = H g
+        hg = torch.autograd.grad(z, params, allow_unused=True)
+        for n, h in zip(names, hg):
+            if h is not None:
+                totals[n] += (_effective(twin, n) * h).float()
+    return _home({n: t / len(data) for n, t in totals.items()}, model)
+
+
+@torch.no_grad()
+def _linearise(twin: nn.Module) -> None:
+    """SynFlow's trick: every parameter and buffer made non-negative (|w|), in double precision."""
+    twin.double()
+    for t in list(twin.parameters()) + list(twin.buffers()):
+        if t.is_floating_point():
+            t.abs_()
+
+
+def synflow_scores(model: nn.Module, names=None, input_shape=None, *, device=None) -> dict:
+    """SynFlow |w * dR/dw| with R = sum of the outputs of the |w| network on an all-ones input. Data-free.
+
+    One pass; `synflow_masks` iterates it, which is how SynFlow avoids layer collapse. It computes in float64,
+    which Apple's `mps` devices lack: pass device='cpu' there. See notebooks/02_importance_scores.ipynb.
+    """
+    names = _names(model, names)
+    shape = tuple(input_shape or getattr(model, "input_shape", ()))
+    if not shape:
+        raise ValueError("synflow_scores needs input_shape=(C, H, W): the model does not record one")
+    twin, leaves = _scoring_copy(model, names, resolve(model, device))
+    _linearise(twin)
+    ones = torch.ones(1, *shape, dtype=torch.float64, device=model_device(twin))
+    R = twin(ones).sum()
+    grads = torch.autograd.grad(R, list(leaves.values()), allow_unused=True)
+    scores = {}
+    for n, g in zip(names, grads):
+        g = torch.zeros_like(leaves[n]) if g is None else g
+        scores[n] = (_effective(twin, n) * g).abs().float()
+    return _home(scores, model)
+
+
+def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=None, *, device=None) -> dict:
+    """Iterative SynFlow: `rounds` score-and-mask steps to a global `sparsity` (exponential schedule).
+
+    Works on a private copy on `device` (default `mp.device()`) and returns masks on the model's device (pure);
+    apply them with `apply_masks`. See notebooks/02_importance_scores.ipynb.
+    """
+    positive_int(rounds, "rounds")
+    check_sparsity(sparsity)
+    device = resolve(model, device)
+    twin = copy_model(model).to(device)
+    names = _names(model, names)
+    for step_sparsity in iterative_sparsities(sparsity, rounds):
+        prune(twin, synflow_scores(twin, names, device=device), step_sparsity, scope="global")
+    masks = get_masks(twin)
+    return _home({n: masks[n] for n in names}, model)
