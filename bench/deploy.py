@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import onnxruntime as ort
@@ -20,7 +21,7 @@ import minprune as mp
 from minprune.checkpoint import atomic_write
 from minprune.deploy import export as ex
 from minprune.deploy.onnx_int8 import int8_weights_onnx
-from minprune.energy import estimate_energy
+from minprune.energy import EnergyOptions, estimate_energy
 from minprune.masked import copy_model
 from minprune.measure import size_on_disk
 from minprune.structured.surgery import prune_channels
@@ -32,7 +33,8 @@ RESULTS = Path(__file__).parent / "results"
 THREADS, ROUNDS, SEED = 1, 25, 0
 FC = {"classifier.1": 8, "classifier.3": 8, "classifier.5": 8}
 PRECISION = {  # (bits of the arithmetic and activations, bits of the stored weights) for the energy model
-    "compacted int8": {"bits": 8}, "compacted int8-fc": {"bits": FC}, "compacted int8 weights": {"weight_bits": 8}}
+    "compacted int8": EnergyOptions(bits=8), "compacted int8-fc": EnergyOptions(bits=FC),
+    "compacted int8 weights": EnergyOptions(weight_bits=8)}
 
 
 def build_variants(splits) -> dict:
@@ -43,10 +45,10 @@ def build_variants(splits) -> dict:
     mp.seed_everything(SEED)
     pruned = copy_model(dense)
     prune(pruned, magnitude_scores(pruned), 0.9, scope="global")
-    mp.fit(pruned, train, epochs=2, lr=1e-3, progress=False)
+    mp.fit(pruned, train, mp.TrainConfig(epochs=2, lr=1e-3), progress=False)
     mp.seed_everything(SEED)
     compacted = prune_channels(dense, 0.5)
-    mp.fit(compacted, train, epochs=8, lr=1e-3, progress=False)
+    mp.fit(compacted, train, mp.TrainConfig(epochs=8, lr=1e-3), progress=False)
     return {"dense": dense, "pruned": pruned.eval(), "compacted": compacted.eval()}
 
 
@@ -73,7 +75,7 @@ def main() -> dict:
     print(f"variants trained after {time.perf_counter() - start:.0f} s", flush=True)
     protos, sessions, diffs = build_sessions(models, splits)
     print(f"exported and quantized after {time.perf_counter() - start:.0f} s", flush=True)
-    shipped = {n: ex.deployable_copy(m)[0] for n, m in models.items()}  # masks made permanent: what you would ship
+    shipped = {n: mp.deployable_copy(m)[0] for n, m in models.items()}  # masks made permanent: what you would ship
     runners = {("pytorch", n): m for n, m in shipped.items()} | {("onnxruntime", n): s for n, s in sessions.items()}
     keyed = {f"{rt}/{n}": r for (rt, n), r in runners.items()}
     ms = {b: mp.timing.interleaved_latency(keyed, splits.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
@@ -81,14 +83,14 @@ def main() -> dict:
     rows = []
     for (runtime, name), r in runners.items():
         model = shipped[name.split()[0]]
-        precision = PRECISION.get(name, {})
+        precision = PRECISION.get(name, EnergyOptions())
         onnx_run = isinstance(r, ort.InferenceSession)
         rows.append({"model": "lenet5", "variant": name, "runtime": runtime,
                      "bytes": protos[name].ByteSize() if onnx_run else size_on_disk(model)["bytes"],
                      "acc": ex.onnx_accuracy(r, test) if onnx_run else mp.evaluate(model, test)["acc"],
                      "latency_b1_ms": ms[1][f"{runtime}/{name}"], "latency_b64_ms": ms[64][f"{runtime}/{name}"],
-                     "energy_uj": estimate_energy(model, **precision)["total_uj"],
-                     "energy_sparse_hw_uj": estimate_energy(model, **precision, sparse=True)["total_uj"],
+                     "energy_uj": estimate_energy(model, options=precision)["total_uj"],
+                     "energy_sparse_hw_uj": estimate_energy(model, options=replace(precision, sparse=True))["total_uj"],
                      "max_abs_diff": diffs.get(name) if onnx_run else None})
     return {"rows": rows, "targets": targets(rows), "seconds": time.perf_counter() - start,
             "setup": {"threads": THREADS, "rounds": ROUNDS, "torch": torch.__version__, "onnxruntime": ort.__version__,

@@ -50,7 +50,7 @@ GROUPS = ("dense", "dst", "gradual")  # longest first
 
 def _train(model, splits, epochs, seed, callbacks=()):
     loader = splits.loader("train", CONFIG["batch_size"], seed=seed)
-    mp.fit(model, loader, epochs=epochs, lr=CONFIG["lr"], callbacks=callbacks, progress=False)
+    mp.fit(model, loader, mp.TrainConfig(epochs=epochs, lr=CONFIG["lr"]), callbacks=callbacks, progress=False)
     return mp.accuracy(model, splits.loader("test", 1000))
 
 

@@ -58,32 +58,32 @@ MIN_GAP = 0.5  # points: on 1,000 test images a smaller teacher-student gap is w
 
 
 def _closed(teacher_acc: float, alone_acc: float, distilled_acc: float) -> float:
-    """`mp.distillation.distill.gap_closed`, or NaN when the teacher is less than MIN_GAP points ahead."""
+    """`mp.gap_closed`, or NaN when the teacher is less than MIN_GAP points ahead."""
     if teacher_acc - alone_acc < MIN_GAP:
         return float("nan")
-    return mp.distillation.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)
+    return mp.gap_closed(teacher_acc, alone_acc, distilled_acc)
 
 
 def _train(make, teacher, loader, run: dict, seed: int, distill: bool) -> torch.nn.Module:
     mp.seed_everything(seed)
     student = make()
+    train = mp.TrainConfig(epochs=run["epochs"])
     if distill:
-        mp.distill_student(student, teacher, loader, epochs=run["epochs"], max_shift=run["max_shift"],
-                           mixup=run["mixup"], progress=False, **KD)
+        kd = mp.KDConfig(max_shift=run["max_shift"], mixup=run["mixup"], **KD)
+        mp.distill_student(student, teacher, loader, kd, train, progress=False)
     else:
-        mp.fit(student, loader, epochs=run["epochs"], loss_fn=mp.distillation.distill.labels_loss(
-            run["max_shift"], run["mixup"]),
+        mp.fit(student, loader, train, loss_fn=mp.distillation.augment.labels_loss(run["max_shift"], run["mixup"]),
                progress=False)
     return student
 
 
 def kd_gap(splits, seeds: list[int], quick: bool, between=lambda: None) -> list[dict]:
     """Accuracy of each student alone and distilled, averaged over seeds; share of the teacher-student gap
-    closed (`mp.distillation.distill.gap_closed`). Both teachers are cached: trained once, then loaded. `between()` is
+    closed (`mp.gap_closed`). Both teachers are cached: trained once, then loaded. `between()` is
     called after every training run (the capstone's latency passes)."""
     test = splits.loader("test", 500)
     teachers = {"LeNet-5 baseline": mp.pretrained("lenet5", progress=False),
-                SHIFTED_TEACHER: mp.distillation.distill.shift_trained_teacher("lenet5", epochs=15, max_shift=2)}
+                SHIFTED_TEACHER: mp.shift_trained_teacher("lenet5", epochs=15, max_shift=2)}
     pruned = mp.copy_model(teachers["LeNet-5 baseline"])
     mp.prune(pruned, mp.magnitude_scores(pruned), 0.95, scope="global")
     students = {"LeNet-300-100 from scratch": lambda: mp.build("lenet300"),
@@ -170,7 +170,7 @@ def capstone(quick: bool) -> tuple[list[dict], list[dict], dict, mp.Table, mp.ti
 
 
 def _dense_and_final(result) -> dict:
-    models = [mp.pipeline.runner.deployable(m) for m in result.models.values()]
+    models = [mp.pipeline.report.as_deployed(m) for m in result.models.values()]
     return {"dense": models[0], result.table.rows[-1]["stage"]: models[-1]}
 
 
@@ -193,8 +193,8 @@ def seed_check(result, config, seeds: list[int]) -> dict:
     test, pruned = splits.loader("test", 500), result.models[f"pruned ({config.prune.method})"]
     out = {config.base.seed: mp.accuracy(list(result.models.values())[-1], test)}
     for seed in seeds:
-        model, _ = mp.pipeline.runner.finetune_step(pruned, result.models["dense"], config, splits, seed=seed)
-        out[seed] = mp.accuracy(mp.pipeline.runner.quantize_step(model, config, splits), test)
+        model, _ = mp.pipeline.stages.finetune_step(pruned, result.models["dense"], config, splits, seed=seed)
+        out[seed] = mp.accuracy(mp.pipeline.stages.quantize_step(model, config, splits), test)
     return out
 
 

@@ -5,7 +5,7 @@ float; Deep Compression (prune + k-means sharing + Huffman) on LeNet-300-100 >= 
 dense model at <= 0.5 point drop. Bytes are real files: torch.save of the float state_dict, the compact int8 file
 of `save_int8` (checked to load back to identical outputs), or the Deep Compression file; latency is the median
 over interleaved rounds, float vs variant in the same process, 1 thread, batch 64. The int8 engine is
-`engine="auto"` (oneDNN for the CNNs, x86/fbgemm for the MLP; see minprune/quantization/int8.py for the measurements).
+`engine="auto"` (oneDNN for the CNNs, x86/fbgemm for the MLP; measured in minprune/quantization/engines.py).
 Writes bench/results/quantization.json and quantization.md. Run: `.venv/bin/python bench/quantization.py`.
 """
 
@@ -40,10 +40,12 @@ def speedup(float_model, variant) -> float:
     return statistics.median(base) / statistics.median(new)
 
 
-def row(model_name, method, bits, nbytes, float_bytes, acc, float_acc, speed) -> dict:
+def row(model_name, method, bits, measured: dict, base: dict) -> dict:
+    """One result row: measured = {"bytes", "acc", "speedup"} of the variant, base = {"bytes", "acc"} of float."""
+    nbytes, acc = measured["bytes"], measured["acc"]
     return {"model": model_name, "method": method, "bits": bits, "bytes": nbytes,
-            "compression": round(float_bytes / nbytes, 2), "acc": round(acc, 2), "acc_drop": round(float_acc - acc, 2),
-            "speedup": round(speed, 2)}
+            "compression": round(base["bytes"] / nbytes, 2), "acc": round(acc, 2),
+            "acc_drop": round(base["acc"] - acc, 2), "speedup": round(measured["speedup"], 2)}
 
 
 def int8_file_bytes(q, probe) -> int:
@@ -62,11 +64,11 @@ def deep_compression(base, splits, test) -> tuple[torch.nn.Module, int]:
     model = copy_model(base)
     for sparsity in DC_SCHEDULE:
         prune(model, magnitude_scores(model), sparsity, scope="global")
-        mp.fit(model, train, epochs=3, lr=1e-3, progress=False)
-    mp.fit(model, train, epochs=3, lr=3e-4, progress=False)
+        mp.fit(model, train, mp.TrainConfig(epochs=3, lr=1e-3), progress=False)
+    mp.fit(model, train, mp.TrainConfig(epochs=3, lr=3e-4), progress=False)
     make_permanent(model)
     mp.share_weights(model, DC_BITS)
-    mp.fit(model, train, epochs=3, lr=3e-4, progress=False)  # fine-tune the centroids
+    mp.fit(model, train, mp.TrainConfig(epochs=3, lr=3e-4), progress=False)  # fine-tune the centroids
     with tempfile.TemporaryDirectory() as tmp:
         info = mp.save_compressed(Path(tmp) / "lenet300.mpdc", model)
         decoded = mp.load_compressed(Path(tmp) / "lenet300.mpdc").eval()  # accuracy is measured on the decoded file
@@ -82,18 +84,19 @@ def main() -> None:
     rows = []
     for arch in ("lenet300", "lenet5", "vgg", "resnet"):
         base = mp.pretrained(arch, progress=False).eval()
-        float_acc, float_bytes = mp.accuracy(base, test), mp.size_on_disk(base)["bytes"]
-        rows.append(row(arch, "float32", 32, float_bytes, float_bytes, float_acc, float_acc, 1.0))
+        floats = {"acc": mp.accuracy(base, test), "bytes": mp.size_on_disk(base)["bytes"]}
+        rows.append(row(arch, "float32", 32, {**floats, "speedup": 1.0}, floats))
         variants = {"static PTQ": mp.static_int8(base, calib)}
         if arch == "lenet300":
             variants = {"dynamic PTQ": mp.dynamic_int8(base), **variants}
         for method, q in variants.items():
-            rows.append(row(arch, f"int8 {method} ({q.engine})", 8, int8_file_bytes(q, probe), float_bytes,
-                            mp.accuracy(q, test), float_acc, speedup(base, q)))
+            measured = {"bytes": int8_file_bytes(q, probe), "acc": mp.accuracy(q, test), "speedup": speedup(base, q)}
+            rows.append(row(arch, f"int8 {method} ({q.engine})", 8, measured, floats))
         if arch == "lenet300":
             decoded, nbytes = deep_compression(base, splits, test)
+            measured = {"bytes": nbytes, "acc": mp.accuracy(decoded, test), "speedup": speedup(base, decoded)}
             rows.append(row(arch, f"deep compression (prune {DC_SCHEDULE[-1]:.1%}, {DC_BITS}-bit, Huffman)", DC_BITS,
-                            nbytes, float_bytes, mp.accuracy(decoded, test), float_acc, speedup(base, decoded)))
+                            measured, floats))
         print(f"{arch} done after {time.time() - start:.0f} s", flush=True)
     table = mp.Table(rows, title="Quantization (mnist-small test set, CPU, 1 thread, batch 64)")
     print(table)

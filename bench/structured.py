@@ -62,7 +62,7 @@ def fine_tune(model, data):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=FINETUNE_EPOCHS)
     for _ in range(FINETUNE_EPOCHS):
-        mp.fit(model, data.loader("train", 64), epochs=1, optimizer=opt, progress=False)
+        mp.fit(model, data.loader("train", 64), mp.TrainConfig(epochs=1, optimizer=opt), progress=False)
         decay.step()
     return mp.evaluate(model, data.loader("test", 500))["acc"]
 
@@ -73,7 +73,7 @@ def timings(models, shape):
     out = {f"b{b}": mp.speedups(models, shape, batch_size=b, threads=THREADS, repeats=REPEATS[b]) for b in (64, 1)}
     out["b64_1t"] = mp.speedups(models, shape, batch_size=64, threads=1, repeats=REPEATS[64])
     nhwc = {k: copy.deepcopy(m).to(memory_format=torch.channels_last) for k, m in models.items()}
-    out["b64_nhwc"] = mp.speedups(nhwc, shape, batch_size=64, threads=THREADS, repeats=REPEATS[64], channels_last=True)
+    out["b64_nhwc"] = mp.speedups(nhwc, shape, batch_size=64, threads=THREADS, repeats=REPEATS[64])  # NHWC inputs too
     return out
 
 

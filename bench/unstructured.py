@@ -49,7 +49,8 @@ def one_shot(dense, splits, method, fn, sparsity):
         scope = "local" if method == "magnitude-local" else "global"
         mp.prune(model, fn(model), sparsity, scope=scope)
     before = mp.accuracy(model, test)
-    mp.fine_tune(model, splits, CONFIG["fine_tune_epochs"], lr=CONFIG["lr"], optimizer=CONFIG["optimizer"])
+    mp.fine_tune(model, splits,
+                 mp.TrainConfig(epochs=CONFIG["fine_tune_epochs"], lr=CONFIG["lr"], optimizer=CONFIG["optimizer"]))
     return before, mp.accuracy(model, test)
 
 

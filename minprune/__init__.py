@@ -1,8 +1,9 @@
 """minprune: a compact PyTorch library for learning neural-network pruning. See README.md.
 
-The package is the map of the course: a small core (data, models, train, checkpoint, zoo, measure, timing) and one
-subpackage per chapter: `unstructured` (notebooks 02-04), `structured` (05-06), `dynamic` (07), `quantization`
-(08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course` (checks, widgets, plots).
+The package is the map of the course: a small core (data, models, layers, masked, train, checkpoint, zoo, measure,
+timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured` (05-06),
+`dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course` (checks,
+widgets, plots).
 
 The functional API is flat: `mp.prune`, `mp.quantize`, `mp.fit`, ... (`__all__`: functions and classes only).
 Nothing is imported until it is used (PEP 562): `import minprune` is quick, and `mp.fit` loads only what training
@@ -21,23 +22,33 @@ _EXPORTS = {
     "assets": ("shipped_recipes",),
     "structured.blocks": ("block_scores", "drop_blocks", "droppable", "prune_blocks"),
     "course.check": ("show_source",),
+    "course.plots": (
+        "plot_accuracy_vs_sparsity", "plot_history", "plot_score_histograms", "plot_sensitivity",
+        "plot_weight_histograms", "show_images", "show_masks",
+    ),
+    "course.plots_dynamic": (
+        "plot_accuracy_curves", "plot_layer_sparsity", "plot_mask_snapshots", "plot_regrowth", "plot_schedules"
+    ),
+    "course.widgets": ("channel_explorer", "sparsity_explorer"),
     "checkpoint": ("CheckpointError", "load_model", "save_model"),
     "quantization.compressed": ("load_compressed", "save_compressed"),
     "data": ("load",),
     "structured.dependency": ("DependencyError", "groups_table", "plot_groups", "trace_groups"),
     "devices": ("device",),
-    "distillation.distill": (
-        "attention_map", "distill_loss", "distill_student", "gap_closed", "hint_loss", "kd_loss", "random_shift",
-        "shift_trained_teacher", "soft_targets", "with_shifts"
-    ),
+    "distillation.augment": ("random_shift", "with_shifts"),
+    "distillation.losses": ("attention_map", "hint_loss", "kd_loss", "soft_targets"),
+    "distillation.student": ("distill_loss", "distill_student", "gap_closed", "KDConfig"),
+    "distillation.teacher": ("shift_trained_teacher",),
     "dynamic.gradual": ("GradualPruner",),
-    "energy": ("energy_table", "EnergyCosts", "estimate_energy", "layer_counts"),
-    "deploy.export": ("deployable_copy", "export_onnx", "ExportError", "quantize_onnx"),
+    "energy": ("energy_table", "EnergyCosts", "EnergyOptions", "estimate_energy", "layer_counts"),
+    "deploy.deployable": ("deployable_copy",),
+    "deploy.export": ("export_onnx", "ExportError", "quantize_onnx"),
     "unstructured.finetune": ("fine_tune", "iterative_prune", "IterativeConfig"),
     "structured.unit_scores": (
         "activation_scores", "bn_scale_scores", "norm_scores", "slimming_loss", "taylor_unit_scores", "unit_norms"
     ),
-    "quantization.int8": ("convert_qat_int8", "dynamic_int8", "int8_weights", "prepare_qat_int8", "static_int8"),
+    "quantization.int8": ("convert_qat_int8", "dynamic_int8", "prepare_qat_int8", "static_int8"),
+    "quantization.int8_modules": ("int8_weights",),
     "quantization.int8_file": ("load_int8", "save_int8"),
     "quantization.kmeans": ("kmeans_1d", "share_weights", "unshare_weights"),
     "unstructured.lottery": ("find_ticket", "random_reinit", "rewind", "RewindPoint", "snapshot"),
@@ -45,18 +56,23 @@ _EXPORTS = {
         "iterative_sparsities", "make_masks", "masks_sparsity", "n_pruned", "prunable_names", "shuffle_masks",
         "topk_mask",
     ),
-    "masked": ("apply_masks", "copy_model", "get_masks", "load_masked_state_dict", "make_permanent"),
+    "masked": (
+        "apply_masks", "copy_model", "effective_parameters", "get_masks", "load_masked_state_dict", "make_permanent"
+    ),
     "measure": (
-        "compare", "count_macs", "count_nonzeros", "count_params", "latency", "layer_sparsity", "size_on_disk",
-        "sparsity", "summary"
+        "compare", "count_macs", "count_nonzeros", "count_params", "latency", "LatencyOptions", "layer_sparsity",
+        "model_sparsity", "size_on_disk", "summary"
     ),
     "models": ("build",),
     "structured.nm_sparsity": ("nm_mask", "nm_masks", "nm_report"),
     "deploy.onnx_int8": ("int8_weights_onnx",),
-    "pipeline.runner": ("measure_stages", "pareto_front", "PipelineResult", "plot_pareto", "run_pipeline"),
+    "pipeline.pareto": ("pareto_front", "plot_pareto"),
+    "pipeline.report": ("measure_stages",),
+    "pipeline.runner": ("PipelineResult", "run_pipeline"),
     "unstructured.prune": ("prune",),
     "quantization.uniform": (
-        "dequantize", "fake_quantize", "quant_params", "quantize_weights", "strip_fake_quant", "swap_fake_quant"
+        "dequantize", "fake_quantize", "quant_params", "quantize", "quantize_weights", "strip_fake_quant",
+        "swap_fake_quant"
     ),
     "pipeline.recipe": ("load_recipe", "PipelineConfig", "RecipeError"),
     "dynamic.schedules": ("make_schedule",),
@@ -65,19 +81,20 @@ _EXPORTS = {
         "synflow_scores", "taylor_scores"
     ),
     "unstructured.sensitivity": ("layer_sparsities", "sensitivity_scan"),
-    "quantization.sparse_storage": ("storage_table",),
+    "unstructured.sparse_storage": ("storage_table",),
     "dynamic.sparse_training": ("DynamicSparseTrainer", "SparseConfig"),
     "structured.speed": ("latency_grid", "speedups", "to_csr"),
     "structured.surgery": ("channel_masks", "prune_channels", "remove_channels", "score_groups", "select_channels"),
     "table": ("Table",),
-    "timing": ("compare_layer_latency", "layer_latency", "speedup_spread"),
-    "train": ("accuracy", "evaluate", "fit", "History", "seed_everything"),
+    "profile": ("compare_layer_latency", "layer_latency"),
+    "timing": ("interleaved_latency", "speedup_spread", "SpeedupSampler", "time_models", "Timings"),
+    "train": ("accuracy", "evaluate", "fit", "History", "seed_everything", "TrainConfig"),
     "zoo": ("pretrained",),
 }
 
 CORE = (
-    "assets", "checkpoint", "data", "devices", "energy", "layers", "masked", "measure", "models", "table", "timing",
-    "train", "validate", "zoo",
+    "assets", "checkpoint", "data", "devices", "energy", "layers", "masked", "measure", "models", "profile", "table",
+    "timing", "train", "validate", "zoo",
 )
 CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
 

@@ -21,7 +21,7 @@ from minprune import __version__
 from minprune import data as data_lib
 from minprune.assets import shipped_recipes
 from minprune.deploy.cli import add_export_parser
-from minprune.measure import compare
+from minprune.measure import LatencyOptions, compare
 from minprune.pipeline.recipe import PipelineConfig, from_dict, load_recipe, to_dict
 from minprune.zoo import BASELINE_RECIPES, pretrained
 
@@ -47,11 +47,12 @@ def demo(args) -> int:
     for arch in args.models:
         print(f"baseline {arch} ...")
         models[arch] = pretrained(arch, retrain=args.retrain)
-    table = compare(models, splits.loader("test", 500), threads=args.threads)
-    table.title = "Baselines on mnist-small (test accuracy %, per-image MACs, batch-64 CPU latency, bytes)"
+    table = compare(models, splits.loader("test", 500), timing=LatencyOptions(threads=args.threads))
+    table.title = ("Baselines on mnist-small (test accuracy %, per-image MACs, batch-64 CPU latency on "
+                   f"{args.threads} thread(s), bytes)")
     print(table)
     if not args.skip_pipeline:
-        config = from_dict({**DEMO_PIPELINE, "measure": {**DEMO_PIPELINE["measure"], "threads": args.threads or 1}})
+        config = from_dict({**DEMO_PIPELINE, "measure": {**DEMO_PIPELINE["measure"], "threads": args.threads}})
         print("\ncompression pipeline: " + _describe(config))
         result = _run_pipeline(config, splits)
         print(result.table)
@@ -74,11 +75,11 @@ def _run_pipeline(config: PipelineConfig, splits=None):
 
 def write_report(result, out: Path) -> list[Path]:
     """Write report.md, results.json, pareto.png (and history.png after fine-tuning) into `out`."""
-    import matplotlib
+    import matplotlib  # heavy and only for the report: imported here, after the pipeline ran
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # before pyplot is imported (the two plot modules below import it)
     from minprune.course.plots import plot_history
-    from minprune.pipeline.runner import plot_pareto
+    from minprune.pipeline.pareto import plot_pareto
 
     out.mkdir(parents=True, exist_ok=True)
     images = [out / "pareto.png"]
@@ -136,8 +137,9 @@ def add_demo(sub) -> None:
                                         "(default: %(default)s)")
     p.add_argument("--retrain", action="store_true",
                    help="train the baselines again on this machine instead of loading the shipped files")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for the latency measurement (default: all of PyTorch's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for the latency measurements (default: %(default)s, the kit's rule for "
+                        "comparing models)")
     p.add_argument("--skip-pipeline", action="store_true", help="only the baseline table")
     p.set_defaults(func=demo)
 

@@ -5,13 +5,13 @@ The per-operation energies are Horowitz's (ISSCC 2014, "Computing's energy probl
     32-bit float multiply 3.7 pJ, add 0.9 pJ      8-bit int multiply 0.2 pJ, add 0.03 pJ
     32-bit read from an 8 KB on-chip SRAM 5 pJ    32-bit read from DRAM 640 pJ
 
-The model (every assumption can be changed by an argument):
+The model (every assumption is a field of `EnergyOptions`, every energy one of `EnergyCosts`):
 - only layers with weights (Linear, Conv) cost anything: BatchNorm is folded into the convolution before
   deployment, and ReLU and pooling are fused into the layer before them;
 - a MAC is one multiply plus one add at the layer's precision (32: float, 8: int8). Each layer has its own:
   int8 layers of a PyTorch int8 model count at 8 bits, float layers at 32 (a mixed model mixes them);
-  `bits=8` or `bits={"classifier.1": 8}` sets it for all or for the named layers, and `weight_bits` the
-  same for the stored weights alone (int8 weights computed in float: `weight_bits=8`, `bits=32`);
+  `EnergyOptions(bits=8)` or `bits={"classifier.1": 8}` sets it for all or for the named layers, and
+  `weight_bits` the same for the stored weights alone (int8 weights computed in float: `weight_bits=8`, `bits=32`);
 - every weight and bias is fetched once per inference (batch 1: no reuse across examples) from `weights`
   memory ("dram" by default: a model of 250 KB does not fit an 8 KB SRAM);
 - each layer reads its input and writes its output once, in `activations` memory ("sram" by default);
@@ -32,6 +32,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from minprune.devices import model_device
+from minprune.layers import is_prunable
 from minprune.table import Table
 
 MEMORIES = ("dram", "sram")
@@ -74,18 +76,18 @@ def _is_quantized(module: nn.Module) -> bool:
     return type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
 
 
-def _is_layer(module: nn.Module) -> bool:
-    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-        return True
-    return _is_quantized(module) and callable(getattr(module, "weight", None))
+def _is_counted(module: nn.Module) -> bool:
+    """A prunable float layer (`layers.is_prunable`) or a torch.ao int8 Linear/Conv (its weight() a method)."""
+    return is_prunable(module) or (_is_quantized(module) and callable(getattr(module, "weight", None)))
 
 
 def _example_input(model: nn.Module, input_shape) -> torch.Tensor:
+    """Zeros (1, *shape) on the model's device: the counts depend on shapes only, and zeros draw no random numbers
+    (so an estimate leaves the random state, and what a notebook computes after it, as it was)."""
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
         raise ValueError("pass input_shape=(C, H, W) (or (features,)); the model does not record one")
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    return torch.zeros(1, *shape, device=device)
+    return torch.zeros(1, *shape, device=model_device(model))
 
 
 def _weights_of(module: nn.Module) -> list[torch.Tensor]:
@@ -119,7 +121,7 @@ def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
         return hook
 
     for name, module in model.named_modules():
-        if _is_layer(module):
+        if _is_counted(module):
             handles.append(module.register_forward_hook(record(name)))
     was_training = model.training
     model.eval()
@@ -150,87 +152,117 @@ def _check_precision(arg: str, bits, layers: list[str] | None = None) -> None:
         raise ValueError(f"{arg} names layers the model does not have: {unknown}; its layers: {layers}")
 
 
-def _check_options(sparse, weights, activations, index_bits) -> None:
-    for arg, value in (("weights", weights), ("activations", activations)):
-        if value not in MEMORIES:
-            raise ValueError(f"{arg} must be one of {MEMORIES}, got {value!r}")
-    if not isinstance(sparse, bool):
-        raise TypeError(f"sparse must be True or False, got {sparse!r}")
-    if not isinstance(index_bits, int) or index_bits < 0:
-        raise ValueError(f"index_bits must be a non-negative int, got {index_bits!r}")
-
-
-def _layer_bits(counts: dict, bits, weight_bits) -> tuple[int, int]:
-    """(compute bits, weight bits) of one layer: an override for it if given, else the layer's own precision."""
-    def pick(choice, default):
-        choice = choice.get(counts["layer"]) if isinstance(choice, dict) else choice
-        return default if choice is None else choice
-    compute = pick(bits, counts.get("bits", 32))
-    return compute, pick(weight_bits, compute)
-
-
-def layer_energy(counts: dict, *, bits=None, weight_bits=None, sparse: bool = False, weights: str = "dram",
-                 activations: str = "sram", index_bits: int = 4, costs: EnergyCosts = HOROWITZ_45NM) -> dict:
-    """Energy in pJ of one layer from its `layer_counts` row: compute, weight fetch, activation traffic.
-
-    MACs and activations count at the layer's compute precision, weights at its weight precision (see
-    `estimate_energy` for `bits` and `weight_bits`). See notebooks/11_deploy.ipynb.
-    """
-    _check_precision("bits", bits)
-    _check_precision("weight_bits", weight_bits)
-    _check_options(sparse, weights, activations, index_bits)
-    compute, stored = _layer_bits(counts, bits, weight_bits)
-    if sparse:  # only nonzeros are stored, each with a relative index, and zero products are skipped
-        macs, weight_bytes = counts["nonzero_macs"], counts["nonzero_weights"] * (stored / 8 + index_bits / 8)
-    else:
-        macs, weight_bytes = counts["macs"], counts["weights"] * stored / 8
-    return {"compute_pj": macs * costs.mac(compute),
-            "weights_pj": weight_bytes * costs.per_byte(weights),
-            "activations_pj": counts["activations"] * compute / 8 * costs.per_byte(activations),
-            "weight_bytes": weight_bytes}
-
-
-def estimate_energy(model: nn.Module, input_shape=None, *, bits=None, weight_bits=None, sparse: bool = False,
-                    weights: str = "dram", activations: str = "sram", index_bits: int = 4,
-                    costs: EnergyCosts = HOROWITZ_45NM) -> dict:
-    """Estimated energy of one inference (batch 1) in microjoules, split into compute and memory.
+@dataclass(frozen=True)
+class EnergyOptions:
+    """The hardware the estimate assumes: precisions, sparse storage, and where weights and activations live.
 
     bits: precision of each layer's arithmetic and activations: None = the model's own (int8 layers of a
     PyTorch int8 model 8, float layers 32), 8 or 32 for every layer, or {layer name: 8 or 32} for some.
     weight_bits: the same for the stored weights only (default: as `bits`; int8 weights computed in float
-    are bits=32, weight_bits=8). weights / activations: 'dram' or 'sram'; sparse: hardware that stores only
-    nonzero weights and skips zero products (see the module docstring).
+    are bits=32, weight_bits=8). sparse: hardware that stores only nonzero weights, each with an `index_bits`
+    relative index, and skips zero products. weights / activations: 'dram' or 'sram'.
+    See notebooks/11_deploy.ipynb.
+    """
+
+    bits: int | dict[str, int] | None = None
+    weight_bits: int | dict[str, int] | None = None
+    sparse: bool = False
+    weights: str = "dram"
+    activations: str = "sram"
+    index_bits: int = 4
+
+    def __post_init__(self):
+        for arg, value in (("weights", self.weights), ("activations", self.activations)):
+            if value not in MEMORIES:
+                raise ValueError(f"{arg} must be one of {MEMORIES}, got {value!r}")
+        if not isinstance(self.sparse, bool):
+            raise TypeError(f"sparse must be True or False, got {self.sparse!r}")
+        if not isinstance(self.index_bits, int) or self.index_bits < 0:
+            raise ValueError(f"index_bits must be a non-negative int, got {self.index_bits!r}")
+        for arg in ("bits", "weight_bits"):
+            value = getattr(self, arg)
+            _check_precision(arg, value)  # values here, layer names in `check_layers` once the layers are known
+            if isinstance(value, dict):
+                object.__setattr__(self, arg, dict(value))  # a copy: later edits of the caller's dict change nothing
+
+    def check_layers(self, layers: list[str]) -> None:
+        """ValueError if `bits` or `weight_bits` names a layer not in `layers`. See notebooks/11_deploy.ipynb."""
+        for arg in ("bits", "weight_bits"):
+            _check_precision(arg, getattr(self, arg), layers)
+
+    def layer_bits(self, counts: dict) -> tuple[int, int]:
+        """(compute bits, weight bits) of one `layer_counts` row: an override for it if given, else the layer's
+        own precision. See notebooks/11_deploy.ipynb."""
+        def pick(choice, default):
+            choice = choice.get(counts["layer"]) if isinstance(choice, dict) else choice
+            return default if choice is None else choice
+        compute = pick(self.bits, counts.get("bits", 32))
+        return compute, pick(self.weight_bits, compute)
+
+
+EACH_LAYER_OWN = EnergyOptions()  # the defaults: each layer's own precision, dense, weights in DRAM
+
+
+def _check_options(options) -> None:
+    if not isinstance(options, EnergyOptions):
+        raise TypeError(f"options must be an EnergyOptions, e.g. EnergyOptions(bits=8), got {type(options).__name__}")
+
+
+def layer_energy(counts: dict, *, options: EnergyOptions = EACH_LAYER_OWN, costs: EnergyCosts = HOROWITZ_45NM
+                 ) -> dict:
+    """Energy in pJ of one layer from its `layer_counts` row: compute, weight fetch, activation traffic.
+
+    MACs and activations count at the layer's compute precision, weights at its weight precision (see
+    `EnergyOptions` for `bits` and `weight_bits`). See notebooks/11_deploy.ipynb.
+    """
+    _check_options(options)
+    compute, stored = options.layer_bits(counts)
+    if options.sparse:  # only nonzeros are stored, each with a relative index, and zero products are skipped
+        macs = counts["nonzero_macs"]
+        weight_bytes = counts["nonzero_weights"] * (stored / 8 + options.index_bits / 8)
+    else:
+        macs, weight_bytes = counts["macs"], counts["weights"] * stored / 8
+    return {"compute_pj": macs * costs.mac(compute),
+            "weights_pj": weight_bytes * costs.per_byte(options.weights),
+            "activations_pj": counts["activations"] * compute / 8 * costs.per_byte(options.activations),
+            "weight_bytes": weight_bytes}
+
+
+def estimate_energy(model: nn.Module, input_shape=None, *, options: EnergyOptions = EACH_LAYER_OWN,
+                    costs: EnergyCosts = HOROWITZ_45NM) -> dict:
+    """Estimated energy of one inference (batch 1) in microjoules, split into compute and memory.
+
+    options: the hardware assumed (`EnergyOptions`: precisions, sparse storage, memories); the default counts
+    each layer at its own precision on dense hardware, weights from DRAM, activations in SRAM.
     Returns {"compute_uj", "weights_uj", "activations_uj", "total_uj", "macs", "weight_bytes"}.
     See notebooks/11_deploy.ipynb.
     """
-    _check_options(sparse, weights, activations, index_bits)
-    for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
-        _check_precision(arg, value)  # values first, layer names once the layers are known
+    _check_options(options)
     rows = layer_counts(model, input_shape)
-    for arg, value in (("bits", bits), ("weight_bits", weight_bits)):
-        _check_precision(arg, value, [r["layer"] for r in rows])
+    options.check_layers([r["layer"] for r in rows])
     total = {"compute_pj": 0.0, "weights_pj": 0.0, "activations_pj": 0.0, "weight_bytes": 0.0}
     macs = 0
     for counts in rows:
-        for key, value in layer_energy(counts, bits=bits, weight_bits=weight_bits, sparse=sparse, weights=weights,
-                                       activations=activations, index_bits=index_bits, costs=costs).items():
+        for key, value in layer_energy(counts, options=options, costs=costs).items():
             total[key] += value
-        macs += counts["nonzero_macs" if sparse else "macs"]
+        macs += counts["nonzero_macs" if options.sparse else "macs"]
     weight_bytes = total.pop("weight_bytes")
     out = {key.replace("_pj", "_uj"): value / 1e6 for key, value in total.items()}
     out["total_uj"] = sum(out.values())
     return {**out, "macs": macs, "weight_bytes": weight_bytes}
 
 
-def energy_table(model: nn.Module, input_shape=None, **options) -> Table:
+def energy_table(model: nn.Module, input_shape=None, *, options: EnergyOptions = EACH_LAYER_OWN,
+                 costs: EnergyCosts = HOROWITZ_45NM) -> Table:
     """A Table with one row per layer: MACs, weights, and energy (nJ) by compute / weights / activations.
 
-    options as in `estimate_energy`. See notebooks/11_deploy.ipynb.
+    options and costs as in `estimate_energy`. See notebooks/11_deploy.ipynb.
     """
+    _check_options(options)
     rows = []
     for counts in layer_counts(model, input_shape):
-        e = layer_energy(counts, **options)
-        compute, stored = _layer_bits(counts, options.get("bits"), options.get("weight_bits"))
+        e = layer_energy(counts, options=options, costs=costs)
+        compute, stored = options.layer_bits(counts)
         rows.append({"layer": counts["layer"], "bits": compute if compute == stored else f"{compute}/w{stored}",
                      "MACs": counts["macs"], "weights": counts["weights"],
                      "nonzeros": counts["nonzero_weights"], "compute nJ": e["compute_pj"] / 1e3,

@@ -70,6 +70,19 @@ def _refresh(module: nn.Module, attr: str) -> None:
     setattr(module, attr, _hook(module, attr).apply_mask(module))
 
 
+def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`."""
+    check_model(model)
+    out = {}
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if p_name.endswith("_orig"):  # torch.nn.utils.prune style reparametrisation
+                p_name = p_name[: -len("_orig")]
+                p = getattr(module, p_name)
+            out[f"{mod_name}.{p_name}" if mod_name else p_name] = p
+    return out
+
+
 def copy_model(model: nn.Module) -> nn.Module:
     """A deep copy that also works right after a training step on a masked model.
 

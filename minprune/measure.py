@@ -1,8 +1,9 @@
 """Measure what pruning claims to improve: parameters, nonzeros, MACs, latency and size on disk.
 
 MACs come from `torch.utils.flop_counter` (1 MAC = 2 FLOPs); latency is the median of repeated
-timed runs after a warm-up, at a given batch size and thread count. Measuring never moves a model: it runs
-where it sits, a GPU is waited for before the clock is read, and every latency says which `device` it timed.
+timed runs after a warm-up, from the kit's one timer (`timing.time_models`), at a given batch size and on one
+thread unless told. Measuring never moves a model: it runs where it sits, a GPU is waited for before the clock
+is read, and every latency says which `device` and how many `threads` it timed.
 See notebooks/01_train_baseline.ipynb.
 """
 
@@ -10,34 +11,24 @@ from __future__ import annotations
 
 import io
 import statistics
-import time
 import zipfile
-from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from minprune import devices
 from minprune.devices import model_device
 from minprune.energy import estimate_energy
-from minprune.masked import copy_model
+from minprune.masked import copy_model, effective_parameters
 from minprune.table import Table
+from minprune.timing import (
+    check_baseline,
+    check_models,
+    time_models,
+)
 from minprune.train import check_model, eval_mode, evaluate
 from minprune.validate import positive_int
-
-
-def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`."""
-    check_model(model)
-    out = {}
-    for mod_name, module in model.named_modules():
-        for p_name, p in module.named_parameters(recurse=False):
-            if p_name.endswith("_orig"):  # torch.nn.utils.prune style reparametrisation
-                p_name = p_name[: -len("_orig")]
-                p = getattr(module, p_name)
-            out[f"{mod_name}.{p_name}" if mod_name else p_name] = p
-    return out
 
 
 def count_params(model: nn.Module) -> int:
@@ -50,8 +41,8 @@ def count_nonzeros(model: nn.Module) -> int:
     return sum(int(torch.count_nonzero(p)) for p in effective_parameters(model).values())
 
 
-def sparsity(model: nn.Module) -> float:
-    """Fraction of all parameters that are exactly zero."""
+def model_sparsity(model: nn.Module) -> float:
+    """Fraction of all parameters that are exactly zero (`layer_sparsity`: per tensor)."""
     total = count_params(model)
     return 1.0 - count_nonzeros(model) / total if total else 0.0
 
@@ -95,41 +86,24 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
     return out
 
 
-@contextmanager
-def num_threads(n: int | None):
-    """Temporarily set torch's intra-op thread count."""
-    before = torch.get_num_threads()
-    if n is not None:
-        positive_int(n, "threads")
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@torch.inference_mode()
-def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads: int | None = None,
+def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads: int | None = 1,
             warmup: int = 5, repeats: int = 30) -> dict:
-    """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` runs, on the
-    model's own device (named in the result's `device`; a GPU is synchronized before each reading)."""
+    """Forward-pass wall time in milliseconds: median, 10th and 90th percentile over `repeats` timed calls after
+    `warmup` untimed ones (`timing.time_models` with one model), in inference mode.
+
+    On `threads` threads (1 unless told; None: torch's current count) and on the model's own device (a GPU is
+    synchronized before each reading); the result's `threads` and `device` name both.
+    See notebooks/01_train_baseline.ipynb.
+    """
     positive_int(batch_size, "batch_size")
     positive_int(threads, "threads", none_ok=True)
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    positive_int(repeats, "repeats")
     x = example_batch(model, input_shape, batch_size)
-    times = []
-    with eval_mode(model), num_threads(threads), torch.no_grad():  # inference: no autograd graph, as in deployment
-        for i in range(warmup + repeats):
-            start = time.perf_counter()
-            model(x)
-            devices.synchronize(x.device)
-            if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start))
-    times.sort()
+    timed = time_models({"model": model}, x, threads=threads, rounds=repeats, per_round=1, warmup=warmup)
+    times = sorted(timed.samples["model"])
     return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10],
-            "p90_ms": times[(9 * len(times)) // 10], "batch_size": batch_size, "threads": torch.get_num_threads()
-            if threads is None else threads, "device": str(x.device)}
+            "p90_ms": times[(9 * len(times)) // 10], "batch_size": batch_size, "threads": timed.threads,
+            "device": timed.device}
 
 
 def size_on_disk(model: nn.Module) -> dict:
@@ -146,23 +120,50 @@ def size_on_disk(model: nn.Module) -> dict:
     return {"bytes": len(raw), "zip_bytes": len(zipped.getvalue())}
 
 
+@dataclass(frozen=True)
+class LatencyOptions:
+    """How `summary` and `compare` time a model (the options of `latency`): `timing=LatencyOptions(threads=2)`.
+
+    See notebooks/01_train_baseline.ipynb.
+    """
+
+    batch_size: int = 64
+    threads: int | None = 1  # the kit's rule: one thread unless told; None: torch's current count
+    warmup: int = 5
+    repeats: int = 30
+
+
+def _latency_options(timing) -> LatencyOptions | None:
+    """`timing` of `summary`: True -> the default options, False or None -> no timing, or LatencyOptions."""
+    if isinstance(timing, LatencyOptions):
+        return timing
+    if timing is True:
+        return LatencyOptions()
+    if timing is False or timing is None:
+        return None
+    raise TypeError(f"timing must be True, False or a LatencyOptions, got {type(timing).__name__}")
+
+
 def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=None,
-            batch_size: int = 64, threads: int | None = None, timing: bool = True, energy: bool = False) -> dict:
+            timing: bool | LatencyOptions = True, energy: bool = False) -> dict:
     """One row of measurements: accuracy (if a loader is given), parameters, nonzeros, MACs, latency, bytes.
 
-    All on the model's own device (it is not moved); with timing, `device` names it.
+    All on the model's own device (it is not moved); with timing, `device` names it. timing: True (batch 64,
+    one thread), False, or a LatencyOptions (`timing=LatencyOptions(batch_size=1, threads=2)`).
     energy=True adds "energy uJ": `estimate_energy` (fp32, weights from DRAM; see notebooks/11_deploy.ipynb).
+    See notebooks/01_train_baseline.ipynb.
     """
     check_model(model)
+    options = _latency_options(timing)
     row = {"model": name}
     if loader is not None:
         row["acc"] = evaluate(model, loader, device=model_device(model))["acc"]
     row["params"] = count_params(model)
     row["nonzeros"] = count_nonzeros(model)
     row["MACs"] = count_macs(model, input_shape)
-    if timing:
-        timed = latency(model, input_shape, batch_size=batch_size, threads=threads)
-        row[f"ms@b{batch_size}"], row["device"] = timed["median_ms"], timed["device"]
+    if options is not None:
+        timed = latency(model, input_shape, **asdict(options))
+        row[f"ms@b{options.batch_size}"], row["device"] = timed["median_ms"], timed["device"]
     size = size_on_disk(model)
     row["KB"] = size["bytes"] / 1024
     row["zip KB"] = size["zip_bytes"] / 1024
@@ -172,13 +173,15 @@ def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=N
 
 
 def compare(models: dict[str, nn.Module], loader=None, *, baseline: str | None = None, **kwargs) -> Table:
-    """A Table with one `summary` row per model, plus ratios against `baseline` (default: the first)."""
-    if not isinstance(models, dict) or not models:
-        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {type(models).__name__}")
-    if baseline is not None and baseline not in models:
-        raise ValueError(f"baseline must be one of the model names {list(models)}, got {baseline!r}")
+    """A Table with one `summary` row per model, plus ratios against `baseline` (default: the first).
+
+    kwargs go to `summary` (`timing=False`, `timing=LatencyOptions(threads=2)`, `energy=True`, `input_shape=`).
+    See notebooks/01_train_baseline.ipynb.
+    """
+    check_models(models)
+    baseline = check_baseline(models, baseline)
     rows = [summary(m, loader, name=n, **kwargs) for n, m in models.items()]
-    base = rows[[*models].index(baseline)] if baseline is not None else rows[0]
+    base = rows[[*models].index(baseline)]
     for row in rows:
         row["x smaller"] = base["zip KB"] / row["zip KB"]
         row["x fewer MACs"] = base["MACs"] / max(row["MACs"], 1)

@@ -22,7 +22,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minprune import devices
-from minprune.devices import model_device  # noqa: F401  (its old home: `from minprune.train import model_device` still works)
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -62,6 +61,19 @@ class History:
     def as_dict(self) -> dict:
         return {k: list(v) for k, v in self.__dict__.items()}
 
+    def record(self, train_loss: float, train_acc: float) -> None:
+        """Append one epoch's training loss and accuracy (the epoch number follows the last one)."""
+        self.epoch.append(len(self.epoch) + 1)
+        self.train_loss.append(train_loss)
+        self.train_acc.append(train_acc)
+
+    def extend(self, later: History) -> History:
+        """Append the epochs of `later` (a run that continued this one), renumbered to follow; returns self."""
+        for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            getattr(self, name).extend(getattr(later, name))
+        self.epoch.extend(range(len(self.epoch) + 1, len(self.epoch) + 1 + len(later.epoch)))
+        return self
+
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """The default loss function of `fit`: returns (loss, logits)."""
@@ -88,47 +100,68 @@ def _call(callbacks, hook: str, *args) -> None:
             fn(*args)
 
 
-def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, optimizer="adam",
-        val_loader=None, loss_fn: Callable | None = None, callbacks: Iterable = (), progress: bool = True,
-        history: History | None = None, device=None) -> History:
-    """Train `model` in place for `epochs` epochs and return its History.
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how fast to train: `fit(model, loader, TrainConfig(epochs=3, lr=1e-3))`.
 
-    optimizer: a name for `make_optimizer` or a torch optimizer. loss_fn(model, x, y) -> (loss, logits)
-    replaces cross entropy (distillation, regularisers). device: where to train (default `mp.device()`); the
-    model is moved there in place, so build your own optimizer after moving the model.
+    optimizer: 'sgd', 'adam' or 'adamw' (`make_optimizer`), or a torch optimizer built over the model's
+    parameters (build it after moving the model to its device). See notebooks/01_train_baseline.ipynb.
+    """
+
+    epochs: int = 5
+    lr: float = 1e-3
+    optimizer: object = "adam"
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+
+
+def _train_epoch(model: nn.Module, batches, opt, loss_fn: Callable, callbacks: list, step: int) -> tuple:
+    """One pass over `batches` ((x, y) on the training device): (mean loss, accuracy in %, steps so far)."""
+    total_loss, correct, seen = 0.0, 0, 0
+    model.train()
+    for x, y in batches:
+        opt.zero_grad(set_to_none=True)
+        loss, logits = loss_fn(model, x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(loss.item())
+        loss.backward()
+        opt.step()
+        step += 1
+        _call(callbacks, "on_step_end", model, step)
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return total_loss / seen, 100.0 * correct / seen, step
+
+
+def fit(model: nn.Module, train_loader, config: TrainConfig | None = None, *, val_loader=None,
+        loss_fn: Callable | None = None, callbacks: Iterable = (), progress: bool = True, device=None) -> History:
+    """Train `model` in place (`config`: epochs, learning rate, optimizer) and return its History.
+
+    loss_fn(model, x, y) -> (loss, logits) replaces cross entropy (distillation, regularisers). callbacks get
+    `on_step_end(model, step)` and `on_epoch_end(model, epoch, history)`. device: where to train (default
+    `mp.device()`); the model is moved there in place. To continue a History, `history.extend(fit(...))`.
+    See notebooks/01_train_baseline.ipynb.
     """
     check_model(model)
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig(epochs=, lr=, optimizer=), got {type(config).__name__}")
     device = devices.resolve(model, device)
     check_finite_weights(model)
-    opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
-    loss_fn = loss_fn or cross_entropy_loss
-    callbacks = list(callbacks)
-    history = history if history is not None else History()
+    opt = make_optimizer(model, config.optimizer, config.lr) if isinstance(config.optimizer, str) else config.optimizer
+    callbacks, history, step = list(callbacks), History(), 0
     devices.place(model, device)
-    step = 0
-    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc="train", leave=False)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss, logits = loss_fn(model, x, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
-            loss.backward()
-            opt.step()
-            step += 1
-            _call(callbacks, "on_step_end", model, step)
-            total_loss += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            bar.update(1)
-        history.epoch.append(len(history.epoch) + 1)
-        history.train_loss.append(total_loss / seen)
-        history.train_acc.append(100.0 * correct / seen)
+    bar = tqdm(total=config.epochs * len(train_loader), disable=not progress, desc="train", leave=False)
+    for epoch in range(1, config.epochs + 1):
+        batches = ((x.to(device), y.to(device)) for x, y in _counting(train_loader, bar))
+        try:
+            loss, acc, step = _train_epoch(model, batches, opt, loss_fn or cross_entropy_loss, callbacks, step)
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"loss became {exc.args[0]} at epoch {epoch}; lower the learning rate") from None
+        history.record(loss, acc)
         if val_loader is not None:
             metrics = evaluate(model, val_loader, device=device)
             history.val_loss.append(metrics["loss"])
@@ -137,6 +170,12 @@ def fit(model: nn.Module, train_loader, *, epochs: int = 5, lr: float = 1e-3, op
         _call(callbacks, "on_epoch_end", model, epoch, history)
     bar.close()
     return history
+
+
+def _counting(loader, bar):
+    for batch in loader:
+        yield batch
+        bar.update(1)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from minprune import data as data_lib
 from minprune.assets import baselines_dir
 from minprune.checkpoint import CheckpointError, load_model, save_model
 from minprune.models import ARCHS, build
-from minprune.train import evaluate, fit, seed_everything
+from minprune.train import TrainConfig, evaluate, fit, seed_everything
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def train_baseline(arch: str, dataset: str = "mnist-small", *, seed: int = 0, re
     splits = data_lib.load(dataset, seed=seed)
     seed_everything(seed)
     model = build(arch, input_shape=splits.input_shape, num_classes=splits.num_classes)
-    history = fit(model, splits.loader("train", recipe.batch_size, seed=seed), epochs=recipe.epochs, lr=recipe.lr,
-                  optimizer=recipe.optimizer, val_loader=splits.loader("val", 500), progress=progress)
+    history = fit(model, splits.loader("train", recipe.batch_size, seed=seed),
+                  TrainConfig(epochs=recipe.epochs, lr=recipe.lr, optimizer=recipe.optimizer),
+                  val_loader=splits.loader("val", 500), progress=progress)
     meta = {"data": dataset, "seed": seed, "recipe": asdict(recipe), "history": history.as_dict(),
             "test_acc": evaluate(model, splits.loader("test", 500))["acc"]}
     return model, meta

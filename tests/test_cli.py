@@ -132,3 +132,22 @@ def mp_recipe_name(name):
 def test_an_unknown_recipe_name_lists_the_shipped_ones(capsys):
     assert main(["run", "no-such-recipe"]) == EXIT_USER_ERROR
     assert "lenet5-capstone" in capsys.readouterr().err
+
+
+def test_demo_times_on_one_thread_unless_told_and_says_so(monkeypatch, capsys):
+    import minprune as mp
+    from minprune import __main__ as cli
+
+    seen = []
+
+    def fake_compare(models, loader, **kwargs):
+        seen.append(kwargs["timing"])
+        return mp.Table([{"model": name} for name in models])
+
+    monkeypatch.setattr(cli, "pretrained", lambda arch, retrain=False: mp.build(arch))
+    monkeypatch.setattr(cli, "compare", fake_compare)
+    assert main(["demo", "--models", "lenet300", "--skip-pipeline"]) == 0
+    assert main(["demo", "--models", "lenet300", "--skip-pipeline", "--threads", "2"]) == 0
+    assert seen == [mp.LatencyOptions(threads=1), mp.LatencyOptions(threads=2)]
+    printed = capsys.readouterr().out
+    assert "batch-64 CPU latency on 1 thread(s)" in printed and "on 2 thread(s)" in printed

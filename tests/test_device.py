@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 import minprune as mp
 from minprune import devices
 from minprune.dynamic import gating
-from minprune.pipeline import recipe
+from minprune.pipeline import recipe, stages
 from minprune.pipeline import runner as pipeline
 
 
@@ -97,20 +97,20 @@ def test_a_bad_device_argument_is_refused_before_anything_changes(no_gpu):
     before = _state(model)
     for bad, fragment in [("banana", "not a device name"), ("cuda", "torch.cuda.is_available() is False")]:
         with pytest.raises(ValueError, match=f"device='{bad}'.*{re.escape(fragment)}"):
-            mp.fit(model, _loader(), epochs=1, progress=False, device=bad)
+            mp.fit(model, _loader(), mp.TrainConfig(epochs=1), progress=False, device=bad)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_train_has_no_second_rule():
     assert not hasattr(mp.train, "default_device")
-    assert mp.device is devices.device and mp.train.model_device is devices.model_device
+    assert mp.device is devices.device and not hasattr(mp.train, "model_device")
 
 
 # ---- training and evaluation move the model to the rule's device ------------------------------------------
 
 def test_fit_and_evaluate_move_the_model_to_the_rule(rule_says_meta):
-    for call in (lambda m: mp.fit(m, _loader(), epochs=1, progress=False), lambda m: mp.evaluate(m, _loader()),
-                 lambda m: mp.accuracy(m, _loader())):
+    for call in (lambda m: mp.fit(m, _loader(), mp.TrainConfig(epochs=1), progress=False),
+                 lambda m: mp.evaluate(m, _loader()), lambda m: mp.accuracy(m, _loader())):
         model = mp.build("lenet300")
         with pytest.raises(RuntimeError, match="meta"):
             call(model)
@@ -118,7 +118,7 @@ def test_fit_and_evaluate_move_the_model_to_the_rule(rule_says_meta):
 
 
 def test_fine_tuning_and_iterative_pruning_move_the_model_to_the_rule(rule_says_meta):
-    for call in (lambda m: mp.fine_tune(m, _loader(), 1),
+    for call in (lambda m: mp.fine_tune(m, _loader(), mp.TrainConfig(epochs=1)),
                  lambda m: mp.iterative_prune(m, mp.magnitude_scores, [0.5], _loader())):
         model = mp.build("lenet300")
         with pytest.raises(RuntimeError, match="meta"):
@@ -129,7 +129,7 @@ def test_fine_tuning_and_iterative_pruning_move_the_model_to_the_rule(rule_says_
 def test_distillation_moves_student_and_teacher_to_the_rule(rule_says_meta):
     student, teacher = mp.build("lenet300", hidden=(20, 10)), mp.build("lenet300")
     with pytest.raises(RuntimeError, match="meta"):
-        mp.distill_student(student, teacher, _loader(), epochs=1, progress=False)
+        mp.distill_student(student, teacher, _loader(), train=mp.TrainConfig(epochs=1), progress=False)
     assert _on(student) == _on(teacher) == "meta"
 
 
@@ -137,10 +137,10 @@ def test_an_explicit_device_beats_the_rule(rule_says_meta, monkeypatch):
     model, twin = mp.build("lenet300"), mp.build("lenet300")
     twin.load_state_dict(model.state_dict())
     torch.manual_seed(1)
-    mp.fit(model, _loader(), epochs=1, progress=False, device="cpu")
+    mp.fit(model, _loader(), mp.TrainConfig(epochs=1), progress=False, device="cpu")
     monkeypatch.setattr(devices, "device", lambda: torch.device("cpu"))
     torch.manual_seed(1)
-    mp.fit(twin, _loader(), epochs=1, progress=False)
+    mp.fit(twin, _loader(), mp.TrainConfig(epochs=1), progress=False)
     assert _on(model) == "cpu"
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
 
@@ -152,11 +152,11 @@ class _Stop(Exception):
 def test_the_pipeline_trains_on_the_rule(monkeypatch, rule_says_meta):
     seen = {}
 
-    def spy_fit(model, loader, **kwargs):
+    def spy_fit(model, loader, config=None, **kwargs):
         seen["device"] = kwargs.get("device")
         raise _Stop
 
-    monkeypatch.setattr(pipeline, "fit", spy_fit)
+    monkeypatch.setattr(stages, "fit", spy_fit)
     config = recipe.from_dict({"base": {"arch": "lenet300", "source": "train", "epochs": 1}})
     with pytest.raises(_Stop):
         pipeline.run_pipeline(config, mp.load("mnist-small"), timing=False)
@@ -205,7 +205,7 @@ def test_measuring_runs_where_the_model_is_and_says_so(rule_says_meta):
     row = mp.summary(model, _loader())
     assert row["device"] == "cpu" and "acc" in row
     assert "device" not in mp.summary(model, timing=False)
-    assert mp.timing.layer_latency(model, repeats=1, warmup=0).title.endswith("on cpu")
+    assert mp.layer_latency(model, repeats=1, warmup=0).title.endswith("on cpu")
     grid = mp.latency_grid({"a": model}, model.input_shape, batch_sizes=(2,), threads=(1,), repeats=1, warmup=0)
     assert grid.title.endswith("on cpu")
     assert _on(model) == "cpu"
@@ -278,7 +278,8 @@ def _close(a: torch.nn.Module, b: torch.nn.Module, atol: float = 1e-3) -> bool:
 def test_fit_and_evaluate_on_cuda(small):
     test = small.loader("test", 500)
     cpu, gpu = _cpu_and_cuda(lambda: mp.build("lenet300"),
-                             lambda m, d: mp.fit(m, small.loader("train", 64, seed=0), epochs=1, progress=False,
+                             lambda m, d: mp.fit(m, small.loader("train", 64, seed=0), mp.TrainConfig(epochs=1),
+                                                 progress=False,
                                                  device=d))
     assert _on(cpu) == "cpu" and _on(gpu) == "cuda"
     assert _close(cpu, gpu)
@@ -308,7 +309,7 @@ def test_fine_tune_on_cuda(small):
         mp.prune(model, mp.magnitude_scores(model), 0.8)
         return model
 
-    cpu, gpu = _cpu_and_cuda(pruned, lambda m, d: mp.fine_tune(m, small, 1, device=d))
+    cpu, gpu = _cpu_and_cuda(pruned, lambda m, d: mp.fine_tune(m, small, mp.TrainConfig(epochs=1), device=d))
     assert _on(gpu) == "cuda" and _close(cpu, gpu)
     assert mp.masks_sparsity(mp.get_masks(gpu)) == mp.masks_sparsity(mp.get_masks(cpu))
 
@@ -318,8 +319,8 @@ def test_distill_student_on_cuda(small):
     teacher = mp.build("lenet300")
 
     def train(student, device):
-        mp.distill_student(student, teacher, small.loader("train", 64, seed=0), epochs=1, max_shift=2, mixup=1.0,
-                           progress=False, device=device)
+        mp.distill_student(student, teacher, small.loader("train", 64, seed=0), mp.KDConfig(max_shift=2, mixup=1.0),
+                           mp.TrainConfig(epochs=1), progress=False, device=device)
 
     cpu, gpu = _cpu_and_cuda(lambda: mp.build("lenet300", hidden=(50, 20)), train)
     assert _on(gpu) == _on(teacher) == "cuda"
@@ -369,7 +370,7 @@ def test_random_reinit_gives_the_same_control_on_cuda():
 def test_timing_on_cuda_names_the_gpu():
     model = mp.build("lenet5").cuda()
     assert mp.latency(model, repeats=2, warmup=1)["device"].startswith("cuda")
-    assert "cuda" in mp.timing.layer_latency(model, repeats=1, warmup=1).title
+    assert "cuda" in mp.layer_latency(model, repeats=1, warmup=1).title
     grid = mp.latency_grid({"gpu": model, "cpu": mp.build("lenet5")}, model.input_shape, batch_sizes=(4,),
                            threads=(1,), repeats=1, warmup=1)
     assert grid.title.endswith("on cuda:0, cpu")
@@ -381,11 +382,11 @@ def test_callbacks_follow_the_model_to_cuda(small):
     loader = small.loader("train", 64, seed=0)
     model = mp.build("lenet300")
     dst = mp.DynamicSparseTrainer(model, mp.SparseConfig(sparsity=0.8, method="rigl", interval=2, end=4))
-    mp.fit(model, loader, epochs=1, progress=False, callbacks=[dst])
+    mp.fit(model, loader, mp.TrainConfig(epochs=1), progress=False, callbacks=[dst])
     assert {m.device.type for m in dst.masks.values()} == {"cuda"}
     cnn = mp.build("lenet5")
     pruner = mp.GradualPruner(cnn, mp.make_schedule("cubic", 0.5, end=3, interval=1), structured=True)
-    mp.fit(cnn, loader, epochs=1, progress=False, callbacks=[pruner])
+    mp.fit(cnn, loader, mp.TrainConfig(epochs=1), progress=False, callbacks=[pruner])
     assert _on(pruner.finish(cnn)) == "cuda"
     gated = gating.GatedMLP(model)
     x = small.sample(4, "test")[0].cuda()

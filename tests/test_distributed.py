@@ -40,9 +40,9 @@ def _worker(rank, world, port, results):
         torch.nn.functional.cross_entropy(ddp(x), y).backward()
         opt.step()
     masks = get_masks(model)
-    pruned_nonzero = sum(int(torch.count_nonzero(mp.measure.effective_parameters(model)[n][~m]))
+    pruned_nonzero = sum(int(torch.count_nonzero(mp.effective_parameters(model)[n][~m]))
                          for n, m in masks.items())
-    weights = torch.cat([p.detach().flatten() for p in mp.measure.effective_parameters(model).values()])
+    weights = torch.cat([p.detach().flatten() for p in mp.effective_parameters(model).values()])
     results[rank] = (agreed_before, distributed.masks_agree(model), distributed.masks_digest(model),
                      pruned_nonzero, weights)
     dist.destroy_process_group()

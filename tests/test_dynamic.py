@@ -35,7 +35,7 @@ def test_reaches_final_sparsity_exactly_and_masks_only_grow(shape):
     model = mp.build("lenet300")
     schedule = make_schedule(shape, 0.9, start=2, end=None if shape == "one-shot" else 10, interval=3)
     pruner, log = GradualPruner(model, schedule), MaskLog()
-    mp.fit(model, _toy(), epochs=4, callbacks=[pruner, log], progress=False)  # 16 steps
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=4), callbacks=[pruner, log], progress=False)  # 16 steps
     for mask in get_masks(model).values():
         assert int((~mask).sum()) == n_pruned(mask.numel(), 0.9)  # local: every layer exactly at 90%
     for before, after in zip(log.masks, log.masks[1:]):
@@ -50,9 +50,9 @@ def test_reaches_final_sparsity_exactly_and_masks_only_grow(shape):
 def test_masked_weights_stay_zero_while_training():
     mp.seed_everything(0)
     model = mp.build("lenet300")
-    pruner = GradualPruner(model, make_schedule("cubic", 0.8, end=4, interval=2), scores=lambda m: random_scores(m))
-    mp.fit(model, _toy(), epochs=2, callbacks=[pruner], progress=False)
-    for name, p in mp.measure.effective_parameters(model).items():
+    pruner = GradualPruner(model, make_schedule("cubic", 0.8, end=4, interval=2), score_fn=lambda m: random_scores(m))
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=2), callbacks=[pruner], progress=False)
+    for name, p in mp.effective_parameters(model).items():
         if name in get_masks(model):
             assert torch.all(p[~get_masks(model)[name]] == 0)
     final = pruner.finish(model)
@@ -63,7 +63,7 @@ def test_global_scope_reaches_total_sparsity():
     mp.seed_everything(0)
     model = mp.build("lenet300")
     pruner = GradualPruner(model, make_schedule("linear", 0.95, end=6, interval=2), scope="global")
-    mp.fit(model, _toy(), epochs=2, callbacks=[pruner], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=2), callbacks=[pruner], progress=False)
     masks = get_masks(model)
     total = sum(m.numel() for m in masks.values())
     assert sum(int((~m).sum()) for m in masks.values()) == n_pruned(total, 0.95)
@@ -73,7 +73,7 @@ def test_structured_masks_then_compacts_to_the_same_function():
     mp.seed_everything(0)
     model = mp.build("lenet5")
     pruner = GradualPruner(model, make_schedule("cubic", 0.5, end=4, interval=2), structured=True)
-    mp.fit(model, _toy(), epochs=2, callbacks=[pruner], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=2), callbacks=[pruner], progress=False)
     small = pruner.finish(model)
     assert small.features[0].out_channels == 3 and small.classifier[1].out_features == 60
     assert mp.count_params(small) < mp.count_params(model) / 2
@@ -86,7 +86,7 @@ def test_records_per_layer_sparsity_and_pruned_counts():
     mp.seed_everything(0)
     model = mp.build("lenet300")
     pruner = GradualPruner(model, make_schedule("linear", 0.6, end=6, interval=3), keep_masks=True)
-    mp.fit(model, _toy(), epochs=2, callbacks=[pruner], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=2), callbacks=[pruner], progress=False)
     rows = [r for r in pruner.history if r["layer"] == "layers.1.weight"]
     assert [r["step"] for r in rows] == [3, 6]
     assert sum(r["pruned"] for r in rows) == n_pruned(300 * 784, 0.6) and all(r["regrown"] == 0 for r in rows)
@@ -119,7 +119,7 @@ def test_dynamics_plots_draw_the_records():
     model = mp.build("lenet300")
     schedule = make_schedule("cubic", 0.5, end=4, interval=2)
     pruner = GradualPruner(model, schedule, keep_masks=True)
-    mp.fit(model, _toy(), epochs=1, callbacks=[pruner], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=1), callbacks=[pruner], progress=False)
     fig = plots_dynamic.plot_layer_sparsity(pruner.history)
     assert len(fig.axes[0].lines) == 3  # one curve per layer
     fig = plots_dynamic.plot_mask_snapshots(pruner.snapshots, "layers.1.weight", max_images=2)

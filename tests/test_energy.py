@@ -7,7 +7,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 import minprune as mp
-from minprune.energy import HOROWITZ_45NM, EnergyCosts, energy_table, estimate_energy, layer_counts
+from minprune.energy import (
+    HOROWITZ_45NM,
+    EnergyCosts,
+    EnergyOptions,
+    energy_table,
+    estimate_energy,
+    layer_counts,
+    layer_energy,
+)
 from minprune.masked import apply_masks
 
 
@@ -31,7 +39,7 @@ def test_one_linear_layer_by_hand_fp32():
 
 def test_one_linear_layer_by_hand_int8_sparse_sram():
     # sparse: 5 nonzero MACs x 0.23 pJ; 7 nonzero values x (1 B + 4-bit index) x 1.25 pJ/B; activations 7 x 1 B
-    e = estimate_energy(_linear_4_3(), input_shape=(4,), bits=8, sparse=True, weights="sram")
+    e = estimate_energy(_linear_4_3(), input_shape=(4,), options=EnergyOptions(bits=8, sparse=True, weights="sram"))
     assert e["macs"] == 5 and e["weight_bytes"] == pytest.approx(10.5)
     assert e["compute_uj"] == pytest.approx(5 * 0.23e-6)
     assert e["weights_uj"] == pytest.approx(7 * 1.5 * 1.25e-6)
@@ -55,7 +63,7 @@ def test_masked_model_counts_only_nonzeros_when_sparse_and_model_untouched():
     model = mp.build("lenet300")
     apply_masks(model, {"layers.1.weight": torch.rand(300, 784) > 0.9})
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    dense, sparse = estimate_energy(model), estimate_energy(model, sparse=True)
+    dense, sparse = estimate_energy(model), estimate_energy(model, options=EnergyOptions(sparse=True))
     assert sparse["macs"] < 0.2 * dense["macs"] + 40_000
     assert sparse["total_uj"] < dense["total_uj"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -63,10 +71,10 @@ def test_masked_model_counts_only_nonzeros_when_sparse_and_model_untouched():
 
 def test_memory_dominates_and_int8_is_cheaper():
     model = mp.build("lenet5")
-    fp32, int8 = estimate_energy(model), estimate_energy(model, bits=8)
+    fp32, int8 = estimate_energy(model), estimate_energy(model, options=EnergyOptions(bits=8))
     assert fp32["weights_uj"] > 10 * fp32["compute_uj"]  # Deep Compression's point, in numbers
     assert int8["total_uj"] == pytest.approx(fp32["total_uj"] / 4, rel=0.05)  # 4x fewer bytes moved
-    on_chip = estimate_energy(model, weights="sram")
+    on_chip = estimate_energy(model, options=EnergyOptions(weights="sram"))
     assert on_chip["total_uj"] < fp32["total_uj"] / 10
     assert on_chip["compute_uj"] > on_chip["weights_uj"]  # with weights on chip, arithmetic dominates
 
@@ -85,7 +93,7 @@ def test_energy_table_sums_to_estimate():
 def test_energy_is_linear_in_the_costs(n_in, n_out, bits, mult, dram):
     layer = nn.Linear(n_in, n_out)
     costs = EnergyCosts(fp32_mult=mult, int8_mult=mult, dram_32bit=dram)
-    e = estimate_energy(layer, input_shape=(n_in,), bits=bits, costs=costs)
+    e = estimate_energy(layer, input_shape=(n_in,), options=EnergyOptions(bits=bits), costs=costs)
     mac = costs.mac(bits)
     assert e["compute_uj"] == pytest.approx(n_in * n_out * mac / 1e6)
     assert e["weights_uj"] == pytest.approx((n_in + 1) * n_out * bits / 8 * dram / 4 / 1e6)
@@ -110,7 +118,7 @@ MIXED_FP32_INT8_UJ = {  # "0" in fp32, "2" in int8, weights from DRAM (160 pJ/B)
 
 
 def test_two_layer_mixed_precision_by_hand():
-    e = estimate_energy(_two_layers(), input_shape=(4,), bits={"2": 8})
+    e = estimate_energy(_two_layers(), input_shape=(4,), options=EnergyOptions(bits={"2": 8}))
     for key, value in MIXED_FP32_INT8_UJ.items():
         assert e[key] == pytest.approx(value)
     assert e["total_uj"] == pytest.approx(sum(MIXED_FP32_INT8_UJ.values()))
@@ -124,17 +132,17 @@ def test_pytorch_int8_layers_count_at_their_own_precision():
     e = estimate_energy(quantized, input_shape=(4,))
     for key, value in MIXED_FP32_INT8_UJ.items():
         assert e[key] == pytest.approx(value)
-    assert estimate_energy(quantized, input_shape=(4,), bits=32)["total_uj"] == pytest.approx(
+    assert estimate_energy(quantized, input_shape=(4,), options=EnergyOptions(bits=32))["total_uj"] == pytest.approx(
         estimate_energy(_two_layers(), input_shape=(4,))["total_uj"])  # an explicit bits overrides every layer
 
 
 def test_int8_weights_computed_in_float_by_hand():
     # weight_bits=8, bits=32: fp32 MACs and activations, one byte per stored weight
-    e = estimate_energy(_two_layers(), input_shape=(4,), weight_bits=8)
+    e = estimate_energy(_two_layers(), input_shape=(4,), options=EnergyOptions(weight_bits=8))
     assert e["compute_uj"] == pytest.approx(18 * 4.6e-6)
     assert e["weights_uj"] == pytest.approx(23 * 160e-6)
     assert e["activations_uj"] == pytest.approx(12 * 4 * 1.25e-6)
-    table = energy_table(_two_layers(), input_shape=(4,), weight_bits={"0": 8})
+    table = energy_table(_two_layers(), input_shape=(4,), options=EnergyOptions(weight_bits={"0": 8}))
     assert table.column("bits") == ["32/w8", 32]
 
 
@@ -142,14 +150,15 @@ def test_static_int8_model_is_counted_like_the_float_one_at_8_bits():
     model = mp.build("lenet5").eval()
     q = mp.static_int8(model, [torch.randn(8, 1, 28, 28)])
     assert {r["bits"] for r in layer_counts(q)} == {8}
-    assert estimate_energy(q)["total_uj"] == pytest.approx(estimate_energy(model, bits=8)["total_uj"])
+    as_int8 = estimate_energy(model, options=EnergyOptions(bits=8))
+    assert estimate_energy(q)["total_uj"] == pytest.approx(as_int8["total_uj"])
 
 
 def test_bits_naming_unknown_layers_is_refused():
     with pytest.raises(ValueError, match="does not have"):
-        estimate_energy(_two_layers(), input_shape=(4,), bits={"1": 8})
+        estimate_energy(_two_layers(), input_shape=(4,), options=EnergyOptions(bits={"1": 8}))
     with pytest.raises(ValueError, match="weight_bits must be"):
-        estimate_energy(_two_layers(), input_shape=(4,), weight_bits={"0": 4})
+        EnergyOptions(weight_bits={"0": 4})
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -157,7 +166,7 @@ def test_bits_naming_unknown_layers_is_refused():
     ({"sparse": "yes"}, TypeError), ({"index_bits": -1}, ValueError)])
 def test_bad_options_raise_clear_errors(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
-        estimate_energy(mp.build("lenet300"), **kwargs)
+        EnergyOptions(**kwargs)
 
 
 def test_missing_input_shape_and_no_layers():
@@ -173,3 +182,32 @@ def test_summary_has_an_optional_energy_column():
     assert row["energy uJ"] == pytest.approx(estimate_energy(model)["total_uj"])
     assert "energy uJ" not in mp.summary(model, timing=False)
     assert mp.measure.estimate_energy is estimate_energy
+
+
+def test_options_are_checked_copied_and_the_positional_call_still_works():
+    bits = {"0": 8}
+    options = EnergyOptions(bits=bits)
+    bits["0"] = 16  # a later edit of the caller's dict does not reach the frozen options
+    assert options.bits == {"0": 8}
+    with pytest.raises(TypeError, match="options must be an EnergyOptions"):
+        estimate_energy(_two_layers(), (4,), options={"bits": 8})
+    with pytest.raises(TypeError, match="options must be an EnergyOptions"):
+        energy_table(_two_layers(), (4,), options={"bits": 8})
+    assert estimate_energy(_two_layers(), (4,)) == estimate_energy(_two_layers(), input_shape=(4,))
+    assert mp.EnergyOptions is EnergyOptions
+
+
+def test_layer_energy_of_one_row_by_hand():
+    row = layer_counts(_linear_4_3(), input_shape=(4,))[0]
+    e = layer_energy(row, options=EnergyOptions(bits=8))  # 12 MACs x 0.23 pJ; 15 bytes x 160 pJ; 7 bytes x 1.25 pJ
+    assert e == pytest.approx({"compute_pj": 12 * 0.23, "weights_pj": 15 * 160, "activations_pj": 7 * 1.25,
+                               "weight_bytes": 15})
+
+
+def test_estimate_draws_no_random_numbers():
+    torch.manual_seed(0)
+    estimate_energy(mp.build("lenet5"))  # (building draws; the estimate must not)
+    after_estimate = torch.rand(1)
+    torch.manual_seed(0)
+    mp.build("lenet5")
+    assert torch.equal(torch.rand(1), after_estimate)

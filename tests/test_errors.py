@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
 from minprune import checkpoint
-from minprune.quantization import huffman, sparse_storage
+from minprune.quantization import huffman
 from minprune.quantization import uniform as quantize
+from minprune.unstructured import sparse_storage
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|(?P<fn>[^|]*)\|(?P<bad>[^|]*)\|\s*`?(?P<error>\w+)`?\s*\|"
@@ -198,31 +199,31 @@ def _(tmp):
 @case("fit-epochs")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.fit(model, loader(), epochs="2", progress=False), model
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs="2"), progress=False), model
 
 
 @case("fit-optimizer")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.fit(model, loader(), epochs=1, optimizer="rmsprop", progress=False), model
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1, optimizer="rmsprop"), progress=False), model
 
 
 @case("fit-nan-weights")
 def _(tmp):
     model = with_nan(lenet300())
-    return lambda: mp.fit(model, loader(), epochs=1, progress=False), model
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1), progress=False), model
 
 
 @case("fit-shape")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.fit(model, loader(shape=(3, 32, 32)), epochs=1, progress=False), model
+    return lambda: mp.fit(model, loader(shape=(3, 32, 32)), mp.TrainConfig(epochs=1), progress=False), model
 
 
 @case("fit-lr")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.fit(model, loader(), epochs=1, lr=-1.0, progress=False), model
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1, lr=-1.0), progress=False), model
 
 
 @case("evaluate-loader-none")
@@ -264,7 +265,7 @@ def _(tmp):
 @case("device-env-no-cuda")
 def _(tmp):
     model = lenet300()
-    return _without_cuda(lambda: mp.fit(model, loader(), epochs=1, progress=False), env="cuda"), model
+    return _without_cuda(lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1), progress=False), env="cuda"), model
 
 
 @case("device-arg-unknown")
@@ -412,7 +413,7 @@ def _(tmp):
 
 @case("sparsity-type")
 def _(tmp):
-    return lambda: mp.sparsity([torch.zeros(3)]), None
+    return lambda: mp.model_sparsity([torch.zeros(3)]), None
 
 
 @case("nonzeros-type")
@@ -481,6 +482,12 @@ def _(tmp):
 def _(tmp):
     model = lenet300()
     return lambda: mp.summary(model, empty_loader(), timing=False), model
+
+
+@case("summary-timing-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.summary(model, timing={"threads": 2}), model
 
 
 # scores
@@ -840,7 +847,7 @@ def _(tmp):
 @case("fine-tune-epochs")
 def _(tmp):
     model = lenet300()
-    return lambda: mp.fine_tune(model, loader(), epochs=-1), model
+    return lambda: mp.fine_tune(model, loader(), mp.TrainConfig(epochs=-1)), model
 
 
 @case("iterative-sparsities")
@@ -1210,6 +1217,41 @@ def _(tmp):
 @case("speedups-empty")
 def _(tmp):
     return lambda: mp.speedups({}, (1, 28, 28)), None
+
+
+@case("speedups-baseline")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.speedups({"dense": model}, (1, 28, 28), baseline="fast"), model
+
+
+@case("speedup-sampler-rounds")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.SpeedupSampler({"dense": model}, (1, 28, 28), rounds=0), model
+
+
+@case("time-models-empty")
+def _(tmp):
+    return lambda: mp.time_models({}, torch.zeros(2, 1, 28, 28)), None
+
+
+@case("time-models-type")
+def _(tmp):
+    x = torch.zeros(2, 1, 28, 28)
+    return lambda: mp.time_models({"dense": "lenet300"}, x), {"x": x}
+
+
+@case("time-models-per-round")
+def _(tmp):
+    model, x = lenet300().train(), torch.zeros(2, 1, 28, 28)
+    return lambda: mp.time_models({"dense": model}, x, per_round=0), (model, {"x": x})
+
+
+@case("time-models-warmup")
+def _(tmp):
+    model, x = lenet300().train(), torch.zeros(2, 1, 28, 28)
+    return lambda: mp.time_models({"dense": model}, x, warmup=-1), (model, {"x": x})
 
 
 @case("to-csr-type")
@@ -1708,69 +1750,110 @@ def _(tmp):
 @case("distill-beta")
 def _(tmp):
     teacher = lenet5()
-    return lambda: mp.distill_loss(teacher, beta=-1), teacher
+    return lambda: mp.distill_loss(teacher, mp.KDConfig(beta=-1)), teacher
 
 
 @case("distill-same-model")
 def _(tmp):
     model = lenet5()
-    return lambda: mp.distill_student(model, model, loader(), epochs=1, progress=False), model
+    return lambda: mp.distill_student(model, model, loader(), train=mp.TrainConfig(epochs=1), progress=False), model
 
 
 @case("distill-hint-name")
 def _(tmp):
     student, teacher = lenet5(), lenet5()
-    return lambda: mp.distill_student(student, teacher, loader(), hints=["features.9"], progress=False), \
-        (student, teacher)
+    return lambda: mp.distill_student(student, teacher, loader(), mp.KDConfig(hints=["features.9"]),
+                                      progress=False), (student, teacher)
 
 
 @case("random-shift-negative")
 def _(tmp):
     x = torch.randn(4, 1, 28, 28)
-    return lambda: mp.distillation.distill.random_shift(x, -1), {"x": x}
+    return lambda: mp.distillation.augment.random_shift(x, -1), {"x": x}
 
 
 @case("random-shift-shape")
 def _(tmp):
     x = torch.randn(4, 28)
-    return lambda: mp.distillation.distill.random_shift(x, 1), {"x": x}
+    return lambda: mp.distillation.augment.random_shift(x, 1), {"x": x}
 
 
 @case("mixup-strength")
 def _(tmp):
     x = torch.randn(4, 1, 28, 28)
-    return lambda: mp.distillation.distill.mix_images(x, 0), {"x": x}
+    return lambda: mp.distillation.augment.mix_images(x, 0), {"x": x}
 
 
 @case("distill-mixup")
 def _(tmp):
     student, teacher = lenet5(), lenet5()
-    return lambda: mp.distill_student(student, teacher, loader(), mixup=-1.0, progress=False), student
+    return lambda: mp.distill_student(student, teacher, loader(), mp.KDConfig(mixup=-1.0), progress=False), student
+
+
+@case("kd-config-temperature")
+def _(tmp):
+    return lambda: mp.KDConfig(temperature=0), None
+
+
+@case("kd-config-max-shift")
+def _(tmp):
+    return lambda: mp.KDConfig(max_shift=-1), None
+
+
+@case("distill-kd-type")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), {"alpha": 0.5}, progress=False), (student, teacher)
+
+
+@case("distill-train-type")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), train=3, progress=False), (student, teacher)
+
+
+@case("distill-loss-fn")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), loss_fn=mp.train.cross_entropy_loss,
+                                      progress=False), (student, teacher)
+
+
+@case("distill-fit-option")
+def _(tmp):
+    student, teacher = lenet5(), lenet5()
+    return lambda: mp.distill_student(student, teacher, loader(), epochs=2, progress=False), (student, teacher)
 
 
 @case("mixup-shape")
 def _(tmp):
     x = torch.randn(4)
-    return lambda: mp.distillation.distill.mix_images(x, 1.0), {"x": x}
+    return lambda: mp.distillation.augment.mix_images(x, 1.0), {"x": x}
 
 
 # energy, export, pipeline, recipes
 @case("energy-bits")
 def _(tmp):
     model = lenet5()
-    return lambda: mp.estimate_energy(model, bits=16), model
+    return lambda: mp.estimate_energy(model, options=mp.EnergyOptions(bits=16)), model
 
 
 @case("energy-memory")
 def _(tmp):
     model = lenet5()
-    return lambda: mp.estimate_energy(model, weights="flash"), model
+    return lambda: mp.estimate_energy(model, options=mp.EnergyOptions(weights="flash")), model
 
 
 @case("energy-sparse-type")
 def _(tmp):
     model = lenet5()
-    return lambda: mp.energy_table(model, sparse="yes"), model
+    return lambda: mp.energy_table(model, options=mp.EnergyOptions(sparse="yes")), model
+
+
+@case("energy-options-type")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.estimate_energy(model, options={"bits": 8}), model
 
 
 @case("energy-no-layers")

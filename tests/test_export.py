@@ -14,8 +14,9 @@ from torch import nn
 
 import minprune as mp
 from minprune.deploy import export as ex
-from minprune.deploy.cli import add_export_parser, export_command
+from minprune.deploy.cli import FP32, add_export_parser, export_command, measurements
 from minprune.deploy.onnx_int8 import int8_weights_onnx, is_weight_only, quantize_weight
+from minprune.energy import EnergyOptions, estimate_energy
 from minprune.masked import apply_masks, is_pruned
 from minprune.quantization.uniform import FakeQuantMixin, swap_fake_quant
 from minprune.structured.surgery import prune_channels
@@ -87,7 +88,7 @@ def test_deployable_copy_makes_masks_permanent_and_leaves_model_alone():
     model = mp.build("lenet300")
     apply_masks(model, {"layers.1.weight": torch.rand(300, 784) > 0.5})
     before = _state(model)
-    plain, notes = ex.deployable_copy(model)
+    plain, notes = mp.deployable_copy(model)
     assert not is_pruned(plain) and is_pruned(model) and "permanent" in notes[0]
     assert _same_state(before, model.state_dict())
     x = torch.randn(3, 1, 28, 28)
@@ -98,7 +99,7 @@ def test_deployable_copy_makes_masks_permanent_and_leaves_model_alone():
 def test_deployable_copy_strips_fake_quant():
     model = swap_fake_quant(mp.build("lenet5"), 4)
     x = torch.randn(3, 1, 28, 28)
-    plain, notes = ex.deployable_copy(model)
+    plain, notes = mp.deployable_copy(model)
     assert "fake-quant" in notes[0]
     assert not any(isinstance(m, FakeQuantMixin) for m in plain.modules())
     assert any(isinstance(m, FakeQuantMixin) for m in model.modules())  # the original is untouched
@@ -111,7 +112,7 @@ def test_pytorch_int8_model_is_refused_with_advice():
         warnings.simplefilter("ignore")
         int8 = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     with pytest.raises(ValueError, match="quantize_onnx"):
-        ex.deployable_copy(int8)
+        mp.deployable_copy(int8)
 
 
 def test_unknown_format_is_a_clear_error():
@@ -191,6 +192,16 @@ def test_max_abs_diff_detects_a_different_model_and_ort_measurements(cnn):
         ex.quantize_onnx(proto, x, method="int4")
     with pytest.raises(ValueError, match="threads"):
         ex.session(proto, threads=0)
+
+
+def test_cli_measurements_count_energy_at_the_precision_given(cnn):
+    model, proto, splits = cnn
+    precision = EnergyOptions(weight_bits=8)
+    table = measurements(model, proto, splits, precision=precision, rounds=1)
+    assert table.column("runtime") == ["pytorch eager (fp32)", "onnxruntime (int8 weights, fp32 math)"]
+    assert table.column("energy_uj") == [estimate_energy(model, options=FP32)["total_uj"],
+                                         estimate_energy(model, options=precision)["total_uj"]]
+    assert measurements(model, proto, splits, rounds=1).column("runtime")[1] == "onnxruntime (fp32)"
 
 
 def _cli_args(tmp_path, *extra):

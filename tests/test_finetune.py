@@ -39,11 +39,11 @@ def test_fine_tune_keeps_masks_and_learns(splits):
     model = small(splits)
     prune(model, magnitude_scores(model), 0.8, scope="global")
     masks = get_masks(model)
-    history = FT.fine_tune(model, splits, 2, lr=3e-3)
+    history = FT.fine_tune(model, splits, mp.TrainConfig(epochs=2, lr=3e-3))
     assert len(history.train_loss) == 2 and history.val_acc[-1] > 25  # chance is 10%
     after = get_masks(model)
     assert all(torch.equal(after[n], masks[n]) for n in masks)
-    weights = mp.measure.effective_parameters(model)
+    weights = mp.effective_parameters(model)
     assert all(torch.all(weights[n][~m] == 0) for n, m in masks.items())
 
 
@@ -72,4 +72,4 @@ def test_iterative_prune_refuses_bad_schedules(splits):
 
 def test_fine_tune_needs_data(splits):
     with pytest.raises(ValueError, match="needs data"):
-        FT.fine_tune(small(splits), None, 1)
+        FT.fine_tune(small(splits), None, mp.TrainConfig(epochs=1))

@@ -57,7 +57,7 @@ def test_penalty_closes_gates_and_original_model_is_untouched():
     gated = GatedMLP(model, rank=8)
     x = next(iter(_toy()))[0]
     open_before = float(gated.open_gates(x)[0].float().mean())
-    mp.fit(gated, _toy(), epochs=4, lr=1e-2, loss_fn=gating_loss(2.0), progress=False)
+    mp.fit(gated, _toy(), mp.TrainConfig(epochs=4, lr=1e-2), loss_fn=gating_loss(2.0), progress=False)
     assert float(gated.open_gates(x)[0].float().mean()) < open_before - 0.2
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -51,7 +51,7 @@ def test_slimming_loss_and_callback_shrink_gammas():
     before = bn_l1_penalty(model).item()
     SlimmingCallback(strength=1.0, lr=1e-2).on_step_end(model, 1)
     assert bn_l1_penalty(model).item() < before
-    mp.fit(model, batches(model), epochs=1, loss_fn=slimming_loss(1e-3), progress=False)
+    mp.fit(model, batches(model), mp.TrainConfig(epochs=1), loss_fn=slimming_loss(1e-3), progress=False)
 
 
 def test_activation_scores_shapes_and_ranges():

@@ -53,7 +53,7 @@ def test_the_pipeline_recipes_and_widgets_read_the_registry(monkeypatch):
                                "prune": {"method": "weight", "score": "constant", "sparsity": 0.5},
                                "quantize": {"method": "none"}, "finetune": {"epochs": 0}})
     assert config.prune.score == "constant"  # the recipe accepts it
-    mp.pipeline.runner.prune_step(mp.build("lenet300"), config, loader=None)
+    mp.pipeline.stages.prune_step(mp.build("lenet300"), config, loader=None)
     assert calls == [1]  # the pipeline computed it
     assert ("constant", "constant") in widgets.score_options("weight")  # the widgets offer it
 
@@ -66,3 +66,11 @@ def test_a_recipe_with_an_unregistered_score_is_refused():
 def test_register_checks_its_argument():
     with pytest.raises(TypeError, match="importance.Score"):
         importance.register("weight", lambda model: {})
+
+
+@pytest.mark.parametrize("method, kind", [("weight", "weight"), ("structured", "unit")])
+def test_a_pipeline_stage_refuses_an_unknown_score_by_listing_the_known_ones(method, kind):
+    config = recipe.PipelineConfig(prune=recipe.PruneStep(method=method, score="l3"))  # not validated
+    with pytest.raises(ValueError, match=f"unknown {kind} score 'l3'; choose one of "
+                                         f"{', '.join(importance.score_names(kind))}"):
+        mp.pipeline.stages.prune_step(mp.build("lenet5"), config, loader=None)

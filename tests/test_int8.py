@@ -1,4 +1,4 @@
-"""Tests for minprune/quantization/int8.py: real int8 weights, outputs close to float, clear errors.
+"""Tests for minprune/quantization/int8.py and int8_modules.py: real int8 weights, outputs close to float, clear errors.
 
 torch.ao.quantization warns that it is deprecated (see the module docstring for why it is still the path
 used here); those DeprecationWarnings are expected and filtered for this file only.
@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 import minprune as mp
-from minprune.measure import num_threads
 from minprune.quantization import engines as int8_engines
-from minprune.quantization import int8, kmeans
+from minprune.quantization import int8, int8_modules, kmeans
+from minprune.timing import num_threads
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
 
@@ -60,7 +60,7 @@ def _unchanged(model, before) -> bool:
 def test_dynamic_int8_has_int8_weights_and_close_outputs():
     model = _model("lenet300", hidden=(64, 32))
     q = int8.dynamic_int8(model)
-    assert len(int8.int8_weights(q)) == 3 and set(int8.int8_weights(q).values()) == {torch.qint8}
+    assert len(int8_modules.int8_weights(q)) == 3 and set(int8_modules.int8_weights(q).values()) == {torch.qint8}
     x = torch.randn(16, 1, 28, 28)
     assert (q(x) - model(x)).abs().max() < 0.05 * model(x).abs().max()
     assert mp.size_on_disk(q)["bytes"] * 3 < mp.size_on_disk(model)["bytes"]
@@ -73,7 +73,7 @@ def test_static_int8_quantizes_convs_and_stays_close(arch, kwargs):
     x = torch.randn(32, 1, 28, 28)
     q = int8.static_int8(model, [x[:16], x[16:]])
     assert _unchanged(model, before)
-    weights = int8.int8_weights(q)
+    weights = int8_modules.int8_weights(q)
     assert any("conv" in n or "features" in n or "stem" in n for n in weights)
     out, ref = q(x), model(x)
     assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
@@ -90,7 +90,7 @@ def test_qat_round_trip_gives_int8_model():
     nn.functional.cross_entropy(prepared(x), y).backward()
     opt.step()
     q = int8.convert_qat_int8(prepared)
-    assert q.method == "qat" and len(int8.int8_weights(q)) == 5
+    assert q.method == "qat" and len(int8_modules.int8_weights(q)) == 5
     assert (q(x).argmax(1) == prepared.eval()(x).argmax(1)).float().mean() > 0.8
 
 
@@ -180,7 +180,7 @@ def test_on_a_mac_auto_quantizes_lenets_with_qnnpack_end_to_end(monkeypatch):
         assert q.engine == "qnnpack" and q.recipe["engine"] == "qnnpack"
         out, ref = q(x), model(x)
         assert _close(out, ref) and (out.argmax(1) == ref.argmax(1)).float().mean() > 0.9
-    assert len(int8.int8_weights(int8.dynamic_int8(mlp))) == 3
+    assert len(int8_modules.int8_weights(int8.dynamic_int8(mlp))) == 3
 
 
 @_needs("qnnpack")
@@ -196,7 +196,7 @@ def test_qnnpack_int8_models_stay_close_to_float(arch, kwargs, method):
     else:
         q = int8.static_int8(model, [x[:16]], engine="qnnpack", per_channel=method != "per-layer",
                              linear_weights_only=method == "linear-weights-only")
-    assert q.engine == "qnnpack" and int8.int8_weights(q)
+    assert q.engine == "qnnpack" and int8_modules.int8_weights(q)
     out, ref = q(x), model(x)
     assert _close(out, ref) and (out.argmax(1) == ref.argmax(1)).float().mean() > 0.8
     per_layer = method in ("dynamic", "per-layer")  # dynamic Linear weights have one scale per layer
@@ -215,7 +215,7 @@ def test_qnnpack_qat_fake_quantizes_weights_and_converts_to_int8(per_channel):
     nn.functional.cross_entropy(prepared(x), y).backward()
     opt.step()
     q = int8.convert_qat_int8(prepared)
-    assert (q.method, q.engine) == ("qat", "qnnpack") and len(int8.int8_weights(q)) == 5
+    assert (q.method, q.engine) == ("qat", "qnnpack") and len(int8_modules.int8_weights(q)) == 5
     assert _weight_qschemes(q) == {torch.per_channel_affine if per_channel else torch.per_tensor_affine}
     out, ref = q(x), prepared.eval()(x)
     assert _close(out, ref) and (out.argmax(1) == ref.argmax(1)).float().mean() > 0.8
@@ -245,7 +245,7 @@ def test_each_engine_runs_under_its_own_engine_whatever_the_global_one(engine):
 def test_int8_weight_linear_stores_int8_and_computes_with_the_dequantized_weight():
     torch.manual_seed(0)
     linear = nn.Linear(6, 4)
-    layer = int8.Int8WeightLinear(linear)
+    layer = int8_modules.Int8WeightLinear(linear)
     state = layer.state_dict()
     assert set(state) == {"weight_int8", "weight_scale", "bias"} and state["weight_int8"].dtype == torch.int8
     assert state["weight_int8"].abs().max() == 127  # symmetric: each row's largest weight maps to +-127
@@ -267,7 +267,7 @@ def test_linear_weights_only_keeps_convolutions_int8_and_linear_arithmetic_float
     kinds = [type(m).__name__ for m in q.modules()]
     assert kinds.count("Int8WeightLinear") == 3 and kinds.count("ConvReLU2d") == 2
     assert not any(isinstance(m, nn.Linear) for m in q.modules())  # every Linear was swapped
-    assert sum(k.endswith("weight_int8") for k in int8.int8_weights(q)) == 3
+    assert sum(k.endswith("weight_int8") for k in int8_modules.int8_weights(q)) == 3
     out, ref = q(x), model(x)
     assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
     assert q.recipe["linear_weights_only"] is True

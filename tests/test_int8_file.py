@@ -6,10 +6,10 @@ from torch import nn
 
 import minprune as mp
 from minprune.checkpoint import CheckpointError
-from minprune.measure import num_threads
 from minprune.quantization import engines as int8_engines
-from minprune.quantization import int8
+from minprune.quantization import int8, int8_modules
 from minprune.quantization.int8_file import load_int8, save_int8
+from minprune.timing import num_threads
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Please use quant_min")
 
@@ -72,7 +72,7 @@ def test_round_trip_gives_identical_outputs_and_a_small_file(arch, kwargs, metho
     info, loaded = _round_trip(q, tmp_path)
     assert _same_outputs(loaded, q, x)
     assert (loaded.method, loaded.engine, loaded.input_shape) == (method, q.engine, q.input_shape)
-    assert int8.int8_weights(loaded) == int8.int8_weights(q)
+    assert int8_modules.int8_weights(loaded) == int8_modules.int8_weights(q)
     float_bytes = mp.size_on_disk(model)["bytes"]
     assert info["bytes"] < mp.size_on_disk(q)["bytes"]  # smaller than torch.save of the state_dict
     assert info["bytes"] < float_bytes / 4 + 8192  # one byte per weight plus a few KB of scales and layout
@@ -109,7 +109,7 @@ def test_qnnpack_models_round_trip_to_identical_outputs(arch, kwargs, method, tm
     model, q = _make(arch, kwargs, method, "qnnpack", x)
     info, loaded = _round_trip(q, tmp_path)
     assert (loaded.engine, loaded.recipe["engine"]) == ("qnnpack", "qnnpack")
-    assert _same_outputs(loaded, q, x) and int8.int8_weights(loaded) == int8.int8_weights(q)
+    assert _same_outputs(loaded, q, x) and int8_modules.int8_weights(loaded) == int8_modules.int8_weights(q)
     assert info["bytes"] < mp.size_on_disk(model)["bytes"] / 4 + 8192
 
 

@@ -27,14 +27,14 @@ def _masked_model(sparsity=0.7):
 def test_rewind_restores_saved_weights_exactly_and_keeps_masks():
     model, masks = _masked_model()
     saved = snapshot(model)
-    mp.fit(model, _toy(), epochs=1, lr=1e-2, progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=1, lr=1e-2), progress=False)
     assert not torch.equal(model.features[0].weight_orig, saved["features.0.weight"])  # training moved it
     rewind(model, saved)
     for name, p in model.named_parameters():
         assert torch.equal(p, saved[name.removesuffix("_orig")])  # bit-for-bit
     for name, mask in get_masks(model).items():
         assert torch.equal(mask, masks[name])
-        effective = mp.measure.effective_parameters(model)[name]
+        effective = mp.effective_parameters(model)[name]
         assert torch.equal(effective, saved[name] * mask)  # the forward pass sees the rewound, masked weights
 
 
@@ -48,7 +48,7 @@ def test_rewind_point_saves_at_step_k():
             if step == 3:
                 log["w"] = model.layers[1].weight.detach().clone()
 
-    mp.fit(model, _toy(), epochs=2, callbacks=[point, Grab()], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=2), callbacks=[point, Grab()], progress=False)
     assert torch.equal(point.state["layers.1.weight"], log["w"])
     rewind(model, point.state)
     assert torch.equal(model.layers[1].weight, log["w"])
@@ -73,7 +73,7 @@ def test_find_ticket_reaches_final_sparsity_and_ends_rewound():
     mp.seed_everything(0)
     model = mp.build("lenet300")
     init = snapshot(model)
-    rows = find_ticket(model, lambda m: mp.fit(m, _toy(), epochs=1, progress=False), 0.9, rounds=2)
+    rows = find_ticket(model, lambda m: mp.fit(m, _toy(), mp.TrainConfig(epochs=1), progress=False), 0.9, rounds=2)
     assert [r["round"] for r in rows] == [1, 2]
     assert rows[0]["sparsity"] == pytest.approx(1 - 0.1 ** 0.5, abs=1e-5)
     masks = get_masks(model)

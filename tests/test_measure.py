@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import minprune as mp
-from minprune import measure
+from minprune import masked
 
 
 def test_lenet300_known_answers():
@@ -32,7 +32,7 @@ def test_nonzeros_and_sparsity_see_torch_prune_masks():
     assert mp.count_nonzeros(model) == 266_610 - 784 * 300 // 2
     assert mp.layer_sparsity(model)["layers.1.weight"] == pytest.approx(0.5)
     assert mp.layer_sparsity(model)["layers.3.weight"] == 0.0
-    assert mp.sparsity(model) == pytest.approx(784 * 150 / 266_610)
+    assert mp.model_sparsity(model) == pytest.approx(784 * 150 / 266_610)
 
 
 def test_latency_reports_and_restores_threads():
@@ -43,14 +43,33 @@ def test_latency_reports_and_restores_threads():
     assert out["batch_size"] == 8 and out["threads"] == 1 and torch.get_num_threads() == before
 
 
+def test_latency_runs_on_one_thread_unless_told_and_restores_the_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).train()
+    out = mp.latency(model, (1, 2, 2), batch_size=2, warmup=0, repeats=2)
+    assert out["threads"] == 1 and out["device"] == "cpu" and model.training
+    assert mp.latency(model, (1, 2, 2), threads=None, repeats=1)["threads"] == torch.get_num_threads()
+
+
 def test_latency_bad_arguments():
     model = mp.build("lenet300")
-    with pytest.raises(ValueError, match="threads"):
+    with pytest.raises(ValueError, match="threads must be a positive int or None"):
         mp.latency(model, threads=0)
-    with pytest.raises(ValueError, match="repeats"):
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
         mp.latency(model, repeats=0)
+    with pytest.raises(ValueError, match="warmup must be an int >= 0"):
+        mp.latency(model, warmup=-1)
     with pytest.raises(ValueError, match="input_shape"):
         mp.latency(nn.Linear(2, 2))
+
+
+def test_summary_times_with_latency_options_or_not_at_all():
+    model = mp.build("lenet300")
+    row = mp.summary(model, timing=mp.LatencyOptions(batch_size=2, warmup=0, repeats=1))
+    assert row["ms@b2"] > 0 and row["device"] == "cpu" and "ms@b64" not in row
+    assert "ms@b64" in mp.summary(model, timing=mp.LatencyOptions(repeats=1)) and "device" in mp.summary(model)
+    assert "device" not in mp.summary(model, timing=False)
+    with pytest.raises(TypeError, match="timing must be True, False or a LatencyOptions, got dict"):
+        mp.summary(model, timing={"threads": 2})
 
 
 def test_size_on_disk_tracks_parameters_and_compresses_zeros():
@@ -70,12 +89,14 @@ def test_compare_table():
     assert table.column("x smaller")[0] == 1.0 and table.column("x smaller")[1] > 3
     text, html = str(table), table._repr_html_()
     assert "266,610" in text and "<table>" in html and "| model |" in table.to_markdown()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="models must be a non-empty dict"):
         mp.compare({})
+    timed = mp.compare({"a": mp.build("lenet300")}, timing=mp.LatencyOptions(batch_size=4, repeats=1))
+    assert timed.column("ms@b4")[0] > 0
 
 
 def test_effective_parameters_names():
     model = mp.build("lenet300")
     torch_prune.random_unstructured(model.layers[3], "weight", amount=0.3)
-    names = list(measure.effective_parameters(model))
+    names = list(masked.effective_parameters(model))
     assert sorted(names) == sorted(n for n, _ in mp.build("lenet300").named_parameters())

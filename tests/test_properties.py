@@ -111,7 +111,7 @@ def test_cnn_masked_equals_compacted_and_saves(seed, kind, widths, blocks, spars
 def test_prune_twice_reaches_exact_counts_and_keeps_old_zeros(seed, hidden, s1, s2, scope1, scope2):
     model = mlp(seed, hidden)
     names = mp.prunable_names(model)
-    sizes = {n: mp.measure.effective_parameters(model)[n].numel() for n in names}
+    sizes = {n: mp.effective_parameters(model)[n].numel() for n in names}
     mp.prune(model, mp.magnitude_scores(model), s1, scope=scope1)
     old_masks = mp.get_masks(model)
     old = pruned_counts(model, names)
@@ -129,7 +129,7 @@ def test_prune_twice_reaches_exact_counts_and_keeps_old_zeros(seed, hidden, s1, 
     assert all(bool((masks[n] <= old_masks[n]).all()) for n in names)  # nothing regrows
     assert math.isclose(mp.masks_sparsity(masks), sum(new.values()) / sum(sizes.values()))
     for n in names:  # the forward pass sees exactly the masked zeros
-        assert int((mp.measure.effective_parameters(model)[n] == 0).sum()) >= new[n]
+        assert int((mp.effective_parameters(model)[n] == 0).sum()) >= new[n]
 
 
 @FAST
@@ -139,7 +139,7 @@ def test_conv_and_linear_counts_with_overrides_and_exclusions(seed, c1, c2, spar
     torch.manual_seed(seed)
     model = mp.build("lenet5", channels=[c1, c2], hidden=[7, 5], num_classes=3)
     names = mp.prunable_names(model)
-    sizes = {n: p.numel() for n, p in mp.measure.effective_parameters(model).items() if n in names}
+    sizes = {n: p.numel() for n, p in mp.effective_parameters(model).items() if n in names}
     first, last = names[0], names[-1]
     exclude = [last] if exclude_last else []
     mp.prune(model, mp.magnitude_scores(model), sparsity, scope=scope, overrides={first: override}, exclude=exclude)
@@ -169,7 +169,7 @@ def test_masks_survive_optimizer_steps_and_save_load(seed, hidden, sparsity, opt
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     model(x)  # the pre-hook recomputes weight = weight_orig * mask
-    params = mp.measure.effective_parameters(model)
+    params = mp.effective_parameters(model)
     assert mp.get_masks(model).keys() == masks.keys()
     for n, mask in masks.items():
         assert torch.equal(mp.get_masks(model)[n], mask)

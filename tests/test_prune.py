@@ -42,7 +42,7 @@ def test_prune_reaches_exact_sparsity_and_is_torch_compatible():
     assert hasattr(model.layers[1], "weight_orig") and hasattr(model.layers[1], "weight_mask")
     for name, mask in masked.get_masks(model).items():
         assert torch.equal(mask, masks[name])
-        w = mp.measure.effective_parameters(model)[name]
+        w = mp.effective_parameters(model)[name]
         assert torch.all(w[~mask] == 0)
 
 
@@ -73,8 +73,8 @@ def test_pruned_weights_stay_zero_under_optimizers(opt):
         optimizer.step()
     model(x)
     for name, mask in masks.items():
-        assert torch.all(mp.measure.effective_parameters(model)[name][~mask] == 0)
-    assert mp.sparsity(model) > 0.5
+        assert torch.all(mp.effective_parameters(model)[name][~mask] == 0)
+    assert mp.model_sparsity(model) > 0.5
 
 
 def test_fit_keeps_masks():
@@ -82,7 +82,7 @@ def test_fit_keeps_masks():
     model = mp.build("lenet300", input_shape=splits.input_shape, num_classes=10, hidden=[32, 16])
     mp.prune(model, magnitude_scores(model), 0.9, scope="global")
     before = mp.layer_sparsity(model)
-    mp.fit(model, splits.loader("train", 256), epochs=1, optimizer="sgd", progress=False)
+    mp.fit(model, splits.loader("train", 256), mp.TrainConfig(epochs=1, optimizer="sgd"), progress=False)
     assert mp.layer_sparsity(model) == before
 
 
@@ -108,7 +108,7 @@ def test_make_permanent_keeps_output_and_parameter_identity():
     assert not torch_prune.is_pruned(model)
     assert model.features[0].weight is orig  # optimizers still point at the same tensor
     assert torch.equal(model(x), out)
-    assert mp.sparsity(model) > 0.5
+    assert mp.model_sparsity(model) > 0.5
     assert set(model.state_dict()) == set(cnn().state_dict())
 
 

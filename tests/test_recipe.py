@@ -2,10 +2,13 @@
 
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import minprune as mp
 from minprune.assets import shipped_recipes
+from minprune.layers import prunable_layers
 from minprune.pipeline import recipe
 from minprune.pipeline.recipe import RecipeError
 
@@ -82,3 +85,36 @@ def test_sparsity_is_accepted_exactly_when_possible(sparsity, method):
     else:
         with pytest.raises(RecipeError, match="prune.sparsity"):
             recipe.from_dict(values)
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5", "vgg", "resnet"])
+def test_the_layer_names_a_recipe_may_use_are_the_ones_the_tracer_finds(arch):
+    model = mp.build(arch)
+    assert recipe.prunable_layers(arch, "weight") == tuple(prunable_layers(model))
+    traced = {name for group in mp.trace_groups(model).prunable() for name in group.producers}
+    assert set(recipe.prunable_layers(arch, "structured")) == traced  # every layer but the output layer
+
+
+def test_recipes_are_validated_without_tracing_or_weights(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("validation traced the model")
+
+    built = []
+
+    def spy_build(arch, **kwargs):
+        model = real_build(arch, **kwargs)
+        built.append({p.device.type for p in model.parameters()})
+        return model
+
+    real_build = recipe.build
+    recipe.prunable_layers.cache_clear()
+    monkeypatch.setattr(torch.fx.Tracer, "trace", refuse)
+    monkeypatch.setattr(recipe, "build", spy_build)
+    config = recipe.from_dict({"base": {"arch": "resnet"}, "prune": {"method": "structured", "score": "l1",
+                                                                     "scope": "local", "layers": {"stem.0": 0.5}}})
+    assert config.prune.layers == {"stem.0": 0.5}
+    assert built == [{"meta"}]  # names only: no weights were allocated
+    with pytest.raises(RecipeError, match="prune.layers names 'fc', which is not a prunable layer of resnet"):
+        recipe.from_dict({"base": {"arch": "resnet"}, "prune": {"method": "structured", "score": "l1",
+                                                                "scope": "local", "layers": {"fc": 0.5}}})
+    recipe.prunable_layers.cache_clear()  # computed with the spy: not for the tests that follow

@@ -54,7 +54,7 @@ def test_scores_shape_and_model_untouched(kind):
     scores = ALL[kind](model, data)
     assert same(snapshot(model), before)
     assert list(scores) == mp.unstructured.masks.prunable_names(model)
-    params = mp.measure.effective_parameters(model)
+    params = mp.effective_parameters(model)
     for name, s in scores.items():
         assert s.shape == params[name].shape and s.is_floating_point() and torch.isfinite(s).all()
 
@@ -128,7 +128,7 @@ def test_synflow_masks_reach_target_without_layer_collapse():
     assert abs(mp.unstructured.masks.masks_sparsity(masks) - 0.95) < 1e-4
     assert all(m.sum() > 0 for m in masks.values())  # no layer emptied
     apply_masks(model, masks)
-    assert abs(mp.sparsity(model) - 0.95) < 0.01
+    assert abs(mp.model_sparsity(model) - 0.95) < 0.01
 
 
 def test_synflow_needs_input_shape():

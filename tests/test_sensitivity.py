@@ -10,7 +10,7 @@ from minprune.unstructured import sensitivity as SE
 def test_scan_leaves_model_untouched_and_is_monotone_at_extremes():
     splits = mp.load("mnist-small")
     model = mp.build("lenet300", input_shape=splits.input_shape, num_classes=10, hidden=[32, 16])
-    mp.fit(model, splits.loader("train", 128), epochs=1, lr=3e-3, progress=False)
+    mp.fit(model, splits.loader("train", 128), mp.TrainConfig(epochs=1, lr=3e-3), progress=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loader = splits.loader("val", 500)
     result = SE.sensitivity_scan(model, loader, [0.0, 0.5, 0.99])

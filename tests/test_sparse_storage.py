@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minprune as mp
-from minprune.quantization import sparse_storage as SS
+from minprune.unstructured import sparse_storage as SS
 
 
 @settings(max_examples=40, deadline=None)

@@ -54,7 +54,7 @@ def test_sparsity_constant_and_no_immediate_regrowth(method, distribution):
     cfg = SparseConfig(sparsity=0.8, method=method, distribution=distribution, interval=2, end=16, **extras)
     dst = Spy(model, cfg)
     expected = {n: 1 - int(m.sum()) / m.numel() for n, m in dst.masks.items()}
-    mp.fit(model, _toy(), epochs=4, lr=3e-3, callbacks=[dst], progress=False)
+    mp.fit(model, _toy(), mp.TrainConfig(epochs=4, lr=3e-3), callbacks=[dst], progress=False)
     assert dst.checked == 7  # steps 2, 4, ..., 14 (end=16 excluded)
     assert sum(r["pruned"] for r in dst.updates) > 0  # connectivity really moved
     params = dict(model.named_parameters())

@@ -18,7 +18,7 @@ def test_fit_learns_and_records_history():
     model = mp.build("lenet300")
     loader = _toy()
     before = mp.evaluate(model, loader)["acc"]
-    history = mp.fit(model, loader, epochs=8, lr=3e-3, val_loader=loader, progress=False)
+    history = mp.fit(model, loader, mp.TrainConfig(epochs=8, lr=3e-3), val_loader=loader, progress=False)
     assert history.epoch == list(range(1, 9)) and len(history.val_acc) == 8
     assert history.train_loss[-1] < history.train_loss[0]
     assert mp.evaluate(model, loader)["acc"] > before + 30
@@ -27,7 +27,7 @@ def test_fit_learns_and_records_history():
 def _train_once(seed):
     mp.seed_everything(seed)
     model = mp.build("lenet5")
-    mp.fit(model, _toy(seed=seed), epochs=1, progress=False)
+    mp.fit(model, _toy(seed=seed), mp.TrainConfig(epochs=1), progress=False)
     return model.state_dict()
 
 
@@ -49,7 +49,7 @@ def test_callbacks_are_called():
             calls["epoch"].append(epoch)
 
     loader = _toy(64)
-    mp.fit(mp.build("lenet300"), loader, epochs=2, callbacks=[Counter()], progress=False)
+    mp.fit(mp.build("lenet300"), loader, mp.TrainConfig(epochs=2), callbacks=[Counter()], progress=False)
     assert calls == {"step": 2 * len(loader), "epoch": [1, 2]}
 
 
@@ -61,7 +61,7 @@ def test_custom_loss_fn_is_used():
         seen.append(len(y))
         return torch.nn.functional.cross_entropy(logits, y) * 0.0 + logits.pow(2).mean(), logits
 
-    mp.fit(mp.build("lenet300"), _toy(64), epochs=1, loss_fn=loss_fn, progress=False)
+    mp.fit(mp.build("lenet300"), _toy(64), mp.TrainConfig(epochs=1), loss_fn=loss_fn, progress=False)
     assert sum(seen) == 64
 
 
@@ -74,7 +74,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="optimizer"):
         train.make_optimizer(mp.build("lenet300"), "rmsprop")
     with pytest.raises(ValueError, match="epochs"):
-        mp.fit(mp.build("lenet300"), _toy(), epochs=-1)
+        mp.fit(mp.build("lenet300"), _toy(), mp.TrainConfig(epochs=-1))
     with pytest.raises(ValueError, match="seed"):
         mp.seed_everything(-3)
     with pytest.raises(ValueError, match="empty"):
@@ -83,7 +83,7 @@ def test_bad_arguments():
 
 def test_diverging_loss_raises():
     with pytest.raises(FloatingPointError, match="learning rate"):
-        mp.fit(mp.build("lenet300"), _toy(), epochs=3, lr=1e6, optimizer="sgd", progress=False)
+        mp.fit(mp.build("lenet300"), _toy(), mp.TrainConfig(epochs=3, lr=1e6, optimizer="sgd"), progress=False)
 
 
 def test_evaluate_restores_mode():

@@ -11,7 +11,7 @@ import minprune as mp
 from minprune import zoo
 from minprune.__main__ import main
 from minprune.assets import baselines_dir
-from minprune.distillation import distill
+from minprune.distillation import teacher as shift_teacher
 
 
 def test_pretrained_trains_once_then_loads(monkeypatch):
@@ -77,9 +77,9 @@ def test_pretrained_loads_the_shipped_file_and_trains_nothing(monkeypatch, capsy
 
 
 def test_shift_trained_teacher_ships(monkeypatch):
-    monkeypatch.setattr(distill, "train_shift_teacher", lambda *a, **k: pytest.fail("the teacher was retrained"))
-    teacher = distill.shift_trained_teacher()
-    name = distill.shift_teacher_filename("lenet5", "mnist-small", epochs=15, max_shift=2, seed=0)
+    monkeypatch.setattr(shift_teacher, "train_shift_teacher", lambda *a, **k: pytest.fail("the teacher was retrained"))
+    teacher = shift_teacher.shift_trained_teacher()
+    name = shift_teacher.shift_teacher_filename("lenet5", "mnist-small", epochs=15, max_shift=2, seed=0)
     assert all(torch.equal(mp.load_model(baselines_dir() / name)[0].state_dict()[k], v)
                for k, v in teacher.state_dict().items())
 

@@ -24,7 +24,7 @@ import torch
 from minprune import zoo
 from minprune.assets import baselines_dir
 from minprune.checkpoint import read_checkpoint, save_model, tensors_sha256
-from minprune.distillation import distill
+from minprune.distillation.teacher import shift_teacher_filename, train_shift_teacher
 
 REFERENCE_CAPABILITY, REFERENCE_THREADS = "AVX2", 2
 TEACHER = {"arch": "lenet5", "dataset": "mnist-small", "epochs": 15, "max_shift": 2, "seed": 0}
@@ -44,8 +44,8 @@ def jobs():
         name = zoo.baseline_filename(arch, "mnist-small", 0, recipe)
         yield name, lambda arch=arch, recipe=recipe: zoo.train_baseline(arch, recipe=recipe, progress=False)
     kwargs = {k: v for k, v in TEACHER.items() if k not in ("arch", "dataset")}
-    yield (distill.shift_teacher_filename(TEACHER["arch"], TEACHER["dataset"], **kwargs),
-           lambda: distill.train_shift_teacher(TEACHER["arch"], TEACHER["dataset"], **kwargs))
+    yield (shift_teacher_filename(TEACHER["arch"], TEACHER["dataset"], **kwargs),
+           lambda: train_shift_teacher(TEACHER["arch"], TEACHER["dataset"], **kwargs))
 
 
 def build(out: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -123,7 +124,16 @@ def _message(verdict: str, expected, got, hint: str) -> str:
     return message + (f"\n  hint: {hint}" if hint else "")
 
 
-def _check_call(mine, reference, args, kwargs, atol: float, rtol: float, hint: str, case: str = "") -> None:
+@dataclass(frozen=True)
+class _Criterion:
+    """How close counts as the same, and what to tell the learner when it is not."""
+
+    atol: float = 1e-6
+    rtol: float = 1e-5
+    hint: str = ""
+
+
+def _check_call(mine, reference, args, kwargs, criterion: _Criterion, case: str = "") -> None:
     """Raise CheckFailed unless mine(*args, **kwargs) matches reference(*args, **kwargs)."""
     name = getattr(mine, "__name__", "your function")
     expected = reference(*args, **kwargs)  # first: a learner's in-place change cannot alter the expected value
@@ -137,10 +147,10 @@ def _check_call(mine, reference, args, kwargs, atol: float, rtol: float, hint: s
                           " a copy, e.g. W.detach().abs() instead of W.abs_()")
     if got is None and expected is not None:
         raise CheckFailed(f"✗ {name} returned None{case}: is a `return` missing?")
-    found = difference(expected, got, atol=atol, rtol=rtol)
+    found = difference(expected, got, atol=criterion.atol, rtol=criterion.rtol)
     if found:
         text, e, g = found
-        raise CheckFailed(_message(f"✗ {name} differs from the library{case} in {text}", e, g, hint))
+        raise CheckFailed(_message(f"✗ {name} differs from the library{case} in {text}", e, g, criterion.hint))
 
 
 def same_as(mine, reference, *args, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "", quiet: bool = False,
@@ -150,7 +160,7 @@ def same_as(mine, reference, *args, atol: float = 1e-6, rtol: float = 1e-5, hint
     The library's `reference` runs first, so a learner's function that changes its inputs in place cannot
     change the expected value; changing an input tensor or a model's weights fails the check.
     """
-    _check_call(mine, reference, args, kwargs, atol, rtol, hint)
+    _check_call(mine, reference, args, kwargs, _Criterion(atol, rtol, hint))
     if not quiet:
         print(f"✓ {getattr(mine, '__name__', 'your function')} matches "
               f"{getattr(reference, '__qualname__', 'the library')}")
@@ -162,9 +172,9 @@ def same_on(mine, reference, cases, *, atol: float = 1e-6, rtol: float = 1e-5, h
 
     Prints one verdict line for all cases; on the first mismatch raises CheckFailed naming the case.
     """
-    cases = list(cases)
+    cases, criterion = list(cases), _Criterion(atol, rtol, hint)
     for i, args in enumerate(cases):
-        _check_call(mine, reference, tuple(args), {}, atol, rtol, hint, case=f" (case {i + 1} of {len(cases)})")
+        _check_call(mine, reference, tuple(args), {}, criterion, case=f" (case {i + 1} of {len(cases)})")
     print(f"✓ {getattr(mine, '__name__', 'your function')} matches "
           f"{getattr(reference, '__qualname__', 'the library')} on {len(cases)} cases")
     return True

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from minprune.measure import effective_parameters
+from minprune.masked import effective_parameters
 
 STYLE = {"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10}

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 from torch import nn
 
 from minprune.course.plots import style
-from minprune.masked import copy_model
-from minprune.measure import count_macs, effective_parameters, layer_sparsity
+from minprune.masked import copy_model, effective_parameters
+from minprune.measure import count_macs, layer_sparsity
 from minprune.pipeline.registry import get_score, score_names
 from minprune.structured.dependency import trace_groups
 from minprune.structured.surgery import prune_channels
@@ -75,7 +75,8 @@ class SparsityExplorer:
 
     def widget(self, sparsity: float = 0.9, score: str = "magnitude", scope: str = "global"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        return _panel(self.figure, sparsity, 0.99, 0.01, score_options("weight"), score, scope)
+        return _panel(self.figure, {"sparsity": sparsity, "score": score, "scope": scope}, score_options("weight"),
+                      sparsity_range=(0.99, 0.01))
 
 
 class ChannelExplorer:
@@ -130,7 +131,8 @@ class ChannelExplorer:
 
     def widget(self, sparsity: float = 0.5, score: str = "l1", scope: str = "local"):
         """The live ipywidgets control panel (slider + dropdowns) with its output area."""
-        return _panel(self.figure, sparsity, 0.95, 0.05, score_options("unit"), score, scope)
+        return _panel(self.figure, {"sparsity": sparsity, "score": score, "scope": scope}, score_options("unit"),
+                      sparsity_range=(0.95, 0.05))
 
     def _macs(self, model: nn.Module) -> int:
         shape = tuple(self.example.shape[1:]) if self.example is not None else None
@@ -146,16 +148,17 @@ def score_options(kind: str) -> list[tuple[str, str]]:
     return [(get_score(kind, name).label, name) for name in score_names(kind)]
 
 
-def _panel(figure_fn, sparsity: float, max_sparsity: float, step: float, scores, score: str, scope: str):
-    """A sparsity slider and score / scope dropdowns above an output area that redraws
-    `figure_fn(sparsity=, score=, scope=)` whenever a control changes."""
+def _panel(figure_fn, start: dict, scores, *, sparsity_range: tuple[float, float]):
+    """A sparsity slider (0 to max, in steps: `sparsity_range`) and score / scope dropdowns, set to `start`, above
+    an output area that redraws `figure_fn(sparsity=, score=, scope=)` whenever a control changes."""
     import ipywidgets as w
     from IPython.display import display
 
-    controls = {"sparsity": w.FloatSlider(value=sparsity, min=0.0, max=max_sparsity, step=step,
+    max_sparsity, step = sparsity_range
+    controls = {"sparsity": w.FloatSlider(value=start["sparsity"], min=0.0, max=max_sparsity, step=step,
                                           description="sparsity", continuous_update=False),
-                "score": w.Dropdown(options=scores, value=score, description="score"),
-                "scope": w.Dropdown(options=SCOPES, value=scope, description="scope")}
+                "score": w.Dropdown(options=scores, value=start["score"], description="score"),
+                "scope": w.Dropdown(options=SCOPES, value=start["scope"], description="scope")}
 
     def draw(**values):
         fig = figure_fn(**values)

@@ -27,7 +27,7 @@ from minprune.deploy.export import (
     write_onnx,
 )
 from minprune.deploy.onnx_int8 import int8_weights_onnx
-from minprune.energy import estimate_energy
+from minprune.energy import EnergyOptions, estimate_energy
 from minprune.measure import size_on_disk
 from minprune.table import Table
 from minprune.timing import interleaved_latency
@@ -102,16 +102,19 @@ def export_command(args) -> int:
         diff = max_abs_diff(model, session(proto), splits.sample(256, "test")[0])
         print(f"int8 weights: max |diff| to PyTorch float logits {diff:.3f} (rounded weights: compare accuracy)")
     print(f"wrote {out} ({out.stat().st_size:,} bytes)")
-    print(measurements(model, proto, splits, threads=args.threads, bits=8 if args.int8 else 32,
-                       weight_bits=8 if int8_weights else None))
+    precision = EnergyOptions(bits=8 if args.int8 else 32, weight_bits=8 if int8_weights else None)
+    print(measurements(model, proto, splits, threads=args.threads, precision=precision))
     return 0
 
 
-def measurements(model, proto, splits, *, threads: int = 1, bits: int = 32, weight_bits: int | None = None,
-                 rounds: int = 5) -> Table:
+FP32 = EnergyOptions(bits=32)  # every layer in float: the PyTorch row, and a float ONNX file
+
+
+def measurements(model, proto, splits, *, threads: int = 1, precision: EnergyOptions = FP32, rounds: int = 5
+                 ) -> Table:
     """Two rows (PyTorch eager, ONNX Runtime): bytes, test accuracy, batch-1/64 latency (ms), energy (uJ).
 
-    bits / weight_bits: the ONNX model's precision for the energy estimate (see energy.estimate_energy).
+    precision: the ONNX model's `bits` / `weight_bits` for its energy estimate (an `energy.EnergyOptions`).
     See notebooks/11_deploy.ipynb.
     """
     sess = session(proto, threads=threads)
@@ -120,14 +123,14 @@ def measurements(model, proto, splits, *, threads: int = 1, bits: int = 32, weig
                                  threads=threads, rounds=rounds) for b in (1, 64)}
     rows = [{"runtime": "pytorch eager (fp32)", "bytes": size_on_disk(model)["bytes"],
              "acc": evaluate(model, test)["acc"], "latency_b1_ms": ms[1]["torch"], "latency_b64_ms": ms[64]["torch"],
-             "energy_uj": estimate_energy(model, bits=32)["total_uj"]},
-            {"runtime": f"onnxruntime ({_label(bits, weight_bits)})", "bytes": proto.ByteSize(),
+             "energy_uj": estimate_energy(model, options=FP32)["total_uj"]},
+            {"runtime": f"onnxruntime ({_label(precision)})", "bytes": proto.ByteSize(),
              "acc": onnx_accuracy(sess, test), "latency_b1_ms": ms[1]["onnx"], "latency_b64_ms": ms[64]["onnx"],
-             "energy_uj": estimate_energy(model, bits=bits, weight_bits=weight_bits)["total_uj"]}]
+             "energy_uj": estimate_energy(model, options=precision)["total_uj"]}]
     return Table(rows, title=f"{threads} thread(s); energy: Horowitz 45 nm model, weights from DRAM")
 
 
-def _label(bits: int, weight_bits: int | None) -> str:
-    if bits == 8:
+def _label(precision: EnergyOptions) -> str:
+    if precision.bits == 8:
         return "int8"
-    return "int8 weights, fp32 math" if weight_bits == 8 else "fp32"
+    return "int8 weights, fp32 math" if precision.weight_bits == 8 else "fp32"

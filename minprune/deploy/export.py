@@ -23,10 +23,9 @@ import torch
 from torch import nn
 
 from minprune.checkpoint import atomic_write
+from minprune.deploy.deployable import deployable_copy
 from minprune.deploy.onnx_int8 import is_weight_only
-from minprune.devices import cpu_only, model_device
-from minprune.masked import copy_model, is_pruned, make_permanent
-from minprune.quantization.uniform import FakeQuantMixin, strip_fake_quant
+from minprune.devices import model_device
 from minprune.validate import positive_int
 
 FORMATS = ("onnx",)
@@ -63,31 +62,6 @@ def check_format(format: str) -> str:
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     return format
-
-
-def deployable_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """A plain float copy in eval mode: masks made permanent, fake-quant layers stripped. `model` is untouched.
-
-    Returns (copy, notes) where notes say what was changed. PyTorch int8 models are refused (export the float
-    model and use `quantize_onnx`). See notebooks/11_deploy.ipynb.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    if cpu_only(model):  # PyTorch int8 kernels (minprune.quantization.int8's Int8Model or torch.ao quantized modules)
-        raise ValueError("this model runs PyTorch int8 kernels, which ONNX export does not support; export the "
-                         "float model and quantize the ONNX file with quantize_onnx (or `--int8` on the CLI)")
-    notes = []
-    plain = copy_model(model)
-    if model_device(plain).type != "cpu":
-        plain = plain.cpu()
-        notes.append(f"the copy was moved from {model_device(model)} to the CPU, where ONNX Runtime runs")
-    if is_pruned(plain):
-        make_permanent(plain)
-        notes.append("masks were made permanent on a copy (the file holds zeros, no weight_mask)")
-    if any(isinstance(m, FakeQuantMixin) for m in plain.modules()):
-        strip_fake_quant(plain)
-        notes.append("fake-quant layers were stripped on a copy (weights stay on their quantization grid)")
-    return plain.eval(), notes
 
 
 def _example(model: nn.Module, example, batch: int = 2) -> torch.Tensor:

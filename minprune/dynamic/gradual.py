@@ -29,21 +29,21 @@ class GradualPruner:
     """A training callback: `mp.fit(model, loader, callbacks=[GradualPruner(model, schedule)])`.
 
     schedule: step -> target sparsity (e.g. `make_schedule('cubic', 0.9, end=500, interval=25)`).
-    scores: model -> {name: scores}; weight scores (default magnitude), or unit scores with structured=True
+    score_fn: model -> {name: scores}; weight scores (default magnitude), or unit scores with structured=True
     (default L1 norm of each channel). scope: 'local' or 'global' ranking.
     See notebooks/07_dynamic_pruning.ipynb.
     """
 
-    def __init__(self, model: nn.Module, schedule: Callable[[int], float], *, scores: Callable | None = None,
+    def __init__(self, model: nn.Module, schedule: Callable[[int], float], *, score_fn: Callable | None = None,
                  scope: str = "local", structured: bool = False, keep_masks: bool = False):
         if not prunable_names(model):
-            raise ValueError(f"{type(model).__name__} has no prunable layers (Linear or Conv2d weights) to prune")
+            raise ValueError(f"{type(model).__name__} has no prunable layers (Linear or Conv weights) to prune")
         if not callable(schedule):
             raise TypeError(f"schedule must be a function of the step, got {type(schedule).__name__}")
         if scope not in ("local", "global"):
             raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
         self.schedule, self.scope, self.structured = schedule, scope, structured
-        self.score_fn = scores or (norm_scores if structured else magnitude_scores)
+        self.score_fn = score_fn or (norm_scores if structured else magnitude_scores)
         self.graph = trace_groups(model) if structured else None
         self.keep = None  # structured: {group id: kept channel indices}
         self.target = 0.0

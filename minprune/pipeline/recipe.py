@@ -2,22 +2,24 @@
 
 Every section maps to one dataclass, every key to one field. Unknown keys, wrong types and impossible
 values are refused with a message that names the key, e.g. `prune.sparsity must be in [0, 1), got 1.2`.
-See notebooks/10_capstone.ipynb.
+Validation allocates no weights and traces nothing: the layer names `[prune.layers]` may use come from the
+architecture built on the `meta` device (`prunable_layers`). See notebooks/10_capstone.ipynb.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import tomllib
 from dataclasses import dataclass, field
 
-from torch import nn
+import torch
 
 from minprune.assets import recipe_file
+from minprune.layers import is_prunable
 from minprune.models import ARCHS, build
 from minprune.pipeline.registry import score_names
-from minprune.structured.dependency import trace_groups
 
 
 class RecipeError(ValueError):
@@ -98,11 +100,6 @@ CHOICES = {
     "prune.scope": ("global", "local"),
     "quantize.method": ("int8", "dynamic-int8", "fake", "none"),
 }
-def allowed_scores(method: str) -> tuple[str, ...]:
-    """The score names a prune method accepts: the registry's weight or unit scores ('none' scores nothing)."""
-    if method == "none":
-        return ("magnitude", "l1")
-    return score_names("weight" if method == "weight" else "unit")
 # (key, lowest, highest, highest included?)
 RANGES = [("prune.sparsity", 0.0, 1.0, False), ("finetune.lr", 0.0, 1.0, True),
           ("finetune.alpha", 0.0, 1.0, True), ("finetune.temperature", 0.0, 100.0, True),
@@ -111,6 +108,16 @@ RANGES = [("prune.sparsity", 0.0, 1.0, False), ("finetune.lr", 0.0, 1.0, True),
           ("base.seed", 0, 2**31, True), ("measure.batch_size", 1, 4096, True), ("measure.threads", 1, 256, True),
           ("measure.repeats", 1, 10_000, True)]
 MAX_STRUCTURED_SPARSITY = 0.9  # every layer must keep some channels
+
+
+def allowed_scores(method: str) -> tuple[str, ...]:
+    """The score names a prune method accepts: the registry's weight or unit scores ('none' scores nothing).
+
+    See notebooks/10_capstone.ipynb.
+    """
+    if method == "none":
+        return ("magnitude", "l1")
+    return score_names("weight" if method == "weight" else "unit")
 
 
 def _type_ok(value, kind) -> bool:
@@ -179,13 +186,20 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     return config
 
 
-def prunable_layers(arch: str, method: str) -> list[str]:
-    """Layer names that `prune.layers` may name: every Linear/Conv for `weight`, the layers whose output
-    channels can be removed for `structured` (not the output layer)."""
-    model = build(arch)
-    if method == "structured":
-        return [name for group in trace_groups(model).prunable() for name in group.producers]
-    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+@functools.cache
+def prunable_layers(arch: str, method: str) -> tuple[str, ...]:
+    """Layer names that `prune.layers` may name, in module order: every prunable (Linear/Conv) layer for
+    `weight`; for `structured` the same but the last one, the output layer, whose units are the classes.
+
+    The names come from the model's own constructor (its loops over widths and blocks name the layers), built
+    on the `meta` device: no weights are allocated and nothing is traced. Whether a layer's channels can really
+    be removed is checked by the run (`prune_channels` refuses a layer it cannot prune, by name).
+    See notebooks/10_capstone.ipynb.
+    """
+    with torch.device("meta"):
+        model = build(arch)
+    names = [name for name, module in model.named_modules() if is_prunable(module)]
+    return tuple(names[:-1] if method == "structured" else names)
 
 
 def _check_layers(config: PipelineConfig) -> None:
@@ -242,5 +256,5 @@ def load_recipe(path) -> PipelineConfig:
 
 
 def to_dict(config: PipelineConfig) -> dict:
-    """The config as nested plain dicts (for reports and JSON)."""
+    """The config as nested plain dicts (for reports and JSON). See notebooks/10_capstone.ipynb."""
     return dataclasses.asdict(config)

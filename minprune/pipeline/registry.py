@@ -4,7 +4,7 @@ Two kinds, as the course teaches them:
 - weight scores (one number per weight; notebooks 02-04): `magnitude`, `random`, `taylor`, `snip`;
 - unit scores (one number per output neuron or channel; notebooks 05-06): `l1`, `l2`, `bn`, `taylor`, `random`.
 A name that is not registered is an error that lists the registered ones; nothing falls back to a default.
-Add a score with `register(kind, Score(...))`.
+Add a score with `register(kind, Score(...))`. See notebooks/10_capstone.ipynb.
 """
 
 from __future__ import annotations
@@ -57,12 +57,18 @@ REGISTRY: dict[str, dict[str, Score]] = {
 
 
 def score_names(kind: str) -> tuple[str, ...]:
-    """The registered names of one kind ('weight' or 'unit'), in the order they were registered."""
+    """The registered names of one kind ('weight' or 'unit'), in the order they were registered.
+
+    See notebooks/10_capstone.ipynb.
+    """
     return tuple(_of_kind(kind))
 
 
 def get_score(kind: str, name: str) -> Score:
-    """The registered score `name` of `kind`; an unknown name is a ValueError listing the known ones."""
+    """The registered score `name` of `kind`; an unknown name is a ValueError listing the known ones.
+
+    See notebooks/10_capstone.ipynb.
+    """
     known = _of_kind(kind)
     if name not in known:
         raise ValueError(f"unknown {kind} score {name!r}; choose one of {', '.join(known)}")
@@ -70,12 +76,15 @@ def get_score(kind: str, name: str) -> Score:
 
 
 def compute_scores(kind: str, name: str, model: nn.Module, loader=None, *, device=None) -> dict:
-    """Scores `name` of `kind` for `model` (data-driven ones read `loader`)."""
+    """Scores `name` of `kind` for `model` (data-driven ones read `loader`). See notebooks/10_capstone.ipynb."""
     return get_score(kind, name).compute(model, loader, device)
 
 
 def register(kind: str, score: Score) -> None:
-    """Add a score (or replace one of the same name) for recipes, widgets and the pipeline."""
+    """Add a score (or replace one of the same name) for recipes, widgets and the pipeline.
+
+    See notebooks/10_capstone.ipynb.
+    """
     if not isinstance(score, Score):
         raise TypeError(f"register expects an importance.Score, got {type(score).__name__}")
     _of_kind(kind)[score.name] = score

@@ -1,8 +1,9 @@
 """Quantization and compression, notebook 08: uniform quantization from first principles and QAT, real int8
-models and their engines, k-means weight sharing, Huffman coding, and the bytes sparse formats really take.
+models (the flows, the modules they are made of, their engines and files), k-means weight sharing, Huffman coding,
+and Deep Compression files (pruned + shared + Huffman-coded weights).
 """
 
 from minprune._lazy import lazy_attributes
 
-MODULES = ("uniform", "engines", "int8", "int8_file", "kmeans", "huffman", "compressed", "sparse_storage")
+MODULES = ("uniform", "engines", "int8_modules", "int8", "int8_file", "kmeans", "huffman", "compressed")
 __getattr__, __dir__ = lazy_attributes(__name__, modules=MODULES)

@@ -27,9 +27,10 @@ import torch
 
 from minprune.checkpoint import CheckpointError, atomic_write, read_verified, tensors_sha256
 from minprune.models import from_description
-from minprune.quantization import engines as int8_engines
+from minprune.quantization import engines
 from minprune.quantization.engines import using_engine
-from minprune.quantization.int8 import Int8Model, dynamic_int8, static_int8
+from minprune.quantization.int8 import dynamic_int8, static_int8
+from minprune.quantization.int8_modules import Int8Model
 
 FORMAT = "minprune-int8/1"
 _DTYPES = {str(d).removeprefix("torch."): d for d in (torch.int8, torch.uint8, torch.int32, torch.int64,
@@ -133,11 +134,11 @@ def save_int8(path, model: Int8Model) -> dict:
 
 def _load_engine(recipe: dict, float_model: torch.nn.Module) -> str:
     """The engine to pack the file's weights for: the one it was made with, else the one 'auto' picks here."""
-    saved, available = recipe["engine"], int8_engines.supported_engines()
+    saved, available = recipe["engine"], engines.supported_engines()
     if saved in available:
         return saved
     try:
-        engine = int8_engines.pick_engine(float_model, "auto")
+        engine = engines.pick_engine(float_model, "auto")
     except RuntimeError:
         raise RuntimeError(f"this int8 file was made with the {saved!r} quantized engine, which this PyTorch "
                            f"build lacks, and it has no other int8 engine (available: {available})") from None

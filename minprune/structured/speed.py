@@ -3,7 +3,8 @@
 A dense kernel multiplies zeros as fast as any other number, so a masked model costs what the dense one costs
 (plus the mask hooks). A CSR kernel skips zeros but loses the dense kernel's vectorisation and needs very high
 sparsity to win. Only removing whole units makes every remaining multiply useful. Timings on a shared machine
-are noisy: `latency_grid` interleaves the models and reports medians, so ratios within one call are fair.
+are noisy: `latency_grid` and `speedups` interleave the models (the kit's one timer, `timing.time_models`) and
+report medians, so ratios within one call are fair.
 Each model runs where it sits (a GPU is synchronized before the clock is read); the table's title names the device.
 See notebooks/06_structured_pruning.ipynb.
 """
@@ -11,8 +12,6 @@ See notebooks/06_structured_pruning.ipynb.
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
 
 import torch
@@ -20,9 +19,10 @@ from torch import nn
 
 from minprune import devices
 from minprune.layers import set_module
-from minprune.measure import num_threads
 from minprune.table import Table
+from minprune.timing import check_baseline, check_models, speedups_over, time_models
 from minprune.train import check_model
+from minprune.validate import positive_int
 
 
 class CSRLinear(nn.Module):
@@ -57,55 +57,40 @@ def to_csr(model: nn.Module) -> nn.Module:
     return new
 
 
-@torch.inference_mode()
-def _time_once(model: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    model(x)
-    devices.synchronize(x.device)
-    return 1000 * (time.perf_counter() - start)
-
-
 def latency_grid(models: dict[str, nn.Module], input_shape, *, batch_sizes=(1, 8, 64, 256), threads=(1, 2),
-                 repeats: int = 10, warmup: int = 2, channels_last: bool = False) -> Table:
-    """Median forward time (ms) of each model for every batch size and thread count, runs interleaved.
+                 repeats: int = 10, warmup: int = 2) -> Table:
+    """Median forward time (ms) of each model for every thread count and batch size: one row each, from one
+    interleaved `timing.time_models` call (`repeats` rounds of one call per model, after `warmup` rounds).
 
-    channels_last: feed (N, C, H, W) inputs in NHWC memory layout (convert the models too, for a fair test).
+    `threads` lists the thread counts to compare (the kit's rule elsewhere: one thread unless told). A model
+    converted with `.to(memory_format=torch.channels_last)` is fed NHWC inputs, for a fair test of that layout.
     Every model runs on its own device; the title says which. See notebooks/06_structured_pruning.ipynb.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    for m in models.values():
-        m.eval()
+    check_models(models)
+    positive_int(repeats, "repeats")
+    for n_threads in threads:
+        positive_int(n_threads, "threads", none_ok=True)
     rows = []
     for n_threads in threads:
-        with num_threads(n_threads):
-            for batch in batch_sizes:
-                x = torch.randn(batch, *input_shape)
-                if channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                inputs = {name: x.to(devices.model_device(m)) for name, m in models.items()}
-                times = {name: [] for name in models}
-                for i in range(warmup + repeats):
-                    for name, m in models.items():  # interleaved: load changes hit every model alike
-                        t = _time_once(m, inputs[name])
-                        if i >= warmup:
-                            times[name].append(t)
-                row = {"threads": n_threads, "batch": batch}
-                row.update({name: statistics.median(ts) for name, ts in times.items()})
-                rows.append(row)
+        for batch in batch_sizes:
+            x = torch.randn(batch, *input_shape)
+            timed = time_models(models, x, threads=n_threads, rounds=repeats, per_round=1, warmup=warmup)
+            rows.append({"threads": timed.threads, "batch": batch, **timed.medians()})
     return Table(rows, title=f"median forward time (ms) on {devices.where(models.values())}")
 
 
-def speedups(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64, threads: int | None = None,
-             repeats: int = 10, baseline: str | None = None, channels_last: bool = False) -> dict[str, float]:
-    """Speedup of every model over `baseline` (default: the first), from one interleaved `latency_grid`.
+def speedups(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64, threads: int | None = 1,
+             repeats: int = 10, baseline: str | None = None) -> dict[str, float]:
+    """Speedup of every model over `baseline` (default: the first), timed interleaved (`timing.time_models`,
+    `repeats` rounds after 2 warm-up rounds) on `threads` threads (1 unless told).
 
-    Timed where the models sit (compare models on one device). See notebooks/06_structured_pruning.ipynb.
+    Timed where the models sit (compare models on one device); channels_last models get NHWC inputs.
+    See notebooks/05_neuron_and_filter_pruning.ipynb and notebooks/06_structured_pruning.ipynb.
     """
-    if not isinstance(models, dict) or not models:
-        raise ValueError(f"models must be a non-empty dict {{name: model}}, got {models!r:.60}")
-    n_threads = threads or torch.get_num_threads()
-    row = latency_grid(models, input_shape, batch_sizes=(batch_size,), threads=(n_threads,), repeats=repeats,
-                       channels_last=channels_last).rows[0]
-    base = row[baseline or next(iter(models))]
-    return {name: base / row[name] for name in models}
+    check_models(models)
+    baseline = check_baseline(models, baseline)
+    positive_int(batch_size, "batch_size")
+    positive_int(repeats, "repeats")
+    x = torch.randn(batch_size, *input_shape)
+    timed = time_models(models, x, threads=threads, rounds=repeats, per_round=1, warmup=2)
+    return speedups_over(timed.medians(), baseline)

@@ -1,6 +1,6 @@
 """Physical removal of neurons and channels: a genuinely smaller nn.Module, no masks left behind.
 
-Three steps, as everywhere in minprune: score (unit scores, `group_scores.py`), select (`select_channels`:
+Three steps, as everywhere in minprune: score (unit scores, `unit_scores.py`), select (`select_channels`:
 which channels of each coupled group stay), and surgery (`remove_channels`: rebuild every affected layer with
 fewer rows / columns). `prune_channels` does all three. Dependencies come from `dependency.trace_groups`.
 See notebooks/06_structured_pruning.ipynb.

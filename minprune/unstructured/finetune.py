@@ -16,7 +16,7 @@ from torch import nn
 
 from minprune import devices
 from minprune.masked import get_masks
-from minprune.train import History, evaluate, fit
+from minprune.train import History, TrainConfig, evaluate, fit
 from minprune.unstructured.masks import check_sparsity, masks_sparsity
 from minprune.unstructured.prune import prune
 
@@ -30,16 +30,16 @@ def _loaders(data, batch_size: int = 64):
     return data, None
 
 
-def fine_tune(model: nn.Module, data, epochs: int = 3, *, lr: float = 1e-3, optimizer="adam",
-              progress: bool = False, device=None) -> History:
-    """Train a (pruned) model in place for `epochs` epochs with `mp.fit`; masks stay applied. Returns History.
+def fine_tune(model: nn.Module, data, config: TrainConfig | None = None, *, progress: bool = False,
+              device=None) -> History:
+    """Train a (pruned) model in place with `mp.fit` (default `TrainConfig(epochs=3)`); masks stay applied.
 
-    data: a DataSplits (trains on 'train', validates on 'val') or a training DataLoader.
+    data: a DataSplits (trains on 'train', validates on 'val') or a training DataLoader. Returns the History.
     device: as in `fit` (default `mp.device()`). See notebooks/04_fine_tuning.ipynb.
     """
     train_loader, val_loader = _loaders(data)
-    return fit(model, train_loader, epochs=epochs, lr=lr, optimizer=optimizer, val_loader=val_loader,
-               progress=progress, device=device)
+    return fit(model, train_loader, config or TrainConfig(epochs=3), val_loader=val_loader, progress=progress,
+               device=device)
 
 
 @dataclass
@@ -101,7 +101,8 @@ def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
         prune(model, score_fn(model), target, scope=config.scope, exclude=config.exclude)
         row = {"round": k, "target": target, "sparsity": masks_sparsity(get_masks(model)),
                "acc_pruned": _accuracy(model, data, config.eval_split, device)}
-        fine_tune(model, data, config.epochs, lr=config.lr, optimizer=config.optimizer, device=device)
+        fine_tune(model, data, TrainConfig(epochs=config.epochs, lr=config.lr, optimizer=config.optimizer),
+                  device=device)
         row["acc"] = _accuracy(model, data, config.eval_split, device)
         history.append(row)
     return history

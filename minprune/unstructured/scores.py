@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minprune.devices import model_device, resolve
-from minprune.masked import copy_model, get_masks
-from minprune.measure import effective_parameters
+from minprune.masked import copy_model, effective_parameters, get_masks
 from minprune.unstructured.masks import check_sparsity, iterative_sparsities, prunable_names
 from minprune.unstructured.prune import prune
 from minprune.validate import positive_int

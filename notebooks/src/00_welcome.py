@@ -106,7 +106,7 @@ print("one batch:", tuple(x.shape), "labels:", y.tolist())
 print("test images per class:", torch.bincount(data.test.tensors[1]).tolist())
 
 # %%
-fig = mp.course.plots.show_images(x, y)
+fig = mp.show_images(x, y)
 
 # %% [markdown]
 # The pixels were normalised to mean 0 and standard deviation 1 (over the training set of full MNIST);
@@ -121,6 +121,6 @@ print(f"train pixels: mean {pixels.mean():.3f}, std {pixels.std():.3f}, min {pix
 # ## What the library gave you
 # * `mp.load(name)`: the data splits; `.loader(split, batch_size)`; `.sample(n)`
 # * `mp.seed_everything(seed)`: repeatable results
-# * `mp.course.plots.show_images(x, y)`
+# * `mp.show_images(x, y)`
 #
 # Next: **01_train_baseline** trains the two networks we will prune.

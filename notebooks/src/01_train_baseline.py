@@ -114,7 +114,9 @@ mp.course.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the 
 # %% [markdown]
 # ## Training with `mp.fit`
 # `mp.fit` is an ordinary PyTorch training loop (read it with `mp.show_source(mp.fit)`). It shows a progress
-# bar and returns a `History` of losses and accuracies per epoch. It trains on `mp.device()`, the kit's one
+# bar and returns a `History` of losses and accuracies per epoch. How long and how fast it trains is one small
+# value, `mp.TrainConfig(epochs=, lr=, optimizer=)`: the recipe of a run, which you can print, compare and reuse.
+# It trains on `mp.device()`, the kit's one
 # device rule: a CUDA GPU when there is one, else the CPU (set the environment variable `MINPRUNE_DEVICE=cpu`
 # to choose; every function that trains, evaluates or scores follows it). First a quick experiment: which
 # optimizer trains the MLP faster on our small data set?
@@ -125,13 +127,13 @@ histories = {}
 for name, lr in (("sgd", 0.05), ("adam", 1e-3)):
     mp.seed_everything(0)
     model = mp.build("lenet300")
-    histories[name] = mp.fit(model, train_loader, epochs=EXPLORE_EPOCHS, lr=lr, optimizer=name,
+    histories[name] = mp.fit(model, train_loader, mp.TrainConfig(epochs=EXPLORE_EPOCHS, lr=lr, optimizer=name),
                              val_loader=val_loader)
     print(f"{name:5s} lr={lr}: validation accuracy per epoch {[round(a, 1) for a in histories[name].val_acc]}")
 
 # %%
-fig = mp.course.plots.plot_history(histories["sgd"], label="sgd")
-fig = mp.course.plots.plot_history(histories["adam"], label="adam", axes=fig.axes)
+fig = mp.plot_history(histories["sgd"], label="sgd")
+fig = mp.plot_history(histories["adam"], label="adam", axes=fig.axes)
 
 # %% [markdown]
 # ## The baselines every later notebook starts from
@@ -150,8 +152,8 @@ for arch, model in baselines.items():
     print(f"{arch}: recipe {model.baseline_meta['recipe']}")
 
 # %%
-fig = mp.course.plots.plot_history(mp.History(**baselines["lenet300"].baseline_meta["history"]), label="LeNet-300-100")
-fig = mp.course.plots.plot_history(mp.History(**baselines["lenet5"].baseline_meta["history"]), label="LeNet-5",
+fig = mp.plot_history(mp.History(**baselines["lenet300"].baseline_meta["history"]), label="LeNet-300-100")
+fig = mp.plot_history(mp.History(**baselines["lenet5"].baseline_meta["history"]), label="LeNet-5",
                             axes=fig.axes)
 
 # %% [markdown]
@@ -182,7 +184,7 @@ print("baseline accuracies in the expected range:", {k: round(v, 1) for k, v in 
 # intuition behind magnitude pruning, which notebook 02 turns into *importance scores*.
 
 # %%
-fig = mp.course.plots.plot_weight_histograms(baselines["lenet300"])
+fig = mp.plot_weight_histograms(baselines["lenet300"])
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -209,8 +211,8 @@ print("reloaded model identical:", same, meta)
 # %% [markdown]
 # ## What the library gave you
 # * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.course.check.same_as`
-# * `mp.fit(model, loader, epochs=, lr=, optimizer=, val_loader=)` → `History`; `mp.evaluate`; `mp.device()`
+# * `mp.fit(model, loader, mp.TrainConfig(epochs=, lr=, optimizer=), val_loader=)` → `History`; `mp.evaluate`; `mp.device()`
 # * `mp.pretrained(arch)`: the shipped baselines; `mp.compare(models, loader)`: the measurement table
-# * `mp.course.plots.plot_history`, `mp.course.plots.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
+# * `mp.plot_history`, `mp.plot_weight_histograms`; `mp.save_model` / `mp.load_model`
 #
 # Next: **02_importance_scores**: which of these weights matter?

@@ -39,7 +39,7 @@ print(f"dense test accuracy: {mp.accuracy(model, test_loader):.1f}%")
 # NBVAL_CHECK_OUTPUT
 names = mp.prunable_names(model)
 for name in names:
-    print(name, tuple(mp.measure.effective_parameters(model)[name].shape))
+    print(name, tuple(mp.effective_parameters(model)[name].shape))
 
 # %% [markdown]
 # ## 2. Magnitude: the simplest score
@@ -81,11 +81,11 @@ mp.course.check.same_on(my_magnitude_scores, mp.magnitude_scores, cases, hint="o
 # tiny, which is why magnitude pruning can remove so many of them.
 
 # %%
-fig = mp.course.plots.plot_weight_histograms(model)
+fig = mp.plot_weight_histograms(model)
 
 # %%
 magnitude = mp.magnitude_scores(model)
-fig = mp.course.plots.plot_score_histograms(magnitude)
+fig = mp.plot_score_histograms(magnitude)
 
 # %% [markdown]
 # ## 3. Scores that use data
@@ -154,7 +154,7 @@ all_scores = {
     "GraSP": mp.grasp_scores(model, train_loader, batches=BATCHES),
     "SynFlow": mp.synflow_scores(model),
 }
-fig = mp.course.plots.plot_score_histograms(all_scores["Taylor"])
+fig = mp.plot_score_histograms(all_scores["Taylor"])
 
 # %% [markdown]
 # Taylor scores span many decades: a few weights matter a lot, most hardly at all.
@@ -259,4 +259,4 @@ assert results["L1"] > results["random"] + 20, results
 #   `mp.grasp_scores`, `mp.synflow_scores`: `{name: scores}` without changing the model
 # - `mp.synflow_masks(model, sparsity, rounds)`: iterative SynFlow
 # - `mp.topk_mask`, `mp.make_masks`, `mp.prune`, `mp.copy_model` (used here, explained in 03)
-# - `mp.course.plots.plot_score_histograms`; `mp.course.check.same_on` for your own versions
+# - `mp.plot_score_histograms`; `mp.course.check.same_on` for your own versions

@@ -89,7 +89,7 @@ print("torch sees it as pruned:", torch.nn.utils.prune.is_pruned(pruned))
 print("layer sparsity:", {n: round(s, 3) for n, s in mp.layer_sparsity(pruned).items()})
 
 # %%
-fig = mp.course.plots.show_masks(masks)
+fig = mp.show_masks(masks)
 
 # %% [markdown]
 # The first layer's mask shows columns: input pixels at the border of MNIST digits are always black, so their
@@ -188,7 +188,7 @@ for sparsity in GRID:
                          ("random", masks_random)]:
         acc = mp.accuracy(mp.apply_masks(mp.copy_model(model), masks), test_loader)
         curves[label].append((sparsity, acc))
-fig = mp.course.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
+fig = mp.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
 
 # %%
 mp.Table([{"method": label, **{f"{s:g}": a for s, a in points}} for label, points in curves.items()],
@@ -211,7 +211,7 @@ assert by_sparsity["global magnitude"][0.9] > by_sparsity["shuffled global masks
 # sparsity does local pruning fall behind global pruning, and which layer does global pruning hit hardest?
 
 # %%
-explorer = mp.course.widgets.sparsity_explorer(model, test_loader, score_loader=val_loader, sparsity=0.9)
+explorer = mp.sparsity_explorer(model, test_loader, score_loader=val_loader, sparsity=0.9)
 
 # %% [markdown]
 # ## 5. Sensitivity analysis: which layer can take it?
@@ -220,7 +220,7 @@ explorer = mp.course.widgets.sparsity_explorer(model, test_loader, score_loader=
 
 # %%
 result = mp.sensitivity_scan(model, val_loader, SCAN_GRID)
-fig = mp.course.plots.plot_sensitivity(result)
+fig = mp.plot_sensitivity(result)
 
 # %%
 result.to_table()
@@ -247,4 +247,4 @@ print(f"sensitivity-guided: {100 * mp.masks_sparsity(masks):.1f}% sparse, "
 # - `mp.apply_masks`, `mp.prune`, `mp.get_masks`, `mp.make_permanent`, `mp.copy_model`
 # - `mp.shuffle_masks`, `mp.masks_sparsity`
 # - `mp.sensitivity_scan`, `mp.layer_sparsities`
-# - `mp.course.plots.show_masks`, `mp.course.plots.plot_accuracy_vs_sparsity`, `mp.course.plots.plot_sensitivity`
+# - `mp.show_masks`, `mp.plot_accuracy_vs_sparsity`, `mp.plot_sensitivity`

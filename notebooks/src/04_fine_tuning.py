@@ -47,15 +47,15 @@ target = TARGETS[-1]
 one_shot = mp.copy_model(dense)
 masks = mp.prune(one_shot, mp.magnitude_scores(one_shot), target, scope="global")
 acc_pruned = mp.accuracy(one_shot, test_loader)
-history = mp.fine_tune(one_shot, splits, ROUNDS * EPOCHS_PER_ROUND, lr=LR)
+history = mp.fine_tune(one_shot, splits, mp.TrainConfig(epochs=ROUNDS * EPOCHS_PER_ROUND, lr=LR))
 acc_tuned = mp.accuracy(one_shot, test_loader)
 print(f"{100 * target:.0f}% sparse: {acc_pruned:.1f}% right after pruning -> {acc_tuned:.1f}% after "
       f"{ROUNDS * EPOCHS_PER_ROUND} epochs of fine-tuning (dense {dense_acc:.1f}%)")
-fig = mp.course.plots.plot_history(history, label="one-shot")
+fig = mp.plot_history(history, label="one-shot")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-weights = mp.measure.effective_parameters(one_shot)
+weights = mp.effective_parameters(one_shot)
 print("pruned weights still exactly zero after fine-tuning:",
       all(bool(torch.all(weights[n][~m] == 0)) for n, m in masks.items()))
 print(f"sparsity of the prunable weights: {mp.masks_sparsity(mp.get_masks(one_shot)):.4f}")
@@ -116,12 +116,12 @@ for sparsity in TARGETS:
     m = mp.copy_model(dense)
     mp.prune(m, mp.magnitude_scores(m), sparsity, scope="global")
     curves["one-shot, no fine-tuning"].append((sparsity, mp.accuracy(m, test_loader)))
-    mp.fine_tune(m, splits, ROUNDS * EPOCHS_PER_ROUND, lr=LR)
+    mp.fine_tune(m, splits, mp.TrainConfig(epochs=ROUNDS * EPOCHS_PER_ROUND, lr=LR))
     curves["one-shot + fine-tune"].append((sparsity, mp.accuracy(m, test_loader)))
     m = mp.copy_model(dense)
     rows = mp.iterative_prune(m, mp.magnitude_scores, mp.iterative_sparsities(sparsity, ROUNDS), splits, config)
     curves["iterative"].append((sparsity, rows[-1]["acc"]))
-fig = mp.course.plots.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
+fig = mp.plot_accuracy_vs_sparsity(curves, dense_acc=dense_acc)
 mp.Table([{"method": k, **{f"{s:g}": a for s, a in v}} for k, v in curves.items()], title="test accuracy (%)")
 
 # %% [markdown]
@@ -209,7 +209,7 @@ print("same accuracy:", mp.accuracy(loaded, test_loader) == mp.accuracy(one_shot
 # ### Exercise 4.3 (10 min): the bytes of the bitmask format
 # The bitmask format stores one bit per entry (1 = nonzero), packed 8 to a byte (the last byte padded), then the
 # nonzero values, `W.element_size()` bytes each (4 for float32). Write `my_bitmask_bytes(W)`: the bytes of the
-# bits and the values (leave out the small header that `mp.quantization.sparse_storage.encode` writes before every format).
+# bits and the values (leave out the small header that `mp.unstructured.sparse_storage.encode` writes before every format).
 
 # %%
 # Exercise 4.3 (10 min): bytes of the bitmask encoding of a tensor, header excluded
@@ -224,13 +224,13 @@ def my_bitmask_bytes(W):
 # %%
 # NBVAL_CHECK_OUTPUT
 def library_bitmask_bytes(W):
-    header = len(mp.quantization.sparse_storage.encode(W, "dense")) - W.numel() * W.element_size()  # the same in every format
-    return len(mp.quantization.sparse_storage.encode(W, "bitmask")) - header
+    header = len(mp.unstructured.sparse_storage.encode(W, "dense")) - W.numel() * W.element_size()  # the same in every format
+    return len(mp.unstructured.sparse_storage.encode(W, "bitmask")) - header
 
 
 cases = [(torch.tensor([[0.0, 1.5, 0.0, 0.0], [0.0, 0.0, 0.0, -2.0]]),),  # 8 bits = 1 byte, 2 values = 8 bytes
          (torch.eye(3),),  # 9 bits = 2 bytes, 3 values = 12 bytes
-         (torch.randn(5, 7).half(),), (mp.measure.effective_parameters(one_shot)["layers.1.weight"].detach(),)]
+         (torch.randn(5, 7).half(),), (mp.effective_parameters(one_shot)["layers.1.weight"].detach(),)]
 mp.course.check.same_on(my_bitmask_bytes, library_bitmask_bytes, cases, hint="round the bits up to whole bytes")
 
 # %% [markdown]
@@ -262,7 +262,7 @@ assert total_half["csr"] > 0.7 * total_half["dense"]  # at 50% the index overhea
 # magnitude. Quantizing the remaining values (a later notebook) multiplies the savings.
 #
 # ## What the library gave you
-# - `mp.fine_tune(model, splits, epochs)`, `mp.iterative_prune(model, score_fn, sparsities, splits, config)`,
+# - `mp.fine_tune(model, splits, mp.TrainConfig(epochs=))`, `mp.iterative_prune(model, score_fn, sparsities, splits, config)`,
 #   `mp.iterative_sparsities(final, rounds)`, `mp.IterativeConfig`
 # - `mp.save_model` / `mp.load_model` and `mp.load_masked_state_dict` for masked models
-# - `mp.storage_table`, `mp.quantization.sparse_storage.encode` / `decode`
+# - `mp.storage_table`, `mp.unstructured.sparse_storage.encode` / `decode`

@@ -231,8 +231,8 @@ _ = plt.legend()
 
 # %%
 mp.seed_everything(0)
-mp.fit(small_cnn, train_loader, epochs=FINETUNE_EPOCHS, lr=1e-3, progress=False)
-mp.fit(half, train_loader, epochs=FINETUNE_EPOCHS, lr=1e-3, progress=False)
+mp.fit(small_cnn, train_loader, mp.TrainConfig(epochs=FINETUNE_EPOCHS, lr=1e-3), progress=False)
+mp.fit(half, train_loader, mp.TrainConfig(epochs=FINETUNE_EPOCHS, lr=1e-3), progress=False)
 table = mp.compare({"LeNet-5": cnn, "LeNet-5 50% filters": small_cnn, "LeNet-300-100": mlp,
                     "LeNet-300-100 50% neurons": half}, test_loader)
 table

@@ -35,7 +35,7 @@ resnet = mp.pretrained("resnet", progress=False)
 
 def finetuned(model):
     mp.seed_everything(0)
-    mp.fit(model, train_loader, epochs=FINETUNE_EPOCHS, lr=1e-3, progress=False)
+    mp.fit(model, train_loader, mp.TrainConfig(epochs=FINETUNE_EPOCHS, lr=1e-3), progress=False)
     return model
 
 
@@ -110,7 +110,7 @@ l1_vgg = mp.prune_channels(vgg, 0.5)
 
 slim = mp.copy_model(vgg)
 mp.seed_everything(0)
-mp.fit(slim, train_loader, epochs=1, lr=1e-3, loss_fn=mp.slimming_loss(1e-4), progress=False)
+mp.fit(slim, train_loader, mp.TrainConfig(epochs=1, lr=1e-3), loss_fn=mp.slimming_loss(1e-4), progress=False)
 slim_vgg = mp.prune_channels(slim, 0.5, scores=mp.bn_scale_scores(slim), scope="global")
 print("widths after L1, 50% per layer:   ", [m.out_channels for m in l1_vgg.modules() if isinstance(m, torch.nn.Conv2d)])
 print("widths after slimming, 50% global:", [m.out_channels for m in slim_vgg.modules()
@@ -129,7 +129,7 @@ mp.compare(results, test_loader, timing=False)
 # go with L1 scores before accuracy collapses? Does `global` keep the early or the late layers wider?
 
 # %%
-explorer = mp.course.widgets.channel_explorer(vgg, test_loader, sparsity=0.5)
+explorer = mp.channel_explorer(vgg, test_loader, sparsity=0.5)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -288,4 +288,4 @@ _ = plt.title("SmallVGG: latency vs MACs")
 # - `mp.droppable`, `mp.block_scores`, `mp.prune_blocks`: depth pruning;
 # - `mp.nm_masks`, `mp.nm_report`: N:M masks and their storage and MAC figures;
 # - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing;
-# - `mp.course.widgets.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.
+# - `mp.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.

@@ -28,10 +28,7 @@ import math
 import torch
 
 import minprune as mp
-from minprune.masked import copy_model, get_masks
-from minprune.unstructured.masks import masks_sparsity
-from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import magnitude_scores
+from minprune import copy_model, get_masks, magnitude_scores, masks_sparsity, prune
 
 torch.set_num_threads(1)  # small models: one thread is fastest and keeps runs repeatable
 mp.seed_everything(0)
@@ -60,7 +57,7 @@ for step in [0, 100, 150, 300, 500, 900]:
     print(f"step {step:3d}: " + "  ".join(f"{s} {schedules[s](step):.3f}" for s in shapes))
 
 # %%
-fig = mp.course.plots_dynamic.plot_schedules(schedules, 600)
+fig = mp.plot_schedules(schedules, 600)
 
 # %% [markdown]
 # ### Exercise 7.1 (10 min): build the cubic schedule yourself
@@ -118,7 +115,8 @@ gradual_schedule = mp.make_schedule("cubic", SPARSITY, start=steps_per_epoch, en
 mp.seed_everything(0)
 gradual = mp.build("lenet300")
 pruner = mp.GradualPruner(gradual, gradual_schedule, scope="global", keep_masks=True)
-gradual_history = mp.fit(gradual, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, callbacks=[pruner],
+gradual_history = mp.fit(gradual, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), val_loader=val_loader,
+                         callbacks=[pruner],
                          progress=False)
 print(f"gradual: {mp.accuracy(gradual, test_loader):.1f}% test accuracy, "
       f"{masks_sparsity(get_masks(gradual)):.3f} sparsity of the weights")
@@ -131,12 +129,12 @@ print(f"gradual: {mp.accuracy(gradual, test_loader):.1f}% test accuracy, "
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-mp.course.plots_dynamic.plot_layer_sparsity(pruner.history, ax=axes[0], title="gradual: sparsity per layer")
-mp.course.plots_dynamic.plot_regrowth(pruner.history, ax=axes[1], title="gradual: weights pruned per update")
+mp.plot_layer_sparsity(pruner.history, ax=axes[0], title="gradual: sparsity per layer")
+mp.plot_regrowth(pruner.history, ax=axes[1], title="gradual: weights pruned per update")
 fig.tight_layout()
 
 # %%
-fig = mp.course.plots_dynamic.plot_mask_snapshots(pruner.snapshots, "layers.1.weight", max_images=4, rows=60)
+fig = mp.plot_mask_snapshots(pruner.snapshots, "layers.1.weight", max_images=4, rows=60)
 
 # %% [markdown]
 # Each image shows the first 60 neurons (rows) of the first layer over its 784 input pixels (columns, the 28x28
@@ -154,7 +152,7 @@ narrow = mp.build("lenet300")
 channel_pruner = mp.GradualPruner(narrow, mp.make_schedule("cubic", 0.7, start=steps_per_epoch,
                                                             end=3 * total_steps // 4, interval=steps_per_epoch // 2),
                                   structured=True)
-mp.fit(narrow, train_loader, epochs=EPOCHS, lr=LR, callbacks=[channel_pruner], progress=False)
+mp.fit(narrow, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), callbacks=[channel_pruner], progress=False)
 small = channel_pruner.finish(narrow)
 print(f"masked: {mp.accuracy(narrow, test_loader):.1f}%  compacted: {mp.accuracy(small, test_loader):.1f}%  "
       f"hidden widths {small.layers[1].out_features}, {small.layers[3].out_features}; "
@@ -175,15 +173,16 @@ mp.seed_everything(0)
 dense = mp.build("lenet300")
 init = mp.snapshot(dense)  # the weights at initialisation, for rewinding
 halfway = mp.RewindPoint(total_steps // 2)  # the weights after EPOCHS/2 epochs, for one-shot
-dense_history = mp.fit(dense, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, callbacks=[halfway],
+dense_history = mp.fit(dense, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), val_loader=val_loader,
+                       callbacks=[halfway],
                        progress=False)
 
 oneshot = mp.rewind(mp.build("lenet300"), halfway.state)
 oneshot_history = mp.History(epoch=list(dense_history.epoch[:EPOCHS // 2]),
                              val_acc=list(dense_history.val_acc[:EPOCHS // 2]))
 prune(oneshot, magnitude_scores(oneshot), SPARSITY, scope="global")
-mp.fit(oneshot, train_loader, epochs=EPOCHS - EPOCHS // 2, lr=LR, val_loader=val_loader, history=oneshot_history,
-       progress=False)
+oneshot_history.extend(mp.fit(oneshot, train_loader, mp.TrainConfig(epochs=EPOCHS - EPOCHS // 2, lr=LR),
+                              val_loader=val_loader, progress=False))
 print(f"dense {mp.accuracy(dense, test_loader):.1f}%, one-shot + fine-tune {mp.accuracy(oneshot, test_loader):.1f}%")
 
 # %% [markdown]
@@ -198,8 +197,10 @@ prune(ticket, magnitude_scores(ticket), SPARSITY, scope="global")
 mp.rewind(ticket, init)
 control = mp.random_reinit(copy_model(ticket), seed=1)
 assert torch.equal(ticket.layers[1].weight_orig, init["layers.1.weight"])  # rewound exactly
-ticket_history = mp.fit(ticket, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, progress=False)
-control_history = mp.fit(control, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, progress=False)
+ticket_history = mp.fit(ticket, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), val_loader=val_loader,
+                        progress=False)
+control_history = mp.fit(control, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), val_loader=val_loader,
+                         progress=False)
 print(f"ticket {mp.accuracy(ticket, test_loader):.1f}%, same masks with random weights "
       f"{mp.accuracy(control, test_loader):.1f}%")
 
@@ -218,7 +219,7 @@ rigl = mp.build("lenet300")
 config = mp.SparseConfig(sparsity=SPARSITY, method="rigl", distribution="erk", interval=25,
                          end=3 * total_steps // 4, rescale_init=True, accumulate=True)
 rigl_trainer = mp.DynamicSparseTrainer(rigl, config, keep_masks=True)
-rigl_history = mp.fit(rigl, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader,
+rigl_history = mp.fit(rigl, train_loader, mp.TrainConfig(epochs=EPOCHS, lr=LR), val_loader=val_loader,
                       callbacks=[rigl_trainer], progress=False)
 print(f"RigL {mp.accuracy(rigl, test_loader):.1f}%, layer sparsities "
       f"{ {n: round(s, 3) for n, s in mp.layer_sparsity(rigl).items()} }")
@@ -230,8 +231,8 @@ curves = {"one-shot + fine-tune": oneshot_history.val_acc, "gradual (cubic)": gr
           "lottery ticket": ticket_history.val_acc, "ticket, random reinit": control_history.val_acc,
           "RigL": rigl_history.val_acc}
 dense_acc = mp.accuracy(dense, val_loader)
-fig = mp.course.plots_dynamic.plot_accuracy_curves(curves, dense=dense_acc, title=f"LeNet-300-100 at {SPARSITY:.0%} sparsity")
-mp.Table([{"method": name, "test acc": mp.accuracy(m, test_loader), "sparsity": mp.sparsity(m)}
+fig = mp.plot_accuracy_curves(curves, dense=dense_acc, title=f"LeNet-300-100 at {SPARSITY:.0%} sparsity")
+mp.Table([{"method": name, "test acc": mp.accuracy(m, test_loader), "sparsity": mp.model_sparsity(m)}
           for name, m in {"dense": dense, **results}.items()])
 
 # %% [markdown]
@@ -252,12 +253,12 @@ mp.Table([{"method": name, "test acc": mp.accuracy(m, test_loader), "sparsity": 
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-mp.course.plots_dynamic.plot_regrowth(rigl_trainer.updates, ax=axes[0], title="RigL: pruned and regrown per update")
-mp.course.plots_dynamic.plot_layer_sparsity(rigl_trainer.updates, ax=axes[1], title="RigL: sparsity per layer (constant)")
+mp.plot_regrowth(rigl_trainer.updates, ax=axes[0], title="RigL: pruned and regrown per update")
+mp.plot_layer_sparsity(rigl_trainer.updates, ax=axes[1], title="RigL: sparsity per layer (constant)")
 fig.tight_layout()
 
 # %%
-fig = mp.course.plots_dynamic.plot_mask_snapshots(rigl_trainer.snapshots, "layers.1.weight", max_images=4, rows=60)
+fig = mp.plot_mask_snapshots(rigl_trainer.snapshots, "layers.1.weight", max_images=4, rows=60)
 
 # %% [markdown]
 # The initial mask is random; RigL regrows where the gradient is large, that is on pixels that carry ink, and
@@ -365,7 +366,8 @@ base = mp.pretrained("lenet300", progress=False)
 x_test, y_test = data.sample(1000, "test")
 mp.seed_everything(0)
 gated = mp.dynamic.gating.GatedMLP(base, rank=16)
-mp.fit(gated, train_loader, epochs=GATE_EPOCHS, loss_fn=mp.dynamic.gating.gating_loss(1.0), progress=False)
+mp.fit(gated, train_loader, mp.TrainConfig(epochs=GATE_EPOCHS), loss_fn=mp.dynamic.gating.gating_loss(1.0),
+       progress=False)
 gated.eval()
 macs = mp.dynamic.gating.gated_macs(gated, x_test).float()
 gated_acc = mp.accuracy(gated, test_loader)
@@ -380,7 +382,7 @@ print(f"gated: {gated_acc:.1f}% with {macs.mean():,.0f} MACs on average "
 # %%
 widths = mp.dynamic.gating.matching_widths(base, float(macs.mean()))
 static = mp.dynamic.gating.narrow_mlp(base, widths)
-mp.fit(static, train_loader, epochs=GATE_EPOCHS, progress=False)
+mp.fit(static, train_loader, mp.TrainConfig(epochs=GATE_EPOCHS), progress=False)
 mp.Table([
     {"model": "dense LeNet-300-100", "MACs": mp.dynamic.gating.dense_macs(base), "test acc": mp.accuracy(base, test_loader)},
     {"model": "neuron gating (avg)", "MACs": float(macs.mean()), "test acc": gated_acc},
@@ -404,11 +406,11 @@ mp.Table([
 # ## What the library gave you
 # - `mp.make_schedule(shape, final, start=, end=, interval=)` and `mp.dynamic.schedules.cubic / linear / exponential /
 #   one_shot`;
-# - `mp.GradualPruner(model, schedule, scores=, scope=, structured=)`: a callback; `.history`, `.snapshots`,
+# - `mp.GradualPruner(model, schedule, score_fn=, scope=, structured=)`: a callback; `.history`, `.snapshots`,
 #   `.finish(model)` (physical compaction when structured);
 # - `mp.snapshot`, `mp.rewind`, `mp.RewindPoint(k)`, `mp.random_reinit`, `mp.find_ticket` (lottery tickets);
 # - `mp.SparseConfig` (RigL / SET; uniform, ERK or ER; `rescale_init`, `accumulate`), `mp.DynamicSparseTrainer`,
 #   `.updates`, `.snapshots`; `minprune.dynamic.sparse_training.drop_and_grow` and `erk_sparsities` (Exercises 7.2, 7.3);
 # - `mp.dynamic.gating.GatedMLP`, `gating_loss`, `sparse_forward`, `gated_macs`, `narrow_mlp`, `matching_widths`;
-# - `mp.course.plots_dynamic.plot_schedules / plot_layer_sparsity / plot_regrowth / plot_mask_snapshots /
+# - `mp.plot_schedules / plot_layer_sparsity / plot_regrowth / plot_mask_snapshots /
 #   plot_accuracy_curves`.

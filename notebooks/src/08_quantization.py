@@ -28,10 +28,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import minprune as mp
-from minprune.masked import copy_model, make_permanent
-from minprune.quantization.int8_file import load_int8, save_int8
-from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import magnitude_scores
+from minprune import copy_model, load_int8, magnitude_scores, make_permanent, prune, save_int8
 
 mp.seed_everything(0)
 torch.set_num_threads(1)  # timings below: one thread for the float and the int8 model alike
@@ -185,7 +182,7 @@ mp.show_source(mp.quantization.uniform.round_ste)
 qat = copy_model(base)
 mp.swap_fake_quant(qat, 2, per_channel=True)
 ptq_acc = mp.accuracy(qat, test)
-mp.fit(qat, train, epochs=QAT_EPOCHS, lr=5e-4, progress=False)
+mp.fit(qat, train, mp.TrainConfig(epochs=QAT_EPOCHS, lr=5e-4), progress=False)
 mp.strip_fake_quant(qat)
 print(f"2-bit weights: PTQ {ptq_acc:.1f}%  ->  after QAT {mp.accuracy(qat, test):.1f}%  (float {float_acc:.1f}%)")
 
@@ -229,7 +226,7 @@ _ = plt.legend()
 # the speed figures above are from x86.
 #
 # **Real bytes.** `torch.save(model.state_dict())` of an int8 model wastes bytes (float64 scales and int64 zero
-# points per channel, one zip record per tensor). `mp.quantization.int8_file.save_int8` writes the int8 values, the scales
+# points per channel, one zip record per tensor). `mp.save_int8` writes the int8 values, the scales
 # and the model's description, packed into one flat tensor per dtype; `load_int8` (weights_only=True) rebuilds
 # the same int8 model, with exactly the same outputs. The sizes below are those files.
 
@@ -293,11 +290,11 @@ stages = [{"stage": "float dense", "bytes": mp.size_on_disk(base)["bytes"], "acc
 dc = copy_model(base)
 for sparsity in (0.8, 0.9, 0.95, 0.975):  # iterative pruning with fine-tuning
     prune(dc, magnitude_scores(dc), sparsity, scope="global")
-    mp.fit(dc, train, epochs=DC_EPOCHS, lr=1e-3, progress=False)
+    mp.fit(dc, train, mp.TrainConfig(epochs=DC_EPOCHS, lr=1e-3), progress=False)
 make_permanent(dc)
 stages.append({"stage": "pruned 97.5% (dense file)", "bytes": mp.size_on_disk(dc)["bytes"], "acc": mp.accuracy(dc, test)})
 mp.share_weights(dc, 4)
-mp.fit(dc, train, epochs=DC_EPOCHS, lr=3e-4, progress=False)  # fine-tune the centroids
+mp.fit(dc, train, mp.TrainConfig(epochs=DC_EPOCHS, lr=3e-4), progress=False)  # fine-tune the centroids
 with tempfile.TemporaryDirectory() as tmp:
     info = mp.save_compressed(Path(tmp) / "lenet300.mpdc", dc)
     decoded = mp.load_compressed(Path(tmp) / "lenet300.mpdc")
@@ -316,8 +313,8 @@ mp.Table([{"tensor": k, "bytes": v} for k, v in info["by_tensor"].items()])
 # coding together give about 100x (bench/quantization.py reports the full-length run).
 #
 # ## What the library gave you
-# `mp.quant_params`, `mp.quantization.uniform.quantize` / `mp.dequantize`, `mp.fake_quantize`, `mp.quantization.uniform.round_ste`,
+# `mp.quant_params`, `mp.quantize` / `mp.dequantize`, `mp.fake_quantize`, `mp.quantization.uniform.round_ste`,
 # `mp.quantize_weights`, `mp.swap_fake_quant` / `mp.strip_fake_quant`, `mp.share_weights` /
-# `mp.unshare_weights`, `mp.quantization.kmeans.kmeans_1d`, `mp.quantization.huffman.encode` / `decode`, `mp.save_compressed` /
+# `mp.unshare_weights`, `mp.kmeans_1d`, `mp.quantization.huffman.encode` / `decode`, `mp.save_compressed` /
 # `mp.load_compressed`, `mp.dynamic_int8`, `mp.static_int8` (`engine=`), `mp.prepare_qat_int8` /
-# `mp.convert_qat_int8`, `mp.int8_weights`, `minprune.quantization.int8_file.save_int8` / `load_int8`.
+# `mp.convert_qat_int8`, `mp.int8_weights`, `mp.save_int8` / `mp.load_int8`.

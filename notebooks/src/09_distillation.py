@@ -147,7 +147,7 @@ print("T=1, alpha=0 is cross entropy:",
                      F.cross_entropy(student_logits, labels)))
 
 # %% [markdown]
-# `mp.distill_loss(teacher, temperature=, alpha=)` wraps this loss into the `loss_fn(model, x, y)` that
+# `mp.distill_loss(teacher, mp.KDConfig(temperature=, alpha=))` wraps this loss into the `loss_fn(model, x, y)` that
 # `mp.fit` accepts: it runs the teacher (in eval mode, without gradients) on the same batch.
 
 # %%
@@ -165,12 +165,12 @@ pruned_acc = mp.accuracy(pruned, test_loader)
 
 mp.seed_everything(0)
 alone = mp.copy_model(pruned)
-mp.fit(alone, train_loader, epochs=EPOCHS, progress=False)
+mp.fit(alone, train_loader, mp.TrainConfig(epochs=EPOCHS), progress=False)
 
 mp.seed_everything(0)
 taught = mp.copy_model(pruned)
-history = mp.distill_student(taught, teacher, train_loader, epochs=EPOCHS, temperature=4.0, alpha=0.5,
-                             val_loader=splits.loader("val", 500), progress=False)
+history = mp.distill_student(taught, teacher, train_loader, mp.KDConfig(temperature=4.0, alpha=0.5),
+                             mp.TrainConfig(epochs=EPOCHS), val_loader=splits.loader("val", 500), progress=False)
 
 results = mp.Table([
     {"model": "teacher (dense)", "acc": teacher_acc, "nonzeros": mp.count_nonzeros(teacher)},
@@ -208,12 +208,12 @@ print(f"distilled minus fine-tuned on labels: {gain:+.1f} points ({'helped' if g
 # %%
 mp.seed_everything(0)
 mlp_alone = mp.build("lenet300")
-mp.fit(mlp_alone, train_loader, epochs=MLP_EPOCHS, progress=False)
+mp.fit(mlp_alone, train_loader, mp.TrainConfig(epochs=MLP_EPOCHS), progress=False)
 
 mp.seed_everything(0)
 mlp_taught = mp.build("lenet300")
-mp.distill_student(mlp_taught, teacher, train_loader, epochs=MLP_EPOCHS, temperature=10.0, alpha=0.9,
-                   progress=False)
+mp.distill_student(mlp_taught, teacher, train_loader, mp.KDConfig(temperature=10.0, alpha=0.9),
+                   mp.TrainConfig(epochs=MLP_EPOCHS), progress=False)
 
 mlp_rows = mp.Table([
     {"model": "teacher: LeNet-5", "params": mp.count_params(teacher), "acc": teacher_acc},
@@ -223,13 +223,13 @@ mlp_rows = mp.Table([
      "acc": mp.accuracy(mlp_taught, test_loader)},
 ])
 mlp_gain = mlp_rows.rows[2]["acc"] - mlp_rows.rows[1]["acc"]
-closed = mp.distillation.distill.gap_closed(teacher_acc, mlp_rows.rows[1]["acc"], mlp_rows.rows[2]["acc"])
+closed = mp.gap_closed(teacher_acc, mlp_rows.rows[1]["acc"], mlp_rows.rows[2]["acc"])
 print(f"MLP student: distillation {mlp_gain:+.1f} points, {closed:.0f}% of the gap to the teacher closed "
       f"({MLP_EPOCHS} epochs, one seed)")
 mlp_rows
 
 # %% [markdown]
-# `mp.distillation.distill.gap_closed(teacher, alone, distilled)` is the share of the teacher-student gap that distillation
+# `mp.gap_closed(teacher, alone, distilled)` is the share of the teacher-student gap that distillation
 # closes: 100% would mean the student matches its teacher. One test image is 0.1 point here, so differences of a
 # few tenths between two runs are noise; the MLP's gain is several times larger. The benchmark
 # (`bench/results/pipeline.md`, three seeds, 20 epochs) measures this setting at about 40% of the gap closed
@@ -237,10 +237,10 @@ mlp_rows
 # the full 60,000 images), and short of half the gap: here the soft targets of 3,500 images are all
 # the student ever sees. Section 3c changes that.
 #
-# **Augmentation is the stronger medicine here.** With random shifts of one pixel (`mp.distillation.distill.random_shift`,
-# wrapped around any loss by `mp.distillation.distill.with_shifts`; `distill_student(..., max_shift=1)` shifts the images
+# **Augmentation is the stronger medicine here.** With random shifts of one pixel (`mp.random_shift`,
+# wrapped around any loss by `mp.with_shifts`; `distill_student(..., mp.KDConfig(max_shift=1))` shifts the images
 # the teacher labels too), the MLP trained on labels alone gets within about a point of the teacher (96.0%
-# against 97.1%), and a teacher trained on shifts (`mp.distillation.distill.shift_trained_teacher`) then adds half a point
+# against 97.1%), and a teacher trained on shifts (`mp.shift_trained_teacher`) then adds half a point
 # (the benchmark's third row). Distillation transfers what the labels do not say; augmentation had already
 # said much of it.
 
@@ -254,18 +254,19 @@ assert mlp_gain > 0.3, f"the distilled MLP should beat the MLP trained on labels
 # On its 3,500 training images the teacher is almost always right and sure, so its soft targets there add
 # little to the labels. Hinton et al. had 60,000 images; we cannot download more here, but we can *make* new
 # inputs. **mixup** (Zhang et al. 2018) blends two training images, `lam * x_a + (1 - lam) * x_b`, with a new
-# `lam` drawn from Beta(1, 1) for each image (`mp.distillation.distill.mix_images`). Trained on labels alone, the student
-# is told the blended label: `lam` of one class, `1 - lam` of the other (`mp.distillation.distill.mixed_labels`). Distilled,
-# the **teacher labels the blend**, and it has an opinion about every blend. Beyer et al. (2022, "a good teacher
-# is patient and consistent") call this *function matching*: the student copies the teacher's function on
-# many more inputs than the training set holds, and the teacher and student must see the very same images.
+# `lam` drawn from Beta(1, 1) for each image (`mp.distillation.augment.mix_images`). Trained on labels alone, the
+# student is told the blended label: `lam` of one class, `1 - lam` of the other
+# (`mp.distillation.augment.mixed_labels`). Distilled, the **teacher labels the blend**, and it has an opinion about
+# every blend. Beyer et al. (2022, "a good teacher is patient and consistent") call this *function matching*: the
+# student copies the teacher's function on many more inputs than the training set holds, and the teacher and student
+# must see the very same images.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 mp.seed_everything(0)
 xs, ys = splits.sample(4, "train")
-blends, lam, partner = mp.distillation.distill.mix_images(xs, 1.0)
-told = mp.distillation.distill.mixed_labels(ys, lam, partner, 10)
+blends, lam, partner = mp.distillation.augment.mix_images(xs, 1.0)
+told = mp.distillation.augment.mixed_labels(ys, lam, partner, 10)
 with torch.no_grad():
     teacher_says = mp.soft_targets(teacher(blends), 1.0)
 for k in range(4):
@@ -290,12 +291,13 @@ fig.tight_layout()
 # %%
 mp.seed_everything(0)
 mlp_blends = mp.build("lenet300")
-mp.fit(mlp_blends, train_loader, epochs=BLEND_EPOCHS, loss_fn=mp.distillation.distill.mixup_loss(1.0), progress=False)
+mp.fit(mlp_blends, train_loader, mp.TrainConfig(epochs=BLEND_EPOCHS), loss_fn=mp.distillation.augment.mixup_loss(1.0),
+       progress=False)
 
 mp.seed_everything(0)
 mlp_matched = mp.build("lenet300")
-mp.distill_student(mlp_matched, teacher, train_loader, epochs=BLEND_EPOCHS, temperature=10.0, alpha=0.9,
-                   mixup=1.0, progress=False)
+mp.distill_student(mlp_matched, teacher, train_loader, mp.KDConfig(temperature=10.0, alpha=0.9, mixup=1.0),
+                   mp.TrainConfig(epochs=BLEND_EPOCHS), progress=False)
 
 blend_rows = mp.Table([
     mlp_rows.rows[0], mlp_rows.rows[1],
@@ -305,7 +307,7 @@ blend_rows = mp.Table([
      "acc": mp.accuracy(mlp_matched, test_loader)},
 ])
 alone_best = max(blend_rows.rows[1]["acc"], blend_rows.rows[2]["acc"])
-closed_matched = mp.distillation.distill.gap_closed(teacher_acc, alone_best, blend_rows.rows[3]["acc"])
+closed_matched = mp.gap_closed(teacher_acc, alone_best, blend_rows.rows[3]["acc"])
 print(f"function matching: {closed_matched:.0f}% of the gap closed against the better student on labels "
       f"({BLEND_EPOCHS} epochs, one seed)")
 blend_rows
@@ -374,11 +376,11 @@ fig.tight_layout()
 # %% [markdown]
 # A narrow LeNet-5 (3 and 8 channels instead of 6 and 16) is trained twice from the same start: with soft
 # targets only, and with soft targets plus the teacher's attention maps after both pooling layers
-# (`hints=["features.2", "features.5"]`, weighted by `beta`).
+# (`mp.KDConfig(hints=["features.2", "features.5"])`, weighted by `beta`).
 
 # %%
 HINTS = ["features.2", "features.5"]
-hint_fn = mp.distill_loss(teacher, temperature=4.0, alpha=0.5, hints=HINTS, beta=10.0)
+hint_fn = mp.distill_loss(teacher, mp.KDConfig(temperature=4.0, alpha=0.5, hints=HINTS, beta=10.0))
 xb, yb = next(iter(train_loader))
 narrow_rows = []
 for hints in ([], HINTS):
@@ -386,8 +388,8 @@ for hints in ([], HINTS):
     narrow = mp.build("lenet5", channels=[3, 8])
     with torch.no_grad():
         before = hint_fn(narrow, xb, yb)[0].item()
-    mp.distill_student(narrow, teacher, train_loader, epochs=EPOCHS, temperature=4.0, alpha=0.5, hints=hints,
-                       beta=10.0, progress=False)
+    mp.distill_student(narrow, teacher, train_loader, mp.KDConfig(temperature=4.0, alpha=0.5, hints=hints, beta=10.0),
+                       mp.TrainConfig(epochs=EPOCHS), progress=False)
     with torch.no_grad():
         after = hint_fn(narrow, xb, yb)[0].item()
     narrow_rows.append({"student": "narrow LeNet-5, " + ("soft targets + hints" if hints else "soft targets"),
@@ -416,15 +418,19 @@ assert min(row["acc"] for row in narrow_rows) > 50
 # ## What the library gave you
 # - `mp.soft_targets(logits, T)`: the softened probabilities;
 # - `mp.kd_loss(student_logits, teacher_logits, y, temperature=, alpha=)`: the Hinton loss;
-# - `mp.distill_loss(teacher, temperature=, alpha=, hints=, beta=)`: a `loss_fn` for `mp.fit`;
-# - `mp.distill_student(student, teacher, loader, epochs=, ...)`: the teacher-to-student training loop;
+# - `mp.KDConfig(temperature=, alpha=, hints=, beta=, max_shift=, mixup=)`: the distillation settings, checked when
+#   built;
+# - `mp.distill_loss(teacher, mp.KDConfig(...))`: a `loss_fn` for `mp.fit`;
+# - `mp.distill_student(student, teacher, loader, mp.KDConfig(...), mp.TrainConfig(epochs=), ...)`: the
+#   teacher-to-student training loop;
 # - `mp.attention_map(features)`, `mp.hint_loss(student_features, teacher_features)`: feature distillation;
-# - `mp.distillation.distill.random_shift(x, max_shift)`, `mp.distillation.distill.with_shifts(loss_fn, max_shift)`: augmentation through
-#   `fit`'s loss hook (`distill_student(..., max_shift=)` does it for you), and
-#   `mp.distillation.distill.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
-# - `mp.distillation.distill.mix_images(x, strength)`, `mp.distillation.distill.mixed_labels(y, lam, partner, classes)`,
-#   `mp.distillation.distill.mixup_loss(strength)`: mixup, and `distill_student(..., mixup=)` for function matching (the
-#   teacher labels the blends); `mp.distillation.distill.labels_loss(max_shift, mixup)`: the same augmentation on labels alone;
-# - `mp.distillation.distill.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
+# - `mp.random_shift(x, max_shift)`, `mp.with_shifts(loss_fn, max_shift)`: augmentation through
+#   `fit`'s loss hook (`distill_student(..., mp.KDConfig(max_shift=))` does it for you), and
+#   `mp.shift_trained_teacher(arch)`: a cached teacher that labels shifted images well;
+# - `mp.distillation.augment.mix_images(x, strength)`, `mp.distillation.augment.mixed_labels(y, lam, partner, classes)`,
+#   `mp.distillation.augment.mixup_loss(strength)`: mixup, and `distill_student(..., mp.KDConfig(mixup=))` for function
+#   matching (the teacher labels the blends); `mp.distillation.augment.labels_loss(max_shift, mixup)`: the same
+#   augmentation on labels alone;
+# - `mp.gap_closed(teacher_acc, alone_acc, distilled_acc)`: the share of the gap distillation closes.
 #
 # Next, notebook 10 chains everything of this course into one pipeline: prune, distill, quantize.

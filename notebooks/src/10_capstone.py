@@ -97,7 +97,7 @@ lenet.table
 # - **int8**: the same weights in one byte each, with int8 kernels for the convolutions. The recipe says
 #   `per_channel = false` (one weight scale per layer instead of one per output channel: as accurate here,
 #   and a little faster) and `linear_weights_only = true`: the three small Linear layers keep their weights in
-#   int8 but compute in float (`mp.quantization.int8.Int8WeightLinear`), because at this size their int8 kernel calls cost
+#   int8 but compute in float (`mp.quantization.int8_modules.Int8WeightLinear`), because at this size their int8 kernel calls cost
 #   more than the float ones. The next section shows how to find that out.
 #
 # The course's targets for this pipeline are 10x fewer bytes, 2x lower batch-64 latency and at most 1 point of
@@ -134,7 +134,7 @@ dense_row = {"acc": 97.0, "KB": 240.0, "zip KB": 220.0, "ms@b64": 2.0}
 half_row = {"acc": 96.5, "KB": 24.0, "zip KB": 11.0, "ms@b64": 1.0}  # drop 0.5, 10x, 20x, 2x faster
 cases = [(dense_row, dense_row), (dense_row, half_row),
          *[(lenet.table.rows[0], row) for row in lenet.table.rows]]
-mp.course.check.same_on(my_ratios, mp.pipeline.runner.ratios, cases, atol=1e-9,
+mp.course.check.same_on(my_ratios, mp.pipeline.report.ratios, cases, atol=1e-9,
                  hint="dense divided by stage for the ratios; dense minus stage for the drop")
 
 # %%
@@ -151,7 +151,7 @@ assert final["x smaller"] > 3 and final["drop"] < (5 if FAST else 2)
 # `(outside layers)` is what runs between layers: quantizing the input, flattening, Python.
 
 # %%
-deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.runner.deployable(list(lenet.models.values())[-1])}
+deployed = {"dense": lenet.models["dense"], "int8": mp.pipeline.report.as_deployed(list(lenet.models.values())[-1])}
 layers = mp.compare_layer_latency(deployed, repeats=4 * REPEATS)
 layers
 
@@ -170,7 +170,7 @@ layers
 # A speedup measured once on a shared CPU is one draw: the machine's speed drifts over minutes, and the small
 # int8 model feels it more. `mp.speedup_spread` repeats the interleaved measurement in passes and reports the
 # median with the lowest and highest pass. Passes taken back to back share the machine's mood, so the
-# benchmark (`bench/pipeline.py`) takes its passes with `mp.timing.SpeedupSampler` between its training runs,
+# benchmark (`bench/pipeline.py`) takes its passes with `mp.SpeedupSampler` between its training runs,
 # spread over about fifteen minutes, and checks the 2x target against their median.
 
 # %%
@@ -292,7 +292,7 @@ build_parser().print_help()
 # - `mp.run_pipeline(config, splits)` -> `PipelineResult` (`.models`, `.table`, `.history`);
 # - `mp.measure_stages(models, loader)`: the per-stage table for any models you built yourself;
 # - `mp.compare_layer_latency(models)` / `mp.layer_latency(model)`: where the time goes, layer by layer;
-# - `mp.speedup_spread(models, input_shape)`: a speedup with its spread over passes (`mp.timing.SpeedupSampler`
+# - `mp.speedup_spread(models, input_shape)`: a speedup with its spread over passes (`mp.SpeedupSampler`
 #   spreads them over time);
 # - `mp.static_int8(model, calibration, linear_weights_only=True)` (recipe: `quantize.linear_weights_only`):
 #   int8 convolutions, and Linear layers that compute in float from int8 weights;

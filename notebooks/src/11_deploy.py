@@ -29,12 +29,16 @@ from IPython.display import display
 from torch import nn
 
 import minprune as mp
-from minprune.deploy.onnx_int8 import int8_weights_onnx
-from minprune.energy import energy_table, estimate_energy
-from minprune.masked import copy_model
-from minprune.structured.surgery import prune_channels
-from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import magnitude_scores
+from minprune import (
+    EnergyOptions,
+    copy_model,
+    energy_table,
+    estimate_energy,
+    int8_weights_onnx,
+    magnitude_scores,
+    prune,
+    prune_channels,
+)
 
 mp.seed_everything(0)
 device = "cpu"  # deployment targets here are CPUs
@@ -60,11 +64,11 @@ dense = mp.pretrained("lenet5").eval()
 mp.seed_everything(0)
 pruned = copy_model(dense)
 prune(pruned, magnitude_scores(pruned), 0.9, scope="global")
-mp.fit(pruned, train_loader, epochs=max(1, FINETUNE_EPOCHS // 2), lr=1e-3, progress=False)
+mp.fit(pruned, train_loader, mp.TrainConfig(epochs=max(1, FINETUNE_EPOCHS // 2), lr=1e-3), progress=False)
 
 mp.seed_everything(0)
 compacted = prune_channels(dense, 0.5)
-mp.fit(compacted, train_loader, epochs=FINETUNE_EPOCHS, lr=1e-3, progress=False)
+mp.fit(compacted, train_loader, mp.TrainConfig(epochs=FINETUNE_EPOCHS, lr=1e-3), progress=False)
 models = {"dense": dense, "pruned": pruned.eval(), "compacted": compacted.eval()}
 
 # %%
@@ -154,7 +158,7 @@ for name, proto in {"int8": int8, "int8-fc": int8_fc, "int8 weights": int8_weigh
 # | 32-bit read, 8 KB on-chip SRAM | 5 pJ |
 # | 32-bit read, off-chip DRAM | 640 pJ |
 #
-# Assumptions of `mp.estimate_energy` (each is an argument you can change):
+# Assumptions of `mp.estimate_energy` (each is a field of `mp.EnergyOptions` you can change):
 # only Linear and Conv layers cost energy (BatchNorm is folded, ReLU and pooling are fused); one example
 # (batch 1), so every weight is fetched once per inference from **DRAM**; activations stay in on-chip **SRAM**;
 # a value takes 4 bytes (fp32) or 1 byte (int8); dense hardware fetches and multiplies the zeros too.
@@ -197,15 +201,17 @@ print(f"total {e['total_uj']:.1f} uJ, of which fetching weights from DRAM: {e['w
 # %%
 # NBVAL_CHECK_OUTPUT
 for where in ("dram", "sram"):
-    fp32, q8 = estimate_energy(dense, weights=where), estimate_energy(dense, bits=8, weights=where)
-    fc8 = estimate_energy(dense, bits={"classifier.1": 8, "classifier.3": 8, "classifier.5": 8}, weights=where)
-    w8 = estimate_energy(dense, weight_bits=8, weights=where)
+    fp32 = estimate_energy(dense, options=EnergyOptions(weights=where))
+    q8 = estimate_energy(dense, options=EnergyOptions(bits=8, weights=where))
+    fc8 = estimate_energy(dense, options=EnergyOptions(bits={"classifier.1": 8, "classifier.3": 8, "classifier.5": 8},
+                                                       weights=where))
+    w8 = estimate_energy(dense, options=EnergyOptions(weight_bits=8, weights=where))
     print(f"weights in {where}: fp32 {fp32['total_uj']:6.2f} uJ, int8 {q8['total_uj']:6.2f} uJ, "
           f"int8 Linear only {fc8['total_uj']:6.2f} uJ, int8 weights + fp32 math {w8['total_uj']:6.2f} uJ")
 
 # %% [markdown]
 # ## Everything in one table
-# Each model runs in PyTorch eager and in ONNX Runtime, on one thread. `mp.timing.interleaved_latency` times the
+# Each model runs in PyTorch eager and in ONNX Runtime, on one thread. `mp.interleaved_latency` times the
 # runners in alternating rounds so that a busy CPU slows all of them alike; compare ratios, not absolute times.
 # `bytes` is the `torch.save` state_dict for PyTorch and the ONNX file for ONNX Runtime. PyTorch runs what you
 # would ship, `mp.deployable_copy(model)`: for the pruned model that is the copy with its masks made permanent
@@ -216,11 +222,11 @@ shipped = {name: mp.deployable_copy(model)[0] for name, model in models.items()}
 protos = {name: result.proto for name, result in exported.items()} | {
     "compacted int8": int8, "compacted int8-fc": int8_fc, "compacted int8 weights": int8_weights}
 FC = {"classifier.1": 8, "classifier.3": 8, "classifier.5": 8}
-precision = {"compacted int8": {"bits": 8}, "compacted int8-fc": {"bits": FC},  # for the energy model
-             "compacted int8 weights": {"weight_bits": 8}}
+precision = {"compacted int8": EnergyOptions(bits=8), "compacted int8-fc": EnergyOptions(bits=FC),  # for the energy model
+             "compacted int8 weights": EnergyOptions(weight_bits=8)}
 sessions = {name: mp.deploy.export.session(proto, threads=THREADS) for name, proto in protos.items()}
 runners = {f"pytorch/{n}": m for n, m in shipped.items()} | {f"onnxruntime/{n}": s for n, s in sessions.items()}
-ms = {b: mp.timing.interleaved_latency(runners, data.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
+ms = {b: mp.interleaved_latency(runners, data.input_shape, batch_size=b, threads=THREADS, rounds=ROUNDS)
       for b in (1, 64)}
 
 rows = []
@@ -232,7 +238,7 @@ for key, runner in runners.items():
                  "bytes": protos[variant].ByteSize() if on_ort else mp.size_on_disk(model)["bytes"],
                  "acc": mp.deploy.export.onnx_accuracy(runner, test_loader) if on_ort else mp.evaluate(model, test_loader)["acc"],
                  "latency_b1_ms": ms[1][key], "latency_b64_ms": ms[64][key],
-                 "energy_uj": estimate_energy(model, **precision.get(variant, {}))["total_uj"]})
+                 "energy_uj": estimate_energy(model, options=precision.get(variant, EnergyOptions()))["total_uj"]})
 base = rows[0]
 for row in rows:
     row["x smaller"] = base["bytes"] / row["bytes"]
@@ -266,7 +272,7 @@ for row in rows:
         ax.scatter(row["energy_uj"], row["acc"], s=40)
         ax.annotate(row["variant"], (row["energy_uj"], row["acc"]), fontsize=8, xytext=(4, 3),
                     textcoords="offset points")
-sparse_hw = estimate_energy(pruned, sparse=True)["total_uj"]
+sparse_hw = estimate_energy(pruned, options=EnergyOptions(sparse=True))["total_uj"]
 ax.scatter(sparse_hw, rows[1]["acc"], marker="x", color="k")
 ax.annotate("pruned on sparse hardware", (sparse_hw, rows[1]["acc"]), fontsize=8, xytext=(4, -10),
             textcoords="offset points")
@@ -321,8 +327,8 @@ print("all checks passed")
 # ## What the library gave you
 # - `mp.export_onnx(model, path)`: export (masks made permanent on a copy), check against PyTorch, atomic write;
 # - `mp.quantize_onnx(proto, calibration)`: int8 with ONNX Runtime, dynamic for MLPs, static for CNNs;
-# - `minprune.deploy.onnx_int8.int8_weights_onnx(proto)`: int8 weights in the file, float arithmetic at run time;
-# - `mp.deploy.export.session`, `mp.deploy.export.onnx_accuracy`, `mp.timing.interleaved_latency`: run and measure in ONNX Runtime;
-# - `mp.estimate_energy(model, bits=, weight_bits=, sparse=, weights=)` and `energy_table(model)`: energy per
-#   inference, each layer at its own precision;
+# - `mp.int8_weights_onnx(proto)`: int8 weights in the file, float arithmetic at run time;
+# - `mp.deploy.export.session`, `mp.deploy.export.onnx_accuracy`, `mp.interleaved_latency`: run and measure in ONNX Runtime;
+# - `mp.estimate_energy(model, options=mp.EnergyOptions(bits=, weight_bits=, sparse=, weights=))` and
+#   `energy_table(model)`: energy per inference, each layer at its own precision;
 # - on the command line: `python -m minprune export MODEL_FILE --format onnx --int8`.

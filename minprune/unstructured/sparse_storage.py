@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minprune.measure import effective_parameters
+from minprune.masked import effective_parameters
 from minprune.table import Table
 
 FORMATS = ("dense", "csr", "bitmask", "relative")

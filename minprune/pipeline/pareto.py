@@ -1,0 +1,49 @@
+"""Which variants are worth shipping: the Pareto front of (size, accuracy) points, and its plot.
+
+A point is on the front when no other point is both smaller and more accurate. See notebooks/10_capstone.ipynb.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from minprune.course.plots import style
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (size, accuracy) points that no other point beats on both (smaller and more accurate).
+
+    Sorted by size. See notebooks/10_capstone.ipynb.
+    """
+    for i, point in enumerate(points):
+        if not (isinstance(point, (tuple, list)) and len(point) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+            raise ValueError(f"points must be (size, accuracy) pairs of numbers; points[{i}] is {point!r}")
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(rows: list[dict], *, size: str = "KB", acc: str = "acc", label: str = "stage", ax=None):
+    """Size (log scale) against accuracy for every row, with the Pareto front drawn as a step line.
+
+    See notebooks/10_capstone.ipynb.
+    """
+    points = [(row[size], row[acc]) for row in rows]
+    with style():
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:gray", zorder=2)
+        for row, (x, y) in zip(rows, points):
+            ax.annotate(str(row[label]), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        front = [points[i] for i in pareto_front(points)]
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"size ({size}, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+    return fig
