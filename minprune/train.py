@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minprune import devices
+from minprune.validate import non_negative_int
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -113,8 +114,7 @@ class TrainConfig:
     optimizer: object = "adam"
 
     def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+        non_negative_int(self.epochs, "epochs")
 
 
 def _train_epoch(model: nn.Module, batches, opt, loss_fn: Callable, callbacks: list, step: int) -> tuple:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from minprune.assets import recipe_file
-from minprune.layers import is_prunable
+from minprune.layers import prunable_layers as prunable_modules
 from minprune.models import ARCHS, build
 from minprune.pipeline.registry import score_names
 
@@ -198,7 +198,7 @@ def prunable_layers(arch: str, method: str) -> tuple[str, ...]:
     """
     with torch.device("meta"):
         model = build(arch)
-    names = [name for name, module in model.named_modules() if is_prunable(module)]
+    names = list(prunable_modules(model))
     return tuple(names[:-1] if method == "structured" else names)
 
 

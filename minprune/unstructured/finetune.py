@@ -19,6 +19,7 @@ from minprune.masked import get_masks
 from minprune.train import History, TrainConfig, evaluate, fit
 from minprune.unstructured.masks import check_sparsity, masks_sparsity
 from minprune.unstructured.prune import prune
+from minprune.validate import non_negative_int
 
 
 def _loaders(data, batch_size: int = 64):
@@ -58,8 +59,7 @@ def _check_config(config: IterativeConfig) -> None:
     """Refuse a bad config before the first round prunes anything."""
     if not isinstance(config, IterativeConfig):
         raise TypeError(f"config must be an IterativeConfig, got {type(config).__name__}")
-    if isinstance(config.epochs, bool) or not isinstance(config.epochs, int) or config.epochs < 0:
-        raise ValueError(f"config.epochs must be a non-negative int, got {config.epochs!r}")
+    non_negative_int(config.epochs, "config.epochs")
     if config.scope not in ("local", "global"):
         raise ValueError(f"config.scope must be 'local' or 'global', got {config.scope!r}")
     if config.optimizer not in ("sgd", "adam", "adamw"):
