@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from minprune.masked import load_masked_state_dict
-from minprune.models import describe, from_description
+from minprune.models import ARCHS, describe, from_description
 
 FORMAT = "minprune-checkpoint/1"
 
@@ -72,11 +72,37 @@ def _check_plain(what: str, value) -> None:
                         f"(what weights_only loading accepts), got {type(value).__name__}")
 
 
+def check_description(description, model: nn.Module, state: dict) -> None:
+    """Refuse a description that would not give `model` back: not plain data (TypeError), not rebuildable by
+    `models.from_description`, a model the weights do not fit, or another minprune model than `model` (ValueError).
+
+    See notebooks/01_train_baseline.ipynb.
+    """
+    _check_plain("description", description)
+    try:
+        rebuilt = from_description(description)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"description cannot be rebuilt into a model (notes belong in meta=): {exc}") from exc
+    try:
+        load_masked_state_dict(rebuilt, state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"description builds a {description['arch']!r} model that the weights do not fit: "
+                         f"{str(exc)[:500]}") from exc
+    if type(model) in ARCHS.values() and describe(rebuilt) != describe(model):
+        raise ValueError(f"description builds {describe(rebuilt)}, but the model is {describe(model)}; "
+                         f"leave description=None to save the model's own")
+
+
 def save_model(path, model: nn.Module, *, description: dict | None = None, meta: dict | None = None) -> Path:
-    """Write `model` to `path` atomically; `description` defaults to `models.describe(model)`."""
+    """Write `model` to `path` atomically; `description` defaults to `models.describe(model)`.
+
+    Before anything is written, the description is rebuilt and the weights loaded into it (`check_description`),
+    so every file `save_model` writes, `load_model` reads back. See notebooks/01_train_baseline.ipynb.
+    """
     _check_plain("meta", meta or {})
     description = description if description is not None else describe(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    check_description(description, model, state)
     payload = {"format": FORMAT, "description": description, "meta": dict(meta or {}),
                "state_dict": state, "sha256": tensors_sha256(state)}
     return atomic_write(path, lambda f: torch.save(payload, f))

@@ -33,9 +33,13 @@ def module_spec(mod: nn.Module) -> list:
     if isinstance(mod, nn.Linear):
         return [kind, {"in_features": mod.in_features, "out_features": mod.out_features, "bias": mod.bias is not None}]
     if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-        return [kind, {"in_channels": mod.in_channels, "out_channels": mod.out_channels,
-                       "kernel_size": list(mod.kernel_size), "stride": list(mod.stride), "padding": list(mod.padding),
-                       "dilation": list(mod.dilation), "groups": mod.groups, "bias": mod.bias is not None}]
+        padding = mod.padding if isinstance(mod.padding, str) else list(mod.padding)  # "same", "valid" or sizes
+        spec = {"in_channels": mod.in_channels, "out_channels": mod.out_channels, "kernel_size": list(mod.kernel_size),
+                "stride": list(mod.stride), "padding": padding, "dilation": list(mod.dilation), "groups": mod.groups,
+                "bias": mod.bias is not None}
+        if mod.padding_mode != "zeros":
+            spec["padding_mode"] = mod.padding_mode
+        return [kind, spec]
     if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return [kind, {"num_features": mod.num_features, "eps": mod.eps, "momentum": mod.momentum,
                        "affine": mod.affine, "track_running_stats": mod.track_running_stats}]

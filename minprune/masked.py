@@ -71,7 +71,12 @@ def _refresh(module: nn.Module, attr: str) -> None:
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`."""
+    """Every parameter as the forward pass sees it: a pruned `weight_orig` is replaced by the masked `weight`.
+
+    Keyed by use: a tensor shared by two layers (weight tying) appears under both names, each as its layer sees
+    it; `measure.stored_tensors` groups the uses of one stored tensor, so counts take it once.
+    See notebooks/03_weight_pruning.ipynb.
+    """
     check_model(model)
     out = {}
     for mod_name, module in model.named_modules():

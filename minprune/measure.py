@@ -31,14 +31,38 @@ from minprune.train import check_model, eval_mode, evaluate
 from minprune.validate import positive_int
 
 
+def stored_tensors(model: nn.Module) -> list[list[torch.Tensor]]:
+    """One entry per stored parameter tensor: the effective tensors (`effective_parameters`) of every use of it.
+
+    A tensor shared by several layers (weight tying, `model.c.weight = model.a.weight`) is one entry, also when
+    some of those layers mask it with torch.nn.utils.prune (their `weight_orig` is the shared tensor), so it is
+    counted once, like `model.parameters()` does. See notebooks/01_train_baseline.ipynb.
+    """
+    effective = effective_parameters(model)
+    uses: dict[int, list[torch.Tensor]] = {}
+    for name, stored in model.named_parameters(remove_duplicate=False):
+        name = name.removesuffix("_orig")
+        if name in effective:  # a module reachable under two names is listed under its first name only
+            uses.setdefault(id(stored), []).append(effective[name])
+    return list(uses.values())
+
+
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (pruned weights still count: they are stored)."""
-    return sum(p.numel() for p in effective_parameters(model).values())
+    """Number of parameters (pruned weights still count: they are stored; a shared tensor counts once)."""
+    return sum(tensors[0].numel() for tensors in stored_tensors(model))
 
 
 def count_nonzeros(model: nn.Module) -> int:
-    """Number of parameters that are not exactly zero."""
-    return sum(int(torch.count_nonzero(p)) for p in effective_parameters(model).values())
+    """Number of parameters that are not exactly zero in at least one use (a shared tensor counts once)."""
+    return sum(int(torch.count_nonzero(_used_entries(tensors))) for tensors in stored_tensors(model))
+
+
+def _used_entries(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Bool tensor: True where some use of a stored tensor sees a nonzero value (pruned in every use: False)."""
+    used = tensors[0].detach() != 0
+    for t in tensors[1:]:
+        used = used | (t.detach() != 0)
+    return used
 
 
 def model_sparsity(model: nn.Module) -> float:

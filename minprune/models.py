@@ -160,8 +160,23 @@ def describe(model: nn.Module) -> dict:
     for name, cls in ARCHS.items():
         if type(model) is cls:
             shapes = _changed_layers(model, cls(**model.config))
-            return {"arch": name, **model.config, **({"shapes": shapes} if shapes else {})}
+            return {"arch": name, **_plain(model.config), **({"shapes": shapes} if shapes else {})}
     raise ValueError(f"{type(model).__name__} is not a minprune model; save its state_dict yourself")
+
+
+def _plain(value):
+    """`value` as plain Python data: numpy / torch arrays and numbers via `.tolist()`, tuples as lists.
+
+    So a model built with `hidden=np.array([64, 32])` or `num_classes=np.int64(10)` still gets a description
+    that `torch.load(weights_only=True)` reads back (`checkpoint.save_model` refuses any other).
+    """
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if callable(getattr(value, "tolist", None)):  # np.int64(3), np.array([...]), torch.tensor(...)
+        return _plain(value.tolist())
+    return value
 
 
 def from_description(description: dict) -> nn.Module:

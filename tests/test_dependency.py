@@ -64,13 +64,19 @@ def test_unsupported_module_named_in_error():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.norm, self.fc = nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Linear(4, 2)
+            self.conv, self.norm, self.fc = nn.Conv2d(1, 4, 3), nn.ChannelShuffle(2), nn.Linear(4, 2)
 
         def forward(self, x):
             return self.fc(self.norm(self.conv(x)).mean((2, 3)))
 
-    with pytest.raises(DependencyError, match="norm"):
+    with pytest.raises(DependencyError, match="'norm'.*ChannelShuffle.*register"):
         trace_groups(Net(), torch.zeros(1, 1, 6, 6))
+
+
+def test_group_norm_across_channels_freezes_its_channels():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Conv2d(4, 2, 3))
+    (group,) = [g for g in trace_groups(net, torch.zeros(1, 1, 6, 6)).groups.values() if "0" in g.producers]
+    assert "GroupNorm" in group.frozen and "'1'" in group.frozen
 
 
 def test_untraceable_model_clear_error():

@@ -18,7 +18,8 @@ from torch import nn
 
 from minprune.masked import apply_masks, copy_model, get_masks, make_permanent
 from minprune.structured.dependency import trace_groups
-from minprune.structured.surgery import channel_masks, remove_channels, score_groups, select_channels
+from minprune.structured.selection import score_groups, select_channels
+from minprune.structured.surgery import channel_masks, remove_channels
 from minprune.structured.unit_scores import norm_scores
 from minprune.unstructured.masks import masks_sparsity, prunable_names
 from minprune.unstructured.prune import prune

@@ -25,6 +25,7 @@ class Group:
     producers: list[str] = field(default_factory=list)  # modules whose output units are these channels
     followers: list[str] = field(default_factory=list)  # BatchNorm / depthwise conv indexed by the channel
     consumers: list[str] = field(default_factory=list)  # modules whose input features include these channels
+    params: list[str] = field(default_factory=list)  # parameters read in forward with one entry per channel
     frozen: str | None = None  # why this group may not be pruned, or None
 
     def __repr__(self):
@@ -40,6 +41,11 @@ class DependencyGraph:
     inputs: dict[str, list[tuple[int, int]]]  # module -> [(group id, features per channel)], in feature order
     outputs: dict[str, int]  # producer or follower module -> group id of its output channels
     after: dict[str, str]  # producer -> the BatchNorm that directly normalises its output
+    params: dict = field(default_factory=dict)  # parameter read in forward -> (dim, [(group id, rep)])
+    statistics: dict = field(default_factory=dict)  # module or node normalising over its channels -> group id
+    blocks: dict = field(default_factory=dict)  # group id -> number of equal blocks (attention heads)
+    follows: dict = field(default_factory=dict)  # follower reading a concatenation -> [(group id, 1)]
+    example: object = None  # the input the model was traced with
 
     def prunable(self) -> list[Group]:
         """Groups that may lose channels, in model order."""
@@ -75,6 +81,7 @@ class ChannelSpaces:
         ga.producers += gb.producers
         ga.followers += gb.followers
         ga.consumers += gb.consumers
+        ga.params += gb.params
         ga.frozen = ga.frozen or gb.frozen
 
     def freeze(self, space, reason: str) -> None:

@@ -1,23 +1,24 @@
 """Which channels must be removed together: coupled groups found by tracing the model with torch.fx.
 
 Removing output channel i of a convolution also removes entry i of the BatchNorm after it and input channel i
-of every layer that reads it. Residual additions tie the channels of both operands into one group, a flatten
-makes each channel own H*W consecutive features of the next Linear layer, and a concatenation places its inputs
-at channel offsets. A group is "frozen" when it touches the model input or output or a grouped convolution.
-The group data structures and their views live in `channel_groups.py`.
+of every layer that reads it. Residual additions and channel-wise products tie the channels of their operands
+into one group, a flatten makes each channel own H*W consecutive features of the next Linear layer, a
+concatenation places its inputs at channel offsets, and a parameter read in `forward` (a per-channel scale, a
+position embedding) loses the same entries. How each layer type is pruned comes from `channel_rules.py`, how
+shape operations move the channel axis from `channel_axes.py`. A module called twice, or two modules sharing a
+parameter, get one group. Anything else is refused with a `DependencyError` naming the module and the operation.
 See notebooks/06_structured_pruning.ipynb.
 """
 
 from __future__ import annotations
 
-import operator
-
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from minprune.devices import example_input
+from minprune.structured import channel_ops
+from minprune.structured.channel_axes import Attr, Space, positive_axis
 from minprune.structured.channel_groups import (
     ChannelSpaces,
     DependencyError,
@@ -26,178 +27,236 @@ from minprune.structured.channel_groups import (
     groups_table,
     plot_groups,
 )
+from minprune.structured.channel_rules import has_own_rule, rule_for
+from minprune.structured.fx_nodes import flat_values, where
+from minprune.structured.shared import tie_shared_parameters
 
 __all__ = ["DependencyError", "DependencyGraph", "Group", "groups_table", "plot_groups", "trace_groups"]
 
-# Leaf modules and functions that keep every channel where it is (elementwise or per-channel spatial ops).
-PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.ELU,
-                nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
-                nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-PASS_FUNCTIONS = {torch.relu, F.relu, torch.sigmoid, torch.tanh, F.gelu, F.silu, F.leaky_relu, F.dropout,
-                  F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.nn.functional.relu6}
-PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone", "detach"}
-ELEMENTWISE = {operator.add, operator.iadd, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
-FLATTENS = {torch.flatten}
-REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over spatial dims only: channels survive
-FLATTEN_METHODS = {"flatten", "view", "reshape"}
+
+class ChannelTracer(fx.Tracer):
+    """torch.fx tracer that keeps every layer type with a channel rule as one call."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return has_own_rule(m) or super().is_leaf_module(m, qualname)
 
 
-def _shape(node) -> tuple | None:
+def trace_module(model: nn.Module) -> fx.GraphModule:
+    try:
+        graph = ChannelTracer().trace(model)
+    except Exception as exc:
+        raise DependencyError(f"torch.fx could not trace {type(model).__name__}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return fx.GraphModule(model, graph, type(model).__name__)
+
+
+def shape(node) -> tuple | None:
     meta = node.meta.get("tensor_meta")
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def _flatten(space, node, src) -> list:
-    """Channel space after flattening (N, C, H, W) to (N, C*H*W): each channel owns H*W features."""
-    before, after = _shape(src), _shape(node)
-    if before is None or after is None or len(before) <= 2:
-        return space
-    if len(after) != 2 or before[0] != after[0]:
-        raise DependencyError(f"node {node.name!r}: only flattening to (batch, features) is supported, "
-                              f"got {before} -> {after}")
-    spatial = 1
-    for d in before[2:]:
-        spatial *= d
-    return [(gid, rep * spatial) for gid, rep in space]
-
-
-def _keeps_channels(node, src) -> bool:
-    """True when a reduction keeps the (batch, channel) dims, i.e. it only pools over positions."""
-    before, after = _shape(src), _shape(node)
-    return before is not None and after is not None and len(after) >= 2 and after[:2] == before[:2]
-
-
 class _Tracer:
-    """Walks the fx graph once and assigns a channel space to every tensor node."""
+    """Walks the fx graph once and assigns a channel `Space` (or an `Attr`) to every tensor node."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor):
-        try:
-            self.gm = fx.symbolic_trace(model)
+        self.model = model
+        self.gm = trace_module(model)
+        batch = torch.cat([example, example]) if example.dim() > 1 and example.shape[0] == 1 else example
+        try:  # a batch of two, so that no reshape of the batch dim passes for a reshape of the channels
+            ShapeProp(self.gm).propagate(batch)
         except Exception as exc:
-            raise DependencyError(f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
-        ShapeProp(self.gm).propagate(example)
+            raise DependencyError(f"{type(model).__name__} does not run on the example input of shape "
+                                  f"{tuple(example.shape)}: {type(exc).__name__}: {exc}") from exc
         self.modules = dict(self.gm.named_modules())
         self.s = ChannelSpaces()
-        self.space: dict[fx.Node, list] = {}
-        self.inputs, self.outputs, self.after = {}, {}, {}
+        self.value: dict[fx.Node, object] = {}
+        self.inputs, self.outputs, self.after, self.params, self.statistics = {}, {}, {}, {}, {}
+        self.follows, self.blocks = {}, {}
 
     def run(self) -> DependencyGraph:
         for node in self.gm.graph.nodes:
-            self.space[node] = self._visit(node)
-        groups = {}
-        for gid in self.s.parent:
+            self.value[node] = self._visit(node)
+            if self.value[node] is None and node.op != "output" and shape(node) is not None and any(
+                    isinstance(self.value.get(a), Space | Attr) for a in node.all_input_nodes):
+                raise DependencyError(f"{where(node)}: its output's channels are not followed")
+        tie_shared_parameters(self)
+        resolve = lambda segs: tuple((self.s.find(g), r) for g, r in segs)  # noqa: E731
+        groups = {root: self.s.groups[root] for root in dict.fromkeys(self.s.find(g) for g in self.s.parent)}
+        return DependencyGraph(
+            groups, {k: list(resolve(v)) for k, v in self.inputs.items()},
+            {k: self.s.find(v) for k, v in self.outputs.items()}, self.after,
+            params={k: (d, list(resolve(v))) for k, (d, v) in self.params.items()},
+            statistics={k: self.s.find(v) for k, v in self.statistics.items()},
+            blocks=self._resolved_blocks(), follows={k: list(resolve(v)) for k, v in self.follows.items()})
+
+    def _resolved_blocks(self) -> dict:
+        out = {}
+        for gid, n in self.blocks.items():
             root = self.s.find(gid)
-            groups[root] = self.s.groups[root]
-        resolve = lambda sp: [(self.s.find(g), r) for g, r in sp]  # noqa: E731
-        inputs = {k: resolve(v) for k, v in self.inputs.items()}
-        outputs = {k: self.s.find(v) for k, v in self.outputs.items()}
-        return DependencyGraph(groups, inputs, outputs, self.after)
-
-    def _tensor_args(self, node) -> list:
-        return [a for a in node.args if isinstance(a, fx.Node) and self.space.get(a) is not None]
-
-    def _visit(self, node):
-        if node.op == "placeholder":
-            shape = _shape(node)
-            return [(self.s.new(shape[1], frozen="model input"), 1)] if shape and len(shape) > 1 else None
-        if node.op == "output":
-            for a in node.all_input_nodes:
-                if self.space.get(a):
-                    self.s.freeze(self.space[a], "model output")
-            return None
-        if node.op == "get_attr" or _shape(node) is None:
-            return None
-        if node.op == "call_module":
-            return self._module(node, self.modules[node.target])
-        return self._function(node)
-
-    def _module(self, node, mod):
-        name = node.target
-        (src,) = self._tensor_args(node)[:1] or (None,)
-        space = self.space.get(src) if src is not None else None
-        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)) and space is not None:
-            return self._layer(node, name, mod, space)
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            return self._follower(name, space, node)
-        if isinstance(mod, PASS_MODULES):
-            return space
-        if isinstance(mod, nn.Flatten):
-            return _flatten(space, node, src) if mod.start_dim == 1 else self._unsupported(node, mod)
-        return self._unsupported(node, mod)
-
-    def _layer(self, node, name, mod, space):
-        if isinstance(mod, nn.Linear) and len(_shape(node)) != 2:
-            raise DependencyError(f"module {name!r}: Linear on a tensor of shape {_shape(node)} is not supported")
-        groups = getattr(mod, "groups", 1)
-        n_in = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
-        n_out = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
-        if groups > 1 and groups == n_in == n_out:  # depthwise: channel i in -> channel i out
-            return self._follower(name, space, node)
-        self.inputs[name] = space
-        for gid, _ in space:
-            self.s.groups[self.s.find(gid)].consumers.append(name)
-        if groups > 1:  # general grouped convolution: channels stay, so neither side is prunable
-            self.s.freeze(space, f"grouped convolution {name!r}")
-        out = self.s.new(n_out, frozen=f"grouped convolution {name!r}" if groups > 1 else None)
-        self.s.groups[out].producers.append(name)
-        self.outputs[name] = out
-        return [(out, 1)]
-
-    def _follower(self, name, space, node):
-        if space is None or len(space) != 1 or space[0][1] != 1:
-            raise DependencyError(f"module {name!r}: expects an unflattened channel input, got segments {space}")
-        gid = space[0][0]
-        self.s.groups[self.s.find(gid)].followers.append(name)
-        self.outputs[name] = gid
-        src = node.args[0]
-        if src.op == "call_module" and src.target in self.outputs and src.target not in self.after:
-            self.after[src.target] = name
-        return space
-
-    def _function(self, node):
-        target, args = node.target, self._tensor_args(node)
-        if node.op == "call_method" and target in ("size", "dim"):
-            return None
-        if target is torch.cat:
-            return self._concat(node)
-        if not args:
-            return None
-        space = self.space[args[0]]
-        if target in PASS_FUNCTIONS or (node.op == "call_method" and target in PASS_METHODS):
-            return space
-        if target in ELEMENTWISE or (node.op == "call_method" and target in ("add", "add_", "mul", "sub")):
-            return self._tie(node, args)
-        if target in FLATTENS or (node.op == "call_method" and target in FLATTEN_METHODS):
-            return _flatten(space, node, args[0])
-        if getattr(target, "__name__", target) in REDUCTIONS and _keeps_channels(node, args[0]):
-            return space
-        return self._unsupported(node, getattr(target, "__name__", target))
-
-    def _tie(self, node, args):
-        spaces = [self.space[a] for a in args]
-        for other in spaces[1:]:
-            if len(other) != len(spaces[0]) or any(r1 != r2 for (_, r1), (_, r2) in zip(spaces[0], other)):
-                raise DependencyError(f"node {node.name!r}: cannot tie channels of differently laid out tensors")
-            for (g1, _), (g2, _) in zip(spaces[0], other):
-                self.s.union(g1, g2, f"node {node.name!r}")
-        return spaces[0]
-
-    def _concat(self, node):
-        tensors = node.args[0]
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-        if dim not in (1, -len(_shape(node)) + 1) or len(_shape(node)) < 2:
-            raise DependencyError(f"node {node.name!r}: only concatenation along channels (dim=1) is supported")
-        out = []
-        for t in tensors:
-            if not isinstance(t, fx.Node) or self.space.get(t) is None:
-                raise DependencyError(f"node {node.name!r}: cannot follow channels of concatenated input {t!r}")
-            out += self.space[t]
+            if out.get(root, n) != n:
+                raise DependencyError(f"channels read by attention with {out[root]} and with {n} heads")
+            out[root] = n
         return out
 
-    def _unsupported(self, node, what):
-        raise DependencyError(f"cannot follow channels through {node.op} {node.target!r} ({what}); "
-                              f"minprune supports Conv/Linear/BatchNorm, elementwise ops, pooling, flatten, "
-                              f"add and concatenation")
+    # -- node kinds -------------------------------------------------------------------------------------------
+    def _visit(self, node):
+        if node.op == "placeholder":
+            meta = node.meta.get("tensor_meta")
+            if meta is None or not hasattr(meta, "shape") or len(meta.shape) < 2 or not meta.dtype.is_floating_point:
+                return None
+            return Space(((self.s.new(meta.shape[1], frozen="model input"), 1),), 1)
+        if node.op == "output":
+            for value in flat_values([self.value.get(a) for a in node.all_input_nodes]):
+                if isinstance(value, Space):
+                    self.s.freeze(value.segments, "model output")
+            return None
+        if node.op == "get_attr":
+            dims = shape(node)
+            return Attr(node.target, tuple(range(len(dims)))) if dims is not None else None
+        if node.op == "call_module":
+            return self._module(node, self.modules[node.target])
+        return channel_ops.visit(self, node)
+
+    def _module(self, node, mod):
+        if isinstance(mod, nn.Flatten):
+            return channel_ops.flatten(self, node, node.args[0], mod.start_dim, mod.end_dim)
+        src = self.tensor_input(node)
+        rule = rule_for(mod)
+        if rule is None:
+            if src is None:
+                return None
+            raise DependencyError(f"module {node.target!r} ({type(mod).__name__}): no channel rule for this layer "
+                                  f"type; register one with mp.register_rule (see notebook 06)")
+        if rule.kind == "pass":
+            return src
+        if src is None:
+            if rule.kind == "layer" and not rule.input_tensors:  # an embedding: reads indices, writes channels
+                return Space(((self._output_group(node.target, rule, mod, shape(node)), 1),), len(shape(node)) - 1)
+            return None
+        axis, src = self._check_axis(node, rule.axis, src)
+        reason = rule.refuse(mod) if rule.refuse else None
+        if rule.kind == "follower":
+            return self._follower(node, mod, rule, src, reason)
+        return self._layer(node, node.target, rule, mod, src, axis, reason)
+
+    def _follower(self, node, mod, rule, src, reason):
+        others = [a for a in node.all_input_nodes if isinstance(self.value.get(a), Space) and a is not node.args[0]]
+        if others:
+            raise DependencyError(f"module {node.target!r} ({type(mod).__name__}): reads channels from several "
+                                  f"tensors ({node.args[0].name!r} and {others[0].name!r}), which is not followed")
+        if reason:
+            self.s.freeze(src.segments, f"{type(mod).__name__} {node.target!r}: {reason}")
+        out = self.follow(node, node.target, src, statistics=rule.statistics)
+        if rule.blocks is not None:
+            self._blocks(node, src, rule.blocks(mod))
+        meta = node.meta.get("tensor_meta")
+        if hasattr(meta, "shape") or not isinstance(meta, tuple | list):
+            return out
+        return (out,) + (None,) * (len(meta) - 1)  # attention returns (output, weights)
+
+    def _blocks(self, node, src, n: int) -> None:
+        for gid, _ in src.segments:
+            root = self.s.find(gid)
+            if self.blocks.get(root, n) != n:
+                raise DependencyError(f"module {node.target!r}: its channels are also read by attention with "
+                                      f"{self.blocks[root]} heads, here {n}")
+            self.blocks[root] = n
+
+    def _layer(self, node, name, rule, mod, src, axis, reason):
+        if name in self.inputs:  # called again: the same columns read the same channels
+            self.tie(node, [self.inputs[name], src.segments])
+        else:
+            self.inputs[name] = src.segments
+            for gid, _ in src.segments:
+                self.s.groups[self.s.find(gid)].consumers.append(name)
+        if reason:
+            self.s.freeze(src.segments, f"{reason} {name!r}")
+        out = self._output_group(name, rule, mod, shape(node), frozen=f"{reason} {name!r}" if reason else None)
+        return Space(((out, 1),), axis)
+
+    def _output_group(self, name, rule, mod, out_shape, frozen=None) -> int:
+        if name in self.outputs:
+            return self.outputs[name]
+        dim = next(iter(rule.channel_tensors.values()))
+        tensor = next(t for t in (getattr(mod, k, None) for k in rule.channel_tensors) if t is not None)
+        out = self.s.new(tensor.shape[dim], frozen=frozen)
+        self.s.groups[out].producers.append(name)
+        self.outputs[name] = out
+        return out
+
+    def _check_axis(self, node, rule_axis, src: Space) -> int:
+        ndim = len(shape(node.args[0]) or shape(node))
+        axis = positive_axis(rule_axis, ndim, f"module {node.target!r}")
+        frozen = [self.s.groups[self.s.find(g)].frozen for g, _ in src.segments]
+        if src.axis != axis and all(frozen):  # e.g. the model input: no channel of it is ever removed
+            return axis, Space(((self.s.new(shape(node.args[0])[axis], frozen=frozen[0]), 1),), axis)
+        if src.axis != axis:
+            raise DependencyError(f"module {node.target!r}: reads channels on axis {axis}, but its input holds "
+                                  f"them on axis {src.axis} (after a permute or reshape)")
+        return axis, src
+
+    # -- helpers the operations in channel_ops use -------------------------------------------------------------
+    def tensor_input(self, node):
+        for a in node.args:
+            if isinstance(a, fx.Node):
+                value = self.value.get(a)
+                if isinstance(value, Attr):
+                    raise DependencyError(f"{where(node)}: reads parameter {value.name!r} directly; minprune "
+                                          f"cannot follow its channels here")
+                return value if isinstance(value, Space) else None
+        return None
+
+    def follow(self, node, name, src: Space, *, statistics=False, module=True) -> Space:
+        """`name` is indexed by the channels of `src` (a BatchNorm, a depthwise conv, a layer_norm call)."""
+        if any(rep != 1 for _, rep in src.segments):
+            raise DependencyError(f"{where(node)}: expects an unflattened channel input, got segments "
+                                  f"{list(src.segments)}")
+        if len(src.segments) > 1:  # after a concatenation: indexed by several groups side by side
+            if statistics or not module:
+                raise DependencyError(f"{where(node)}: normalises over concatenated channels, which is not followed")
+            if name in self.follows:
+                self.tie(node, [self.follows[name], src.segments])
+            self.follows.setdefault(name, src.segments)
+            return src
+        gid = src.segments[0][0]
+        if statistics:
+            self.statistics[name] = gid
+        if not module:
+            return src
+        if name in self.outputs:
+            self.s.union(self.outputs[name], gid, where(node))
+        else:
+            self.s.groups[self.s.find(gid)].followers.append(name)
+            self.outputs[name] = gid
+        parent = node.args[0]
+        if parent.op == "call_module" and parent.target in self.outputs and parent.target not in self.after:
+            self.after[parent.target] = name
+        return src
+
+    def follow_param(self, node, attr: Attr, tensor_dim: int, segments) -> None:
+        """Parameter `attr.name` loses the entries of `segments` along the dim it holds at `tensor_dim`."""
+        dim = attr.dims[tensor_dim]
+        if dim is None:
+            raise DependencyError(f"{where(node)}: cannot follow the channels of parameter {attr.name!r}")
+        if attr.name in self.params:
+            old_dim, old = self.params[attr.name]
+            if old_dim != dim:
+                raise DependencyError(f"{where(node)}: parameter {attr.name!r} meets channels on two dims")
+            self.tie(node, [old, segments])
+        else:
+            self.params[attr.name] = (dim, tuple(segments))
+            for gid, _ in segments:
+                self.s.groups[self.s.find(gid)].params.append(attr.name)
+
+    def tie(self, node, layouts) -> None:
+        """The channels of every layout in `layouts` are the same channels (node: an fx node or a description)."""
+        here = node if isinstance(node, str) else where(node)
+        first = layouts[0]
+        for other in layouts[1:]:
+            if len(other) != len(first) or any(r1 != r2 for (_, r1), (_, r2) in zip(first, other)):
+                raise DependencyError(f"{here}: cannot tie channels of differently laid out tensors")
+            for (g1, _), (g2, _) in zip(first, other):
+                self.s.union(g1, g2, here)
 
 
 def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> DependencyGraph:
@@ -210,10 +269,13 @@ def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> Depen
         if not hasattr(model, "input_shape"):
             raise ValueError("pass example=torch.zeros(1, C, H, W); the model does not record input_shape")
         example = example_input(model)  # on the model's device
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(f"example must be a tensor (one input batch), got {type(example).__name__}")
     was_training = model.training
     model.eval()
     try:
-        return _Tracer(model, example).run()
+        graph = _Tracer(model, example).run()
     finally:
         model.train(was_training)
-
+    graph.example = example
+    return graph

@@ -156,6 +156,11 @@ def _collect(model, loader, max_batches: int, stat_fn, backward: bool, device=No
     return {f"{name}.weight": (s / n).to(home) for name, s in sums.items()}
 
 
+def _stat_dtype(a: torch.Tensor) -> torch.dtype:
+    """The activations' own dtype, at least float32: a float64 model gets float64 scores like its weights'."""
+    return torch.promote_types(a.dtype, torch.float32)
+
+
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
     """(batch, C, *spatial) -> (batch, C) mean over spatial positions."""
     return t.flatten(2).mean(2) if t.dim() > 2 else t
@@ -179,7 +184,7 @@ def activation_scores(model: nn.Module, loader, *, stat: str = "mean", max_batch
     if stat == "mean":
         fn = lambda a, g: _per_channel(F.relu(a)).mean(0)  # noqa: E731
     elif stat == "apoz":
-        fn = lambda a, g: 1.0 - _per_channel((a <= 0).float()).mean(0)  # noqa: E731
+        fn = lambda a, g: 1.0 - _per_channel((a <= 0).to(_stat_dtype(a))).mean(0)  # noqa: E731
     else:
         raise ValueError(f"stat must be 'mean' or 'apoz', got {stat!r}")
     return _collect(model, loader, max_batches, fn, backward=False, device=device)

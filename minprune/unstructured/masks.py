@@ -92,7 +92,7 @@ def threshold_mask(scores: torch.Tensor, threshold: float) -> torch.Tensor:
 
 def _global_masks(scores: dict, sparsity: float) -> dict:
     """One ranking over all tensors together (concatenated in dict order); exact total count."""
-    flat = torch.cat([s.detach().flatten().float() for s in scores.values()])
+    flat = torch.cat([s.detach().flatten() for s in scores.values()])
     keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[_lowest(flat, n_pruned(flat.numel(), sparsity))] = False
     masks, start = {}, 0

@@ -24,7 +24,7 @@ def prune(model: nn.Module, scores: dict, sparsity: float | None = None, **optio
     old = get_masks(model)
     ranked = {}
     for name, s in scores.items():
-        s = s.detach().float()
+        s = s.detach()
         ranked[name] = s.masked_fill(~old[name].to(s.device), float("-inf")) if name in old else s
     masks = make_masks(ranked, sparsity, **options)
     apply_masks(model, masks)

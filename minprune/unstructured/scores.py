@@ -8,7 +8,9 @@ Every score function returns `dict[name -> float tensor shaped like the paramete
 - SNIP (Lee et al. 2019), GraSP (Wang et al. 2020), SynFlow (Tanaka et al. 2020, data-free).
 Gradient scores run on a private copy of the model in eval mode, so no .grad, BatchNorm statistic
 or flag of the caller's model changes. That copy runs on `device` (default `mp.device()`), the model itself
-never moves, and the scores come back on the device of the weights they rank.
+never moves, and the scores come back on the device of the weights they rank, in the weights' dtype (float16
+and bfloat16 weights get float32 scores, random scores are float32), so a float64 model is ranked at float64
+resolution.
 See notebooks/02_importance_scores.ipynb.
 """
 
@@ -39,12 +41,17 @@ def _names(model: nn.Module, names) -> list[str]:
     return names
 
 
+def _score_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype `weight`'s scores are computed in: its own, at least float32 (float64 stays float64)."""
+    return torch.promote_types(weight.dtype, torch.float32)
+
+
 def magnitude_scores(model: nn.Module, p: float = 1, names=None) -> dict:
     """|w|^p per weight: p=1 is L1 magnitude, p=2 is w squared. See notebooks/02_importance_scores.ipynb."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
         raise ValueError(f"p must be a positive number, got {p!r}")
     params = effective_parameters(model)
-    return {n: params[n].detach().abs().float().pow(p) for n in _names(model, names)}
+    return {n: params[n].detach().abs().to(_score_dtype(params[n])).pow(p) for n in _names(model, names)}
 
 
 def random_scores(model: nn.Module, seed: int = 0, names=None) -> dict:
@@ -98,10 +105,10 @@ def _effective(twin: nn.Module, name: str) -> torch.Tensor:
 
 def _batch_mean(twin: nn.Module, leaves: dict, data, term) -> dict:
     """Average term(name, grad) over the batches; term runs after the forward pass that refreshed the masked weights."""
-    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
+    totals = {n: torch.zeros_like(p, dtype=_score_dtype(p)) for n, p in leaves.items()}
     for x, y in data:
         for n, g in _grads(twin, leaves, x, y).items():
-            totals[n] += term(n, g).float()
+            totals[n] += term(n, g).to(totals[n].dtype)
     return {n: t / len(data) for n, t in totals.items()}
 
 
@@ -142,7 +149,7 @@ def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None, *, 
     data = _data_batches(loader, batches, "snip_scores")
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     mean_grad = _batch_mean(twin, leaves, data, lambda n, g: g)
-    raw = {n: (_effective(twin, n) * mean_grad[n]).abs().float() for n in names}
+    raw = {n: (_effective(twin, n) * mean_grad[n]).abs() for n in names}  # mean_grad is in _score_dtype
     total = sum(float(s.sum()) for s in raw.values()) or 1.0
     return _home({n: s / total for n, s in raw.items()}, model)
 
@@ -158,7 +165,7 @@ def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, te
     data = _data_batches(loader, batches, "grasp_scores")
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     device, params = model_device(twin), list(leaves.values())
-    totals = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in leaves.items()}
+    totals = {n: torch.zeros_like(p, dtype=_score_dtype(p)) for n, p in leaves.items()}
     for x, y in data:
         loss = F.cross_entropy(twin(x.to(device)) / temperature, y.to(device))
         g = torch.autograd.grad(loss, params, create_graph=True)
@@ -166,7 +173,7 @@ def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, te
         hg = torch.autograd.grad(z, params, allow_unused=True)
         for n, h in zip(names, hg):
             if h is not None:
-                totals[n] += (_effective(twin, n) * h).float()
+                totals[n] += (_effective(twin, n) * h).to(totals[n].dtype)
     return _home({n: t / len(data) for n, t in totals.items()}, model)
 
 
@@ -186,6 +193,7 @@ def synflow_scores(model: nn.Module, names=None, input_shape=None, *, device=Non
     which Apple's `mps` devices lack: pass device='cpu' there. See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
+    dtypes = {n: _score_dtype(p) for n, p in effective_parameters(model).items() if n in names}  # before .double()
     shape = tuple(input_shape or getattr(model, "input_shape", ()))
     if not shape:
         raise ValueError("synflow_scores needs input_shape=(C, H, W): the model does not record one")
@@ -197,7 +205,7 @@ def synflow_scores(model: nn.Module, names=None, input_shape=None, *, device=Non
     scores = {}
     for n, g in zip(names, grads):
         g = torch.zeros_like(leaves[n]) if g is None else g
-        scores[n] = (_effective(twin, n) * g).abs().float()
+        scores[n] = (_effective(twin, n) * g).abs().to(dtypes[n])
     return _home(scores, model)
 
 

@@ -1,0 +1,161 @@
+"""The masked equivalent of a channel removal, and the check that the compacted model computes it.
+
+Removing channels deletes rows of producers, entries of followers, columns of consumers and entries of the
+parameters read in forward. The masked equivalent keeps the full-size model and sets exactly those entries to
+zero; a layer that normalises over its channels (LayerNorm) normalises over the kept ones only. The compacted model
+must give the same outputs: `check_compacted` runs both on a random batch and refuses a mismatch, so a graph the
+tracer misread can never pass as a pruned model. See notebooks/06_structured_pruning.ipynb.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from minprune.masked import make_permanent
+from minprune.structured.channel_groups import DependencyError, DependencyGraph
+from minprune.structured.channel_rules import rule_for
+
+
+def input_index(graph: DependencyGraph, space, keep: dict) -> torch.Tensor:
+    """Indices of the features a layout keeps; a channel with `rep` features keeps all of them."""
+    parts, offset = [], 0
+    for gid, rep in space:
+        size = graph.groups[gid].size
+        idx = keep.get(gid, torch.arange(size))
+        parts.append((idx[:, None] * rep + torch.arange(rep)).flatten() + offset)
+        offset += size * rep
+    return torch.cat(parts)
+
+
+def _zero_except(tensor: torch.Tensor, dim: int, idx: torch.Tensor) -> None:
+    mask = torch.zeros(tensor.shape[dim], dtype=torch.bool, device=tensor.device)
+    mask[idx.to(tensor.device)] = True
+    shape = [1] * tensor.dim()
+    shape[dim] = -1
+    tensor.mul_(mask.reshape(shape).to(tensor.dtype))
+
+
+@torch.no_grad()
+def _zero_removed(model: nn.Module, graph: DependencyGraph, keep: dict) -> None:
+    modules = dict(model.named_modules())
+    for name in dict.fromkeys([*graph.outputs, *graph.inputs, *graph.follows]):
+        mod, rule = modules[name], rule_for(modules[name])
+        space = graph.follows.get(name) or ([(graph.outputs[name], 1)] if name in graph.outputs else [])
+        if any(g in keep for g, _ in space):
+            idx = input_index(graph, space, keep)
+            if rule.mask is not None:
+                rule.mask(mod, idx)
+                continue
+            for key, dim in rule.channel_tensors.items():
+                if getattr(mod, key, None) is not None:
+                    _zero_except(getattr(mod, key), dim, idx)
+        space = graph.inputs.get(name)
+        if space and any(g in keep for g, _ in space):
+            for key, dim in rule.input_tensors.items():
+                _zero_except(getattr(mod, key), dim, input_index(graph, space, keep))
+    for name, (dim, space) in graph.params.items():
+        if any(g in keep for g, _ in space):
+            owner, _, attr = name.rpartition(".")
+            _zero_except(getattr(model.get_submodule(owner), attr), dim, input_index(graph, space, keep))
+
+
+class KeptChannelNorm(nn.Module):
+    """LayerNorm over the last axis computed on the kept channels only; the removed channels read zero."""
+
+    def __init__(self, kept: torch.Tensor, weight, bias, eps: float):
+        super().__init__()
+        self.kept, self.weight, self.bias, self.eps = kept, weight, bias, eps
+
+    def forward(self, x):
+        k = self.kept.to(x.device)
+        y = torch.zeros_like(x)
+        w = None if self.weight is None else self.weight[k]
+        b = None if self.bias is None else self.bias[k]
+        y[..., k] = F.layer_norm(x[..., k], (len(k),), w, b, self.eps)
+        return y
+
+
+def _with_kept_norms(model: nn.Module, graph: DependencyGraph, keep: dict) -> nn.Module:
+    """`model` as an fx GraphModule whose channel-normalising layers see only the kept channels."""
+    from minprune.structured.dependency import trace_module
+
+    gm = trace_module(model)
+    for i, node in enumerate(list(gm.graph.nodes)):
+        key = node.target if node.op == "call_module" else node.name
+        gid = graph.statistics.get(key)
+        if gid not in keep:
+            continue
+        if node.op == "call_module":
+            ln = gm.get_submodule(node.target)
+            weight, bias, eps = ln.weight, ln.bias, ln.eps
+        else:  # F.layer_norm(x, shape, weight, bias, eps) with weight and bias read from parameters
+            args = list(node.args) + [None] * (5 - len(node.args))
+            get = lambda a: gm.get_parameter(a.target) if isinstance(a, fx.Node) else a  # noqa: E731
+            weight, bias = get(node.kwargs.get("weight", args[2])), get(node.kwargs.get("bias", args[3]))
+            eps = node.kwargs.get("eps", args[4] if args[4] is not None else 1e-5)
+        gm.add_submodule(f"_kept_norm_{i}", KeptChannelNorm(keep[gid], weight, bias, eps))
+        node.op, node.target, node.args, node.kwargs = "call_module", f"_kept_norm_{i}", (node.args[0],), {}
+    gm.recompile()
+    return gm
+
+
+def masked_equivalent(model: nn.Module, keep: dict, graph: DependencyGraph) -> nn.Module:
+    """A full-size copy of `model` in which every entry that `remove_channels(model, keep, graph)` deletes is zero."""
+    masked = make_permanent(copy.deepcopy(model))
+    _zero_removed(masked, graph, keep)
+    if any(gid in keep for gid in graph.statistics.values()):
+        masked = _with_kept_norms(masked, graph, keep)
+    return masked.eval()
+
+
+def _probe(example: torch.Tensor) -> torch.Tensor:
+    """A random batch shaped like `example` (its own generator: the global random state is untouched)."""
+    if not example.is_floating_point():
+        return example
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(example.shape, generator=g, dtype=example.dtype).to(example.device)
+
+
+def _leaves(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for o in out for t in _leaves(o)] if isinstance(out, list | tuple) else []
+
+
+@torch.no_grad()
+def check_compacted(model: nn.Module, compacted: nn.Module, keep: dict, graph: DependencyGraph,
+                    tolerance: float | None = None) -> float:
+    """Relative difference of `compacted` and the masked equivalent on a random batch; DependencyError above
+    `tolerance` (default 1e-4 in float32, 1e-10 in float64). Both run in eval mode; `model` is untouched."""
+    x = _probe(graph.example)
+    masked = masked_equivalent(model, keep, graph)
+    was = compacted.training
+    compacted.eval()
+    try:
+        expected = _leaves(masked(x))
+        got = _leaves(compacted(x))
+    except RuntimeError as exc:
+        raise DependencyError(f"the compacted model does not run ({str(exc).splitlines()[0][:200]}): an operation "
+                              f"in forward was not followed; the model is left untouched") from exc
+    finally:
+        compacted.train(was)
+    error = 0.0
+    for e, g in zip(expected, got):
+        if e.shape != g.shape:
+            raise DependencyError(f"the compacted model's output has shape {tuple(g.shape)}, its masked equivalent "
+                                  f"{tuple(e.shape)}: an operation was not followed")
+        if e.is_floating_point():
+            scale = e.abs().max().clamp_min(torch.finfo(e.dtype).tiny)
+            error = max(error, float((e - g).abs().max() / scale))
+    limit = tolerance if tolerance is not None else (1e-10 if x.dtype == torch.float64 else 1e-4)
+    if not error <= limit:
+        raise DependencyError(f"the compacted model differs from its masked equivalent by {error:.2g} (relative, "
+                              f"limit {limit:g}): an operation in forward was not followed correctly; the model is "
+                              f"left untouched")
+    return error
