@@ -332,3 +332,36 @@ def test_an_operation_that_is_not_followed_is_refused_naming_it():
     with pytest.raises(mp.DependencyError, match="node 'chunk'.*chunk"):
         mp.prune_channels(model, 0.5, example=torch.zeros(1, 2, 6, 6))
     assert_untouched(model, before)
+
+
+def test_a_vision_transformer_loses_embedding_width_heads_stay_equal_and_hidden_dim_follows():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(image_size=24, patch_size=8, num_layers=2, num_heads=4,
+                                                 hidden_dim=16, mlp_dim=32, num_classes=3).eval()
+    with torch.no_grad():
+        model.heads.head.weight.normal_()  # torchvision starts the head at zero
+    x = torch.randn(2, 3, 24, 24)
+    graph = mp.trace_groups(model, x)
+    assert graph.widths and list(graph.widths) == ["hidden_dim"]  # x.reshape(n, self.hidden_dim, n_h * n_w)
+    keep = mp.select_channels(graph, mp.score_groups(graph, mp.norm_scores(model, p=1)), 0.5)
+    small = mp.remove_channels(model, keep, graph)
+    attention = small.encoder.layers[0].self_attention
+    assert small.hidden_dim == small.conv_proj.out_channels == attention.embed_dim == 8 and attention.head_dim == 2
+    assert small.class_token.shape[-1] == small.encoder.pos_embedding.shape[-1] == 8
+    assert close(small(x), mp.masked_equivalent(model, keep, graph)(x))
+
+
+def test_a_width_that_no_single_attribute_holds_freezes_the_channels():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 6, 3), nn.Linear(6 * 16, 2)
+            self.width, self.also_six = 6, 6
+
+        def forward(self, x):
+            return self.head(self.conv(x).reshape(x.shape[0], 6, 16).flatten(1))
+
+    graph = mp.trace_groups(Net(), torch.zeros(1, 2, 6, 6))
+    assert "fixed width 6" in graph.groups[graph.outputs["conv"]].frozen

@@ -35,7 +35,7 @@ def small_zoo() -> list[str]:
 
 def small_vit():
     return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
-                                                hidden_dim=32, mlp_dim=64, num_classes=10)
+                                                hidden_dim=24, mlp_dim=48, num_classes=10)
 
 
 def build(name):

@@ -45,6 +45,7 @@ class DependencyGraph:
     statistics: dict = field(default_factory=dict)  # module or node normalising over its channels -> group id
     blocks: dict = field(default_factory=dict)  # group id -> number of equal blocks (attention heads)
     follows: dict = field(default_factory=dict)  # follower reading a concatenation -> [(group id, 1)]
+    widths: dict = field(default_factory=dict)  # int attribute a reshape reads ('hidden_dim') -> [(group id, rep)]
     example: object = None  # the input the model was traced with
 
     def prunable(self) -> list[Group]:

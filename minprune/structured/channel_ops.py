@@ -143,9 +143,25 @@ def _reshape(t, node):
     sizes = sizes[0] if len(sizes) == 1 and isinstance(sizes[0], list | tuple) else sizes
     if node.target in ("view", "reshape", torch.reshape) and space.axis < len(sizes):
         fixed = sizes[space.axis]
-        if isinstance(fixed, int) and fixed != -1:  # a width written into the code (self.hidden_dim)
-            t.s.freeze(space.segments, f"{where(node)} reshapes to a fixed width {fixed}")
+        if isinstance(fixed, int) and fixed != -1:  # a width read from the module (self.hidden_dim)
+            _width_attribute(t, node, fixed, space)
     return space
+
+
+def _width_attribute(t, node, width: int, space: Space) -> None:
+    """A reshape to a width the module stores as an int attribute: that attribute is updated with the channels;
+    a width the tracer cannot trace to exactly one attribute freezes the channels."""
+    stack = node.meta.get("nn_module_stack") or {}
+    owner_name = list(stack.values())[-1][0] if stack else ""
+    owner = t.model.get_submodule(owner_name)
+    names = [k for k, v in vars(owner).items() if type(v) is int and v == width and not k.startswith("_")]
+    if len(names) != 1:
+        t.s.freeze(space.segments, f"{where(node)} reshapes to a fixed width {width}")
+        return
+    key = f"{owner_name}.{names[0]}" if owner_name else names[0]
+    if key in t.widths:
+        t.tie(node, [t.widths[key], space.segments])
+    t.widths.setdefault(key, space.segments)
 
 
 def _expand(t, node):

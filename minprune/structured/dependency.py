@@ -71,7 +71,7 @@ class _Tracer:
         self.s = ChannelSpaces()
         self.value: dict[fx.Node, object] = {}
         self.inputs, self.outputs, self.after, self.params, self.statistics = {}, {}, {}, {}, {}
-        self.follows, self.blocks = {}, {}
+        self.follows, self.blocks, self.widths = {}, {}, {}
 
     def run(self) -> DependencyGraph:
         for node in self.gm.graph.nodes:
@@ -87,7 +87,8 @@ class _Tracer:
             {k: self.s.find(v) for k, v in self.outputs.items()}, self.after,
             params={k: (d, list(resolve(v))) for k, (d, v) in self.params.items()},
             statistics={k: self.s.find(v) for k, v in self.statistics.items()},
-            blocks=self._resolved_blocks(), follows={k: list(resolve(v)) for k, v in self.follows.items()})
+            blocks=self._resolved_blocks(), follows={k: list(resolve(v)) for k, v in self.follows.items()},
+            widths={k: list(resolve(v)) for k, v in self.widths.items()})
 
     def _resolved_blocks(self) -> dict:
         out = {}

@@ -72,10 +72,11 @@ def resize(module: nn.Module, rule: ChannelRule, n_out: int | None, n_in: int | 
 
 
 @torch.no_grad()
-def rebuild(mod: nn.Module, out_idx, in_idx) -> nn.Module:
-    """A copy of `mod` holding only output channels `out_idx` and input features `in_idx` (None = all)."""
+def rebuild(mod: nn.Module, out_idx, in_idx, *, in_place: bool = False) -> nn.Module:
+    """A copy of `mod` (or `mod` itself, in_place=True) holding only output channels `out_idx` and input features
+    `in_idx` (None = all)."""
     rule = rule_for(mod)
-    new = make_permanent(copy.deepcopy(mod))  # masks folded: the pruned weights stay zero
+    new = make_permanent(mod if in_place else copy.deepcopy(mod))  # masks folded: the pruned weights stay zero
     if rule.rebuild is not None:
         return rule.rebuild(new, out_idx)
     if out_idx is not None:
@@ -140,10 +141,13 @@ def remove_channels(model: nn.Module, keep: dict, graph: DependencyGraph | None 
         in_idx = input_index(graph, in_space, keep) if in_space and any(g in keep for g, _ in in_space) else None
         if out_idx is None and in_idx is None:
             continue
-        rebuilt = rebuild(modules[name], out_idx, in_idx)
+        rebuilt = rebuild(modules[name], out_idx, in_idx, in_place=True)  # `new` is already a copy
         for alias in aliases[name]:
             set_module(new, alias, rebuilt)
     _slice_params(new, graph, keep)
+    for key, space in graph.widths.items():  # a width the module reads in forward, e.g. ViT's hidden_dim
+        owner, _, attr = key.rpartition(".")
+        setattr(new.get_submodule(owner), attr, len(input_index(graph, space, keep)))
     reshare(new, shared)
     if check and keep:
         check_compacted(model, new, keep, graph)
