@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -22,11 +23,13 @@ import minprune as mp
 from minprune import checkpoint
 from minprune.quantization import huffman
 from minprune.quantization import uniform as quantize
+from minprune.structured import channel_rules
 from minprune.unstructured import sparse_storage
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+CELL = r"(?:\\\||[^|])*"  # a table cell: anything but an unescaped |
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|(?P<fn>[^|]*)\|(?P<bad>[^|]*)\|\s*`?(?P<error>\w+)`?\s*\|"
-                 r"(?P<message>.*)\|\s*$")
+                 rf"(?P<message>{CELL})\|(?:(?P<todo>{CELL})\|)?\s*$")
 ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError,
           "RuntimeError": RuntimeError, "FloatingPointError": FloatingPointError,
           "CheckpointError": mp.CheckpointError, "DependencyError": mp.DependencyError,
@@ -34,14 +37,16 @@ ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError":
 
 
 def doc_rows() -> dict[str, dict]:
-    """{id: {"error": name, "fragments": [...]}} from the table rows of docs/errors.md."""
+    """{id: {"error": name, "fragments": [...], "todo": text or None}} from the table rows of docs/errors.md
+    (the structured-pruning tables have a sixth column, what to do)."""
     rows = {}
     for line in DOC.read_text(encoding="utf-8").splitlines():
         m = ROW.match(line)
         if m:
             fragments = re.findall(r"`([^`]+)`", m["message"].replace("\\|", "|"))
             assert m["id"] not in rows, f"duplicate row id {m['id']} in {DOC.name}"
-            rows[m["id"]] = {"error": m["error"], "fragments": fragments}
+            todo = m["todo"].strip() if m["todo"] is not None else None
+            rows[m["id"]] = {"error": m["error"], "fragments": fragments, "todo": todo}
     return rows
 
 
@@ -86,20 +91,20 @@ class NoLayers(nn.Module):
         return (x.flatten(1)[:, :10] * self.scale).relu()
 
 
-class Upsampler(nn.Module):
-    """A CNN whose channels pass through an op the dependency tracer does not know (nn.Upsample)."""
+class Shuffler(nn.Module):
+    """A CNN whose channels pass through a layer type with no channel rule (nn.PixelShuffle mixes them)."""
 
     input_shape = (1, 8, 8)
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.up = nn.Upsample(scale_factor=2)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.conv2 = nn.Conv2d(1, 4, 3, padding=1)
         self.fc = nn.Linear(4, 10)
 
     def forward(self, x):
-        return self.fc(self.conv2(self.up(self.conv1(x))).mean((2, 3)))
+        return self.fc(self.conv2(self.shuffle(self.conv1(x))).mean((2, 3)))
 
 
 def with_nan(model, name="layers.1.weight", value=float("nan")):
@@ -963,18 +968,6 @@ def _(tmp):
     return lambda: mp.trace_groups(model), model
 
 
-@case("trace-unsupported")
-def _(tmp):
-    model = Upsampler()
-    return lambda: mp.trace_groups(model), model
-
-
-@case("prune-channels-unsupported")
-def _(tmp):
-    model = Upsampler()
-    return lambda: mp.prune_channels(model, 0.5), model
-
-
 @case("prune-channels-sparsity")
 def _(tmp):
     model = vgg()
@@ -1137,6 +1130,500 @@ def _(tmp):
 def _(tmp):
     model = resnet()
     return lambda: mp.droppable(model, torch.zeros(1, 3, 32, 32)), model
+
+
+# ---- structured pruning: one smallest model per refusal class of the tracer, the selection and the surgery ----
+
+IMAGE = (1, 1, 6, 6)  # one 1-channel 6x6 image
+TOKENS = (1, 4, 4)  # one sequence of 4 tokens of width 4
+IDS = torch.tensor([[1, 2, 0, 3]])  # one sequence of 4 token ids (0: padding)
+
+
+class Net(nn.Module):
+    """A model whose forward is `fwd(self, x)`: each refusal below is one line of forward code."""
+
+    def __init__(self, fwd, **layers):
+        super().__init__()
+        self.fwd = fwd
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+
+    def forward(self, x):
+        return self.fwd(self, x)
+
+
+def conv(c_in: int = 1, c_out: int = 4, **options) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, padding=1, **options)
+
+
+def traced(model: nn.Module, example=IMAGE):
+    """The call that traces `model` on `example` (a shape: a random batch), and what it must leave unchanged."""
+    x = torch.randn(example) if isinstance(example, tuple) else example
+    return lambda: mp.trace_groups(model, x), (model, {"x": x})
+
+
+def keep_one(model: nn.Module, producer: str, example=IMAGE):
+    """The call that keeps one channel of `producer`'s group, and the model."""
+    x = torch.randn(example)
+    graph = mp.trace_groups(model, x)
+    return lambda: mp.remove_channels(model, {graph.outputs[producer]: torch.arange(1)}, graph), model
+
+
+class ChannelScale(nn.Module):
+    """A layer of your own: one scale per channel, y[:, c] = x[:, c] * w[c]."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x):
+        return x * self.w.view(1, -1, 1, 1)
+
+
+class RMSNorm2d(nn.Module):
+    """A layer of your own that normalises over the channels (root mean square), with one scale per channel."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x):
+        return x * x.pow(2).mean(1, keepdim=True).add(1e-6).rsqrt() * self.weight.view(1, -1, 1, 1)
+
+
+class LinearWithSkip(nn.Module):
+    """A layer of your own whose output is [x W^T, x]: its width depends on the width it reads."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in))
+
+    def forward(self, x):
+        return torch.cat([x @ self.weight.T, x], -1)
+
+
+def isolated_rules(call):
+    """`call`, run so that whatever it registers is gone afterwards (the rule registry is global)."""
+    def run():
+        with mock.patch.dict(channel_rules._RULES):
+            return call()
+    return run
+
+
+def with_rule(layer_type: type, rule, call):
+    """`call`, run with `rule` registered for `layer_type`; the registry is as before afterwards."""
+    return isolated_rules(lambda: (mp.register_rule(layer_type, rule), call())[1])
+
+
+def branching(s, x):
+    y = s.c(x)
+    return s.f(y if y.sum() > 0 else -y)
+
+
+def two_attentions_one_input(s, x):
+    h = s.a(x)
+    return s.f(s.att(h, h, h)[0] + s.att2(h, h, h)[0])
+
+
+def two_attentions_added(s, x):
+    h, k = s.a(x), s.b(x)
+    return s.f(s.att(h, h, h)[0] + s.att2(k, k, k)[0])
+
+
+def spatial_gate(s, x):
+    y = s.c(x)
+    return s.f(y * torch.sigmoid(s.gate(y.mean(1, keepdim=True))))
+
+
+def attention(s, x):
+    h = s.a(x)
+    return s.f(s.att(h, h, h)[0])
+
+
+# tracing the model
+@case("trace-untraceable")
+def _(tmp):
+    return traced(Net(branching, c=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-example-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.trace_groups(model, [[0.0] * 784]), model
+
+
+@case("trace-example-shape")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x)), c=conv(), f=nn.Conv2d(4, 2, 1)), (1, 3, 6, 6))
+
+
+@case("trace-rule-function")
+def _(tmp):
+    call, watched = traced(Net(lambda s, x: s.f(s.s(s.c(x))), c=conv(), s=ChannelScale(4), f=nn.Conv2d(4, 2, 1)))
+    return with_rule(ChannelScale, lambda module: {"kind": "follower"}, call), watched
+
+
+# operations the tracer does not follow
+@case("trace-unsupported")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.act(s.c(x))), c=conv(), act=nn.Softsign(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("prune-channels-unsupported")
+def _(tmp):
+    model = Shuffler()
+    return lambda: mp.prune_channels(model, 0.5), model
+
+
+@case("trace-op-unknown")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(torch.roll(s.c(x), 1, 2)), c=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-op-attribute")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x).mT), c=nn.Conv1d(4, 4, 1), f=nn.Linear(4, 2)), TOKENS)
+
+
+@case("trace-op-second-tensor")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.a(x).type_as(s.b(x)) + s.b(x)), a=conv(), b=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-untracked-operand")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.e(x) * (x != 0).unsqueeze(-1).expand_as(s.e(x))), e=nn.Embedding(5, 4),
+                f=nn.Linear(4, 2))
+    return traced(model, IDS.clone())
+
+
+@case("trace-untracked-per-channel")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.e(x) * (x != 0).float().unsqueeze(-1).expand(-1, -1, 4)), e=nn.Embedding(5, 4),
+                f=nn.Linear(4, 2))
+    return traced(model, IDS.clone())
+
+
+@case("trace-concat-untracked")
+def _(tmp):
+    model = Net(lambda s, x: s.f(torch.cat([s.e(x), x.float().unsqueeze(-1)], -1)), e=nn.Embedding(5, 4),
+                f=nn.Linear(5, 2))
+    return traced(model, IDS.clone())
+
+
+# reshapes that split or mix the channel axis
+@case("trace-reshape-split")
+def _(tmp):
+    def shuffle(s, x):
+        y = s.c(x).view(x.shape[0], 2, 2, 6, 6).transpose(1, 2)
+        return s.f(y.reshape(x.shape[0], 4, 6, 6))
+    return traced(Net(shuffle, c=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-reshape-mix")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x).reshape(-1, 1, 6, 6)).reshape(x.shape[0], -1, 6, 6), c=conv(),
+                f=nn.Conv2d(1, 1, 3, padding=1))
+    return traced(model)
+
+
+@case("trace-flatten-all")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(torch.flatten(s.c(x)).view(x.shape[0], -1)), c=conv(), f=nn.Linear(144, 2)))
+
+
+# indexing, reductions, softmax, padding and normalisation over the channels
+@case("trace-index-channels")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x)[:, :2]), c=conv(), f=nn.Conv2d(2, 2, 1)))
+
+
+@case("trace-index-list")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x)[:, [0, 2]]), c=conv(), f=nn.Conv2d(2, 2, 1)))
+
+
+@case("trace-index-input")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x[:, :1])), c=conv(), f=nn.Conv2d(4, 2, 1)), (1, 2, 6, 6))
+
+
+@case("trace-reduce-channels")
+def _(tmp):
+    return traced(Net(spatial_gate, c=conv(), gate=nn.Conv2d(1, 1, 3, padding=1), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-softmax-channels")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(F.softmax(s.c(x), dim=1)), c=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-softmax-output")
+def _(tmp):
+    return traced(Net(lambda s, x: F.softmax(s.f(s.c(x).mean((2, 3))), dim=1), c=conv(), f=nn.Linear(4, 3)))
+
+
+@case("trace-pad-channels")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(F.pad(s.c(x), (0, 0, 0, 0, 1, 1))), c=conv(), f=nn.Conv2d(6, 2, 1)))
+
+
+@case("trace-layer-norm-axis")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(F.layer_norm(s.c(x), (6,))), c=conv(), f=nn.Conv2d(4, 2, 1)))
+
+
+@case("trace-batch-norm-axis")
+def _(tmp):
+    model = Net(lambda s, x: s.f(F.batch_norm(s.e(x), None, None, training=True)), e=nn.Linear(4, 4),
+                f=nn.Linear(4, 2))
+    return traced(model, TOKENS)
+
+
+@case("trace-norm-concat")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.norm(torch.cat([s.a(x), s.b(x)], -1))), a=nn.Linear(4, 4), b=nn.Linear(4, 4),
+                norm=nn.LayerNorm(8), f=nn.Linear(8, 2))
+    return traced(model, TOKENS)
+
+
+@case("trace-follower-flattened")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.bn(s.c(x).flatten(1))), c=conv(), bn=nn.BatchNorm1d(144), f=nn.Linear(144, 2))
+    return traced(model)
+
+
+# parameters read in forward
+@case("trace-param-index")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.e(x) + s.pos[..., :4]), e=nn.Linear(4, 4), f=nn.Linear(4, 2),
+                pos=nn.Parameter(torch.zeros(1, 4, 8)))
+    return traced(model, TOKENS)
+
+
+@case("trace-param-reduce")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x) * s.g.view(1, -1, 1, 1) / s.g.sum()), c=conv(), f=nn.Conv2d(4, 2, 1),
+                g=nn.Parameter(torch.ones(4)))
+    return traced(model)
+
+
+@case("trace-param-reshape")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x) * s.g.view(2, 2)[0].sum()), c=conv(), f=nn.Conv2d(4, 2, 1),
+                g=nn.Parameter(torch.ones(4)))
+    return traced(model)
+
+
+@case("trace-param-combine")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x) * (s.g + s.h)), c=conv(), f=nn.Conv2d(4, 2, 1),
+                g=nn.Parameter(torch.ones(4, 1, 1)), h=nn.Parameter(torch.zeros(4, 1, 1)))
+    return traced(model)
+
+
+@case("trace-param-new-dim")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x) * s.g.expand(4, 4)), c=nn.Conv1d(4, 4, 1), f=nn.Conv1d(4, 2, 1),
+                g=nn.Parameter(torch.ones(4)))
+    return traced(model, TOKENS)
+
+
+@case("trace-param-two-dims")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.c(x) * s.g + s.c(x) * s.g.transpose(0, 1)), c=nn.Conv1d(4, 4, 1),
+                f=nn.Conv1d(4, 2, 1), g=nn.Parameter(torch.ones(4, 4)))
+    return traced(model, TOKENS)
+
+
+@case("trace-param-into-layer")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.e(x) + s.proj(s.query)), e=nn.Linear(4, 4), proj=nn.Linear(4, 4),
+                f=nn.Linear(4, 2), query=nn.Parameter(torch.zeros(1, 4)))
+    return traced(model, TOKENS)
+
+
+@case("trace-param-concat")
+def _(tmp):
+    model = Net(lambda s, x: s.f(torch.cat([s.c(x), s.g.expand(x.shape[0], -1, -1, -1)], 1)), c=conv(),
+                f=nn.Conv2d(5, 2, 1), g=nn.Parameter(torch.zeros(1, 1, 6, 6)))
+    return traced(model)
+
+
+# operands that hold channels on different axes or in different layouts
+@case("trace-layer-axis")
+def _(tmp):
+    return traced(Net(lambda s, x: s.f(s.c(x)), c=conv(), f=nn.Linear(6, 2)))
+
+
+@case("trace-rule-axis")
+def _(tmp):
+    call, watched = traced(Net(lambda s, x: s.f(s.s(s.c(x))), c=conv(), s=ChannelScale(4), f=nn.Conv2d(4, 2, 1)))
+    return with_rule(ChannelScale, mp.ChannelRule("follower", axis=5, channel_tensors={"w": 0}), call), watched
+
+
+@case("trace-axes-differ")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.a(x) + s.b(x).transpose(1, 2)), a=nn.Conv1d(4, 4, 1), b=nn.Conv1d(4, 4, 1),
+                f=nn.Conv1d(4, 2, 1))
+    return traced(model, (1, 4, 4))
+
+
+@case("trace-concat-axes")
+def _(tmp):
+    model = Net(lambda s, x: s.f(torch.cat([s.c(x), s.c(x).transpose(1, 2)], 1)), c=nn.Conv1d(4, 4, 1),
+                f=nn.Conv1d(8, 2, 1))
+    return traced(model, TOKENS)
+
+
+@case("trace-layout-differs")
+def _(tmp):
+    model = Net(lambda s, x: s.f(torch.cat([s.a(x), s.b(x)], 1) + s.c(x)), a=conv(), b=conv(), c=conv(1, 8),
+                f=nn.Conv2d(8, 2, 1))
+    return traced(model)
+
+
+@case("trace-group-sizes")
+def _(tmp):
+    model = Net(lambda s, x: s.f(torch.cat([s.a(x), s.b(x)], 1) + torch.cat([s.c(x), s.d(x)], 1)), a=conv(),
+                b=conv(), c=conv(1, 2), d=conv(1, 6), f=nn.Conv2d(8, 2, 1))
+    return traced(model)
+
+
+# attention
+@case("trace-attention-inputs")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.att(s.a(x), s.b(x), s.b(x))[0]), a=nn.Linear(4, 4), b=nn.Linear(4, 4),
+                att=nn.MultiheadAttention(4, 2, batch_first=True), f=nn.Linear(4, 2))
+    return traced(model, TOKENS)
+
+
+@case("trace-attention-heads")
+def _(tmp):
+    model = Net(two_attentions_one_input, a=nn.Linear(4, 8), att=nn.MultiheadAttention(8, 2, batch_first=True),
+                att2=nn.MultiheadAttention(8, 4, batch_first=True), f=nn.Linear(8, 2))
+    return traced(model, TOKENS)
+
+
+@case("trace-attention-heads-tied")
+def _(tmp):
+    model = Net(two_attentions_added, a=nn.Linear(4, 8), b=nn.Linear(4, 8),
+                att=nn.MultiheadAttention(8, 2, batch_first=True), att2=nn.MultiheadAttention(8, 4, batch_first=True),
+                f=nn.Linear(8, 2))
+    return traced(model, TOKENS)
+
+
+@case("remove-channels-heads")
+def _(tmp):
+    model = Net(attention, a=nn.Linear(4, 8), att=nn.MultiheadAttention(8, 2, batch_first=True), f=nn.Linear(8, 2))
+    graph = mp.trace_groups(model, torch.randn(TOKENS))
+    return lambda: mp.remove_channels(model, {graph.outputs["a"]: torch.tensor([0, 1, 2, 4])}, graph), model
+
+
+# frozen groups: traced, but their channels stay
+@case("remove-channels-frozen-grouped")
+def _(tmp):
+    return keep_one(Net(lambda s, x: s.f(s.g(s.a(x))), a=conv(), g=conv(4, 4, groups=2), f=nn.Conv2d(4, 2, 1)), "a")
+
+
+@case("remove-channels-frozen-groupnorm")
+def _(tmp):
+    return keep_one(Net(lambda s, x: s.f(s.n(s.a(x))), a=conv(), n=nn.GroupNorm(2, 4), f=nn.Conv2d(4, 2, 1)), "a")
+
+
+@case("remove-channels-frozen-reshape")
+def _(tmp):
+    return keep_one(Net(lambda s, x: s.f(s.a(x).view(x.shape[0], 4, 36).mean(2)), a=conv(), f=nn.Linear(4, 2)), "a")
+
+
+@case("remove-channels-frozen-layernorm")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.n(s.a(x))), a=nn.Linear(4, 4), n=nn.LayerNorm((4, 4)), f=nn.Linear(4, 2))
+    return keep_one(model, "a", TOKENS)
+
+
+# the compacted model checked against its masked equivalent (layers of your own with a wrong rule)
+@case("remove-channels-not-run")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.s(s.c(x))), c=conv(), s=ChannelScale(4), f=nn.Conv2d(4, 2, 1))
+    prune = lambda: mp.prune_channels(model, 0.5, example=torch.randn(IMAGE))  # noqa: E731
+    return with_rule(ChannelScale, mp.ChannelRule("pass"), prune), model
+
+
+@case("remove-channels-differs")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.n(s.c(x))), c=conv(), n=RMSNorm2d(4), f=nn.Conv2d(4, 2, 1))
+    rule = mp.ChannelRule("follower", channel_tensors={"weight": 0})  # statistics=True forgotten
+    return with_rule(RMSNorm2d, rule, lambda: mp.prune_channels(model, 0.5, example=torch.randn(IMAGE))), model
+
+
+@case("remove-channels-output-shape")
+def _(tmp):
+    model = Net(lambda s, x: s.f(s.a(x)), a=nn.Linear(4, 4), f=LinearWithSkip(4, 2))
+    rule = mp.ChannelRule("layer", axis=-1, channel_tensors={"weight": 0}, input_tensors={"weight": 1})
+    return with_rule(LinearWithSkip, rule, lambda: mp.prune_channels(model, 0.5, example=torch.zeros(TOKENS))), model
+
+
+# selection and keep
+@case("select-global-empty")
+def _(tmp):
+    model = mp.build("lenet300", hidden=[2, 2])
+    graph = mp.trace_groups(model)
+    scores = mp.score_groups(graph, mp.norm_scores(model))
+    return lambda: mp.select_channels(graph, scores, 0.75, scope="global"), model
+
+
+@case("select-scores-missing")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    return lambda: mp.select_channels(graph, {}, 0.5), model
+
+
+@case("remove-channels-keep-type")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    return lambda: mp.remove_channels(model, [torch.arange(2)], graph), model
+
+
+@case("remove-channels-graph-type")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    keep = mp.select_channels(graph, mp.score_groups(graph, mp.norm_scores(model)), 0.5)
+    return lambda: mp.remove_channels(model, graph, keep), model  # keep and graph swapped
+
+
+# channel rules for layers of your own
+@case("rule-kind")
+def _(tmp):
+    return lambda: mp.ChannelRule("conv"), None
+
+
+@case("rule-pass-tensors")
+def _(tmp):
+    return lambda: mp.ChannelRule("pass", channel_tensors={"w": 0}), None
+
+
+@case("rule-input-tensors")
+def _(tmp):
+    return lambda: mp.ChannelRule("follower", channel_tensors={"w": 0}, input_tensors={"w": 1}), None
+
+
+@case("rule-sizes")
+def _(tmp):
+    return lambda: mp.ChannelRule("follower", channel_tensors={"w": 0}, sizes={"channels": "out_features"}), None
+
+
+@case("register-rule-type")
+def _(tmp):
+    return isolated_rules(lambda: mp.register_rule("ChannelScale", mp.ChannelRule("pass"))), None
+
+
+@case("register-rule-rule")
+def _(tmp):
+    return isolated_rules(lambda: mp.register_rule(RMSNorm2d, {"kind": "pass"})), None
 
 
 # N:M, speed
@@ -2127,6 +2614,14 @@ def test_every_row_has_a_case_and_every_case_a_row():
     assert len(ROWS) >= 100
     assert sorted(set(ROWS) - set(CASES)) == [], "rows of docs/errors.md without a test case"
     assert sorted(set(CASES) - set(ROWS)) == [], "test cases without a row in docs/errors.md"
+
+
+def test_every_structured_refusal_says_what_to_do():
+    """Each DependencyError row, and every row of the structured-pruning tables, tells the user what to do."""
+    refusals = {i: r for i, r in ROWS.items() if r["error"] == "DependencyError" or r["todo"] is not None}
+    assert len(refusals) >= 60
+    silent = sorted(i for i, r in refusals.items() if not r["todo"] or len(r["todo"].split()) < 3)
+    assert silent == [], "rows without a 'what to do' cell"
 
 
 @pytest.mark.parametrize("row_id", sorted(ROWS))

@@ -131,3 +131,25 @@ def attr_reshaped(attr: Attr, before: tuple, after: tuple, where: str) -> Attr:
     for (d, _), i in zip(kept_before, kept_after):
         dims[i] = d
     return Attr(attr.name, tuple(dims))
+
+
+def attr_indexed(attr: Attr, index, where: str) -> Attr:
+    """A parameter indexed with ints, slices and None (`self.scale[:, None, None]`, `self.pos[:, :n]`): a dim cut
+    by a slice can no longer lose channel entries (None), an int removes its dim."""
+    items = index if isinstance(index, tuple) else (index,)
+    if any(not isinstance(i, int | slice | type(None) | type(Ellipsis)) for i in items):
+        raise DependencyError(f"{where}: indexes parameter {attr.name!r} with {index!r}; only ints, slices, None "
+                              f"and ... are followed")
+    if Ellipsis in items:
+        k = items.index(Ellipsis)
+        n_used = sum(1 for i in items if i is not None and i is not Ellipsis)
+        items = items[:k] + (slice(None),) * (len(attr.dims) - n_used) + items[k + 1:]
+    dims, src = [], 0
+    for item in items:
+        if item is None:
+            dims.append(None)
+            continue
+        if isinstance(item, slice):
+            dims.append(attr.dims[src] if item == slice(None) else None)
+        src += 1
+    return Attr(attr.name, tuple(dims) + attr.dims[src:])

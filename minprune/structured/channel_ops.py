@@ -19,6 +19,7 @@ from torchvision.ops import stochastic_depth
 from minprune.structured.channel_axes import (
     Attr,
     Space,
+    attr_indexed,
     attr_reshaped,
     flatten_space,
     indexed_axis,
@@ -29,7 +30,7 @@ from minprune.structured.channel_axes import (
     swapped_axis,
 )
 from minprune.structured.channel_groups import DependencyError
-from minprune.structured.fx_nodes import flat_values, node_arg, node_shape, where
+from minprune.structured.fx_nodes import flat_values, node_arg, node_shape, register_hint, where
 
 UNARY = {torch.relu, F.relu, F.relu6, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.mish,
          F.hardsigmoid, F.hardswish, F.hardtanh, F.leaky_relu, F.elu, F.selu, F.softplus, F.dropout, F.dropout1d,
@@ -62,7 +63,7 @@ def visit(t, node):
     if handler is None:
         raise DependencyError(f"cannot follow channels through {where(node)}; minprune follows the layers of "
                               f"mp.registered_rules(), element-wise operations, pooling, flatten/reshape/permute, "
-                              f"indexing, add/mul and concatenation")
+                              f"indexing, add/mul and concatenation{register_hint(node)}")
     return handler(t, node)
 
 
@@ -105,12 +106,18 @@ def _broadcast(t, node):
         if len(attrs) == 1 and len(operands) == 1:
             return attrs[0]  # a parameter times a constant: still that parameter's layout
         raise DependencyError(f"{where(node)}: combines parameters in forward in a way minprune does not follow")
-    axes = {space.axis + len(out) - len(node_shape(a)) for a, space in spaces}
+    at = {a: space.axis + len(out) - len(node_shape(a)) for a, space in spaces}
+    wide = [(a, sp) for a, sp in spaces if node_shape(a)[sp.axis] != 1 or out[at[a]] == 1]
+    spaces = wide or spaces  # an operand with one channel broadcast over the others (a spatial map) ties nothing
+    axes = {at[a] for a, sp in spaces if not t.is_frozen(sp)} or {at[spaces[0][0]]}
     if len(axes) != 1:
         raise DependencyError(f"{where(node)}: its operands hold channels on different axes")
     axis = axes.pop()
-    segments = spaces[0][1].segments
-    t.tie(node, [space.segments for _, space in spaces])
+    layouts = [t.realign(sp, at[a], axis, out[axis]) for a, sp in spaces]
+    if any(layout is None for layout in layouts):
+        raise DependencyError(f"{where(node)}: its operands hold channels on different axes")
+    segments = layouts[0].segments
+    t.tie(node, [layout.segments for layout in layouts])
     for a in operands:
         value, dims = t.value.get(a), node_shape(a)
         if isinstance(value, Space) or dims is None:
@@ -213,7 +220,7 @@ def _getitem(t, node):
     if src is None:
         return None
     if isinstance(src, Attr):
-        raise DependencyError(f"{where(node)}: indexes parameter {src.name!r}, which minprune does not follow")
+        return attr_indexed(src, index, where(node))
     return Space(src.segments, indexed_axis(src.axis, len(node_shape(node.args[0])), index, where(node)))
 
 

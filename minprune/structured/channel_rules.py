@@ -42,7 +42,7 @@ class ChannelRule:
     input_tensors: {parameter name: dim indexed by the input features} (layers only).
     sizes: {attribute: "out" | "in" | "both"}, the size attributes to set after slicing (a tuple attribute such as
         LayerNorm's normalized_shape becomes a 1-tuple).
-    statistics: True when the layer computes statistics over its channels (LayerNorm): removing a channel then
+    statistics: True for a LayerNorm-like layer over the last axis (weight, bias, eps): removing a channel then
         changes the others, and the masked equivalent normalises over the kept channels only.
     refuse: optional function(module) -> reason or None; a reason freezes the channels the module touches.
     blocks: optional function(module) -> number of equal blocks (attention heads) that must keep the same number
@@ -67,6 +67,8 @@ class ChannelRule:
             raise ValueError(f"ChannelRule kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "pass" and (self.channel_tensors or self.input_tensors):
             raise ValueError("a 'pass' rule owns no channel-indexed tensors; use kind='follower'")
+        if self.kind == "layer" and not self.channel_tensors:
+            raise ValueError("a 'layer' rule needs channel_tensors: the tensor (and dim) its output channels index")
         if self.kind != "layer" and self.input_tensors:
             raise ValueError("only a 'layer' rule has input_tensors (the columns it reads)")
         bad = {k: v for k, v in self.sizes.items() if v not in ("out", "in", "both")}

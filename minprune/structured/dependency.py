@@ -27,32 +27,11 @@ from minprune.structured.channel_groups import (
     groups_table,
     plot_groups,
 )
-from minprune.structured.channel_rules import has_own_rule, rule_for
-from minprune.structured.fx_nodes import flat_values, where
+from minprune.structured.channel_rules import rule_for
+from minprune.structured.fx_nodes import flat_values, node_shape, trace_module, where
 from minprune.structured.shared import tie_shared_parameters
 
 __all__ = ["DependencyError", "DependencyGraph", "Group", "groups_table", "plot_groups", "trace_groups"]
-
-
-class ChannelTracer(fx.Tracer):
-    """torch.fx tracer that keeps every layer type with a channel rule as one call."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return has_own_rule(m) or super().is_leaf_module(m, qualname)
-
-
-def trace_module(model: nn.Module) -> fx.GraphModule:
-    try:
-        graph = ChannelTracer().trace(model)
-    except Exception as exc:
-        raise DependencyError(f"torch.fx could not trace {type(model).__name__}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    return fx.GraphModule(model, graph, type(model).__name__)
-
-
-def shape(node) -> tuple | None:
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
 class _Tracer:
@@ -65,8 +44,11 @@ class _Tracer:
         try:  # a batch of two, so that no reshape of the batch dim passes for a reshape of the channels
             ShapeProp(self.gm).propagate(batch)
         except Exception as exc:
+            cause = exc.__cause__ or exc  # ShapeProp wraps the real error in a dump of the node
+            first = str(cause).splitlines()[0][:300] if str(cause) else ""
             raise DependencyError(f"{type(model).__name__} does not run on the example input of shape "
-                                  f"{tuple(example.shape)}: {type(exc).__name__}: {exc}") from exc
+                                  f"{tuple(example.shape)} (run as a batch of two): {type(cause).__name__}: "
+                                  f"{first}") from exc
         self.modules = dict(self.gm.named_modules())
         self.s = ChannelSpaces()
         self.value: dict[fx.Node, object] = {}
@@ -76,7 +58,7 @@ class _Tracer:
     def run(self) -> DependencyGraph:
         for node in self.gm.graph.nodes:
             self.value[node] = self._visit(node)
-            if self.value[node] is None and node.op != "output" and shape(node) is not None and any(
+            if self.value[node] is None and node.op != "output" and node_shape(node) is not None and any(
                     isinstance(self.value.get(a), Space | Attr) for a in node.all_input_nodes):
                 raise DependencyError(f"{where(node)}: its output's channels are not followed")
         tie_shared_parameters(self)
@@ -112,7 +94,7 @@ class _Tracer:
                     self.s.freeze(value.segments, "model output")
             return None
         if node.op == "get_attr":
-            dims = shape(node)
+            dims = node_shape(node)
             return Attr(node.target, tuple(range(len(dims)))) if dims is not None else None
         if node.op == "call_module":
             return self._module(node, self.modules[node.target])
@@ -132,7 +114,8 @@ class _Tracer:
             return src
         if src is None:
             if rule.kind == "layer" and not rule.input_tensors:  # an embedding: reads indices, writes channels
-                return Space(((self._output_group(node.target, rule, mod, shape(node)), 1),), len(shape(node)) - 1)
+                out = self._output_group(node.target, rule, mod)
+                return Space(((out, 1),), len(node_shape(node)) - 1)
             return None
         axis, src = self._check_axis(node, rule.axis, src)
         reason = rule.refuse(mod) if rule.refuse else None
@@ -147,6 +130,7 @@ class _Tracer:
                                   f"tensors ({node.args[0].name!r} and {others[0].name!r}), which is not followed")
         if reason:
             self.s.freeze(src.segments, f"{type(mod).__name__} {node.target!r}: {reason}")
+        _check_tensors(node.target, mod, rule.channel_tensors, self._size(src.segments), "channels")
         out = self.follow(node, node.target, src, statistics=rule.statistics)
         if rule.blocks is not None:
             self._blocks(node, src, rule.blocks(mod))
@@ -163,7 +147,12 @@ class _Tracer:
                                       f"{self.blocks[root]} heads, here {n}")
             self.blocks[root] = n
 
+    def _size(self, segments) -> int:
+        return sum(self.s.groups[self.s.find(g)].size * rep for g, rep in segments)
+
     def _layer(self, node, name, rule, mod, src, axis, reason):
+        if not reason:  # a grouped convolution reads in_channels / groups per filter (and is frozen)
+            _check_tensors(name, mod, rule.input_tensors, self._size(src.segments), "input features")
         if name in self.inputs:  # called again: the same columns read the same channels
             self.tie(node, [self.inputs[name], src.segments])
         else:
@@ -172,25 +161,42 @@ class _Tracer:
                 self.s.groups[self.s.find(gid)].consumers.append(name)
         if reason:
             self.s.freeze(src.segments, f"{reason} {name!r}")
-        out = self._output_group(name, rule, mod, shape(node), frozen=f"{reason} {name!r}" if reason else None)
+        out = self._output_group(name, rule, mod, frozen=f"{reason} {name!r}" if reason else None)
         return Space(((out, 1),), axis)
 
-    def _output_group(self, name, rule, mod, out_shape, frozen=None) -> int:
+    def _output_group(self, name, rule, mod, frozen=None) -> int:
         if name in self.outputs:
             return self.outputs[name]
-        dim = next(iter(rule.channel_tensors.values()))
-        tensor = next(t for t in (getattr(mod, k, None) for k in rule.channel_tensors) if t is not None)
+        found = [(t, d) for t, d in ((getattr(mod, k, None), d) for k, d in rule.channel_tensors.items())
+                 if isinstance(t, torch.Tensor)]
+        if not found:
+            raise DependencyError(f"module {name!r} ({type(mod).__name__}): its rule names channel tensors "
+                                  f"{list(rule.channel_tensors)}, which the module does not have")
+        tensor, dim = found[0]
+        _check_tensors(name, mod, rule.channel_tensors, tensor.shape[dim], "output channels")
         out = self.s.new(tensor.shape[dim], frozen=frozen)
         self.s.groups[out].producers.append(name)
         self.outputs[name] = out
         return out
 
+    def is_frozen(self, space: Space) -> bool:
+        return all(self.s.groups[self.s.find(g)].frozen for g, _ in space.segments)
+
+    def realign(self, space: Space, at: int, axis: int, size: int) -> Space | None:
+        """`space` (whose channels sit at output axis `at`) seen on `axis`: itself, or, when none of its channels
+        can be removed anyway (the model input), a frozen group of `size` channels there; None otherwise."""
+        if at == axis:
+            return space
+        if not self.is_frozen(space):
+            return None
+        reason = self.s.groups[self.s.find(space.segments[0][0])].frozen
+        return Space(((self.s.new(size, frozen=reason), 1),), axis)
+
     def _check_axis(self, node, rule_axis, src: Space) -> int:
-        ndim = len(shape(node.args[0]) or shape(node))
+        ndim = len(node_shape(node.args[0]) or node_shape(node))
         axis = positive_axis(rule_axis, ndim, f"module {node.target!r}")
-        frozen = [self.s.groups[self.s.find(g)].frozen for g, _ in src.segments]
-        if src.axis != axis and all(frozen):  # e.g. the model input: no channel of it is ever removed
-            return axis, Space(((self.s.new(shape(node.args[0])[axis], frozen=frozen[0]), 1),), axis)
+        if src.axis != axis and self.is_frozen(src):  # e.g. the model input: no channel of it is ever removed
+            return axis, self.realign(src, src.axis, axis, node_shape(node.args[0])[axis])
         if src.axis != axis:
             raise DependencyError(f"module {node.target!r}: reads channels on axis {axis}, but its input holds "
                                   f"them on axis {src.axis} (after a permute or reshape)")
@@ -258,6 +264,15 @@ class _Tracer:
                 raise DependencyError(f"{here}: cannot tie channels of differently laid out tensors")
             for (g1, _), (g2, _) in zip(first, other):
                 self.s.union(g1, g2, here)
+
+
+def _check_tensors(name: str, mod, tensors: dict, size: int, what: str) -> None:
+    """Each tensor a rule names must hold `size` entries along its dim (else the rule does not fit the layer)."""
+    for key, dim in tensors.items():
+        t = getattr(mod, key, None)
+        if isinstance(t, torch.Tensor) and not (-t.dim() <= dim < t.dim() and t.shape[dim] == size):
+            raise DependencyError(f"module {name!r} ({type(mod).__name__}): its rule says dim {dim} of {key!r} holds "
+                                  f"the {size} {what}, but {key!r} has shape {tuple(t.shape)}")
 
 
 def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> DependencyGraph:

@@ -18,6 +18,7 @@ from torch import fx, nn
 from minprune.masked import make_permanent
 from minprune.structured.channel_groups import DependencyError, DependencyGraph
 from minprune.structured.channel_rules import rule_for
+from minprune.structured.fx_nodes import trace_module
 
 
 def input_index(graph: DependencyGraph, space, keep: dict) -> torch.Tensor:
@@ -81,8 +82,6 @@ class KeptChannelNorm(nn.Module):
 
 def _with_kept_norms(model: nn.Module, graph: DependencyGraph, keep: dict) -> nn.Module:
     """`model` as an fx GraphModule whose channel-normalising layers see only the kept channels."""
-    from minprune.structured.dependency import trace_module
-
     gm = trace_module(model)
     for i, node in enumerate(list(gm.graph.nodes)):
         key = node.target if node.op == "call_module" else node.name
@@ -91,6 +90,9 @@ def _with_kept_norms(model: nn.Module, graph: DependencyGraph, keep: dict) -> nn
             continue
         if node.op == "call_module":
             ln = gm.get_submodule(node.target)
+            if not isinstance(ln, nn.LayerNorm):
+                raise DependencyError(f"module {node.target!r} ({type(ln).__name__}): a rule with statistics=True "
+                                      f"is supported for LayerNorm layers only")
             weight, bias, eps = ln.weight, ln.bias, ln.eps
         else:  # F.layer_norm(x, shape, weight, bias, eps) with weight and bias read from parameters
             args = list(node.args) + [None] * (5 - len(node.args))

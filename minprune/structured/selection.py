@@ -68,6 +68,8 @@ def select_channels(graph: DependencyGraph, group_scores: dict, sparsity, *, sco
         raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
     positive_int(round_to, "round_to", none_ok=True)
     groups = {g.id: g for g in graph.prunable()}
+    if not groups:
+        return {}
     missing = [gid for gid in groups if gid not in group_scores]
     if missing:
         raise ValueError(f"group_scores has no scores for groups {missing}; use score_groups(graph, scores)")

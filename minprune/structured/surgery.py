@@ -42,8 +42,8 @@ def _check_keep(graph: DependencyGraph, keep: dict) -> None:
             raise ValueError(f"channels of {group.producers or 'this group'} cannot be removed: {group.frozen}")
         blocks = graph.blocks.get(gid, 1)
         if blocks > 1 and len(idx) != group.size and not _balanced(idx, group.size, blocks):
-            raise ValueError(f"keep[{gid}] must keep the same number of channels in each of the {blocks} heads of "
-                             f"{group.followers}")
+            raise ValueError(f"keep[{gid}] must be sorted and keep the same number of channels in each of the "
+                             f"{blocks} heads of {group.followers}")
 
 
 def _balanced(idx, size: int, blocks: int) -> bool:

@@ -5,11 +5,12 @@
 # 1. find the **coupled groups** of a CNN: which layers must lose the same channels, including across residual
 #    additions, flattens and concatenations;
 # 2. prune channels of VGG- and ResNet-style networks with L1 scores and with network slimming (BatchNorm scales);
-# 3. remove whole blocks and layers, and build N:M (2:4) semi-structured masks;
-# 4. answer "my pruned model is not faster" with measurements: dense, masked, CSR-sparse and compacted
+# 3. prune a torchvision model, and teach the library a layer of your own with `mp.register_rule`;
+# 4. remove whole blocks and layers, and build N:M (2:4) semi-structured masks;
+# 5. answer "my pruned model is not faster" with measurements: dense, masked, CSR-sparse and compacted
 #    models timed side by side over batch sizes and thread counts.
 #
-# Time: about 75 minutes.
+# Time: about 85 minutes.
 
 # %% tags=["parameters"]
 import os
@@ -23,6 +24,8 @@ REPEATS = 3 if FAST else 20
 # %%
 import matplotlib.pyplot as plt
 import torch
+import torchvision
+from torch import nn
 
 import minprune as mp
 
@@ -162,6 +165,168 @@ acc = {row["model"]: row["acc"] for row in table.rows}
 assert acc["ResNet 50% channels"] > acc["ResNet"] - 5, acc
 
 # %% [markdown]
+# ## Models you bring
+# `mp.prune_channels` is not limited to the kit's models: the tracer follows what torchvision's networks are made
+# of. In MobileNetV3 that means squeeze-excitation blocks (a pooled side branch of two 1x1 convs whose
+# `Hardsigmoid` output multiplies the block's channels one by one, so the branch's last conv is tied to the block's
+# channels), depthwise convolutions (followers, like BatchNorm), `Hardswish`, residual additions, and dropout and
+# the flatten before the classifier. Here is MobileNetV3-small with untrained weights (only the shapes matter
+# here) on a 64 x 64 input, with half of every group's channels removed:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def widths(layer):
+    """(inputs, outputs) of a convolution or a Linear layer."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return layer.in_channels, layer.out_channels
+
+
+mp.seed_everything(0)
+mobilenet = torchvision.models.mobilenet_v3_small(weights=None)
+small_mobilenet = mp.prune_channels(mobilenet, 0.5, example=torch.zeros(1, 3, 64, 64))
+for label, model in [("MobileNetV3-small", mobilenet), ("50% of its channels", small_mobilenet)]:
+    print(f"{label:20s} {mp.count_params(model):>9,} parameters {mp.count_macs(model, (3, 64, 64)) / 1e6:4.1f} M MACs")
+print()
+for name in ["features.4.block.0.0", "features.4.block.1.0", "features.4.block.2.fc1", "features.4.block.2.fc2",
+             "features.4.block.3.0", "classifier.0"]:
+    before, after = widths(mobilenet.get_submodule(name)), widths(small_mobilenet.get_submodule(name))
+    print(f"{name:24s} {before[0]:4d} -> {before[1]:4d}   now {after[0]:4d} -> {after[1]:4d}")
+
+# %% [markdown]
+# In block `features.4` the squeeze-excitation branch (`block.2`: `fc1` squeezes, `fc2` expands back) lost its
+# channels together with the depthwise conv whose output it scales (`block.1`). A misread graph would give a copy
+# that runs but computes something else, so every compacted copy is checked before you get it:
+# `mp.remove_channels` (which `mp.prune_channels` calls) runs the copy and its **masked equivalent** (the original
+# model with the removed channels zeroed) on a random batch and compares their outputs with `mp.check_compacted`.
+# If they differ, you get a `DependencyError` instead of a model.
+#
+# ### A layer of your own
+# The tracer looks inside every module that has no rule of its own, one operation at a time, and follows most
+# code. Not all of it: the layer below scales each channel by a learned factor with `torch.einsum`, and the
+# tracer does not read einsum's subscripts, so it cannot tell which axis carries the channels. (Written as
+# `x * self.scale.view(-1, 1, 1)`, a broadcast multiply, it would be followed.) Rather than guess, it refuses,
+# and names the module and the operation:
+
+# %%
+class ChannelScale(nn.Module):
+    """y[:, c] = scale[c] * x[:, c] for an (N, C, H, W) input: a learned factor per channel."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.channels = channels
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x):
+        return torch.einsum("nchw,c->nchw", x, self.scale)
+
+    def extra_repr(self):
+        return f"channels={self.channels}"
+
+
+def small_cnn(channel_layer):
+    """conv 16 -> channel_layer -> conv 32 -> channel_layer -> pooled Linear classifier, for 1 x 28 x 28 digits."""
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), channel_layer(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, padding=1), channel_layer(32), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+digit = torch.zeros(1, 1, 28, 28)
+scaled_net = small_cnn(ChannelScale)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+try:
+    mp.prune_channels(scaled_net, 0.5, example=digit)
+except mp.DependencyError as refusal:
+    print(refusal)
+
+# %% [markdown]
+# A rule tells the tracer to keep the layer as one call and tells the surgery what to slice. `ChannelScale` is a
+# **follower**: it reads and writes the same channels, like BatchNorm. Its channels are on axis 1 of its input,
+# its tensor `scale` is indexed by them along dim 0, and its attribute `channels` holds the width. With the rule
+# registered, prune it in the three steps `mp.prune_channels` takes: trace the groups, select the channels to
+# keep (L1 scores, half of every group), remove the others. Doing them yourself keeps `keep` and the graph for
+# the check.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mp.register_rule(ChannelScale, mp.ChannelRule("follower", axis=1, channel_tensors={"scale": 0},
+                                              sizes={"channels": "out"}))
+scaled_graph = mp.trace_groups(scaled_net, digit)
+keep = mp.select_channels(scaled_graph, mp.score_groups(scaled_graph, mp.norm_scores(scaled_net, p=1)), 0.5)
+small_scaled = mp.remove_channels(scaled_net, keep, scaled_graph)
+small_scaled
+
+# %% [markdown]
+# `mp.check_compacted` returns the largest difference between the compacted model's outputs and its masked
+# equivalent's, relative to the largest output (rounding error only; it raises a `DependencyError` above 1e-4 in
+# float32):
+
+# %%
+print(f"relative difference: {mp.check_compacted(scaled_net, small_scaled, keep, scaled_graph):.1e}")
+
+# %% [markdown]
+# `mp.registered_rules()` lists every layer type the library has a rule for (your `ChannelScale` is among them
+# now) and its kind. "Depends on the module" means the rule looks at the module first: a convolution is a layer,
+# or a follower when it is depthwise; a PReLU with one slope per channel is a follower, with a single slope it
+# passes the channels through.
+
+# %%
+rules_by_kind = {}
+for layer_type, kind in mp.registered_rules().items():
+    rules_by_kind.setdefault(kind, []).append(layer_type)
+for kind, layer_types in rules_by_kind.items():
+    print(f"{kind}: {', '.join(layer_types)}")
+
+# %% [markdown]
+# ### Exercise 6.2 (5 min): a rule for a layer of your own
+# `ChannelAffine` scales *and* shifts each channel: `weight` holds one factor per channel, `bias` is stored as
+# `(1, C, 1, 1)` so that it broadcasts, and `num_features` holds the width. Return the `mp.ChannelRule` that lets
+# the library prune it. The check registers your rule, removes half of the channels of `small_cnn(ChannelAffine)`
+# and compares `(num_features, weight shape, bias shape)` of both pruned `ChannelAffine` layers with what they
+# must be. Some wrong rules are refused earlier, by the tracer or by the compacted-model check: read the message.
+
+# %%
+class ChannelAffine(nn.Module):
+    """y[:, c] = weight[c] * x[:, c] + bias[0, c, 0, 0] for an (N, C, H, W) input."""
+
+    def __init__(self, num_features):
+        super().__init__()
+        self.num_features = num_features
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, num_features))
+        self.bias = nn.Parameter(torch.linspace(-0.1, 0.1, num_features).reshape(1, -1, 1, 1))
+
+    def forward(self, x):
+        return torch.einsum("nchw,c->nchw", x, self.weight) + self.bias
+
+
+# %%
+# Exercise 6.2 (5 min): the ChannelRule of ChannelAffine
+def my_affine_rule():
+    """mp.ChannelRule for ChannelAffine: its kind, its channel axis, which dim of each tensor the channels index,
+    and the attribute that holds the width."""
+    ### BEGIN SOLUTION
+    return mp.ChannelRule("follower", axis=1, channel_tensors={"weight": 0, "bias": 1}, sizes={"num_features": "out"})
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def pruned_affine_sizes(rule):
+    """(num_features, weight shape, bias shape) of each ChannelAffine once `rule` removed half of the channels."""
+    mp.register_rule(ChannelAffine, rule)
+    small = mp.prune_channels(small_cnn(ChannelAffine), 0.5, example=digit)
+    return [(m.num_features, tuple(m.weight.shape), tuple(m.bias.shape))
+            for m in small.modules() if isinstance(m, ChannelAffine)]
+
+
+mp.course.check.same_value(pruned_affine_sizes(my_affine_rule()), [(8, (8,), (1, 8, 1, 1)), (16, (16,), (1, 16, 1, 1))],
+                           name="the list of pruned sizes",
+                           hint="a ChannelRule names the tensors the channels index (and along which dim) and the "
+                                "attribute that holds the width")
+
+# %% [markdown]
 # ## Whole blocks and layers
 # A residual block with an identity shortcut computes `relu(F(x) + x)`; remove it and `x` passes through
 # unchanged, so the network still runs (Veit et al. 2016). In VGG, the second conv-BN-ReLU of each stage maps
@@ -185,12 +350,12 @@ mp.compare({"VGG": vgg, "VGG minus one layer": shallow}, test_loader, timing=Fal
 # rows are not a multiple of 4 long (the first conv: 1 x 3 x 3 = 9) are skipped.
 
 # %% [markdown]
-# ### Exercise 6.2 (10 min): an N:M mask
+# ### Exercise 6.3 (10 min): an N:M mask
 # Split every row of a 2-D score tensor into groups of `m` consecutive entries and keep the `n` highest scores of
 # each group (`True` = keep). Assume the row length is a multiple of `m`.
 
 # %%
-# Exercise 6.2 (10 min): N:M mask of a 2-D score tensor
+# Exercise 6.3 (10 min): N:M mask of a 2-D score tensor
 def my_nm_mask(scores, n, m):
     """Bool tensor shaped like `scores` (rows, cols): True for the n highest of every m consecutive entries."""
     ### BEGIN SOLUTION
@@ -285,6 +450,9 @@ _ = plt.title("SmallVGG: latency vs MACs")
 # ## What the library gave you
 # - `mp.trace_groups`, `mp.groups_table`, `mp.plot_groups`: coupled channel groups;
 # - `mp.prune_channels` (`scope="global"`, per-layer dicts), `mp.bn_scale_scores`, `mp.slimming_loss`;
+# - `mp.select_channels`, `mp.score_groups`, `mp.remove_channels`: the steps of `mp.prune_channels`;
+#   `mp.check_compacted`: the compacted copy against its masked equivalent;
+# - `mp.register_rule`, `mp.ChannelRule`, `mp.registered_rules`: layers of your own, and what is followed;
 # - `mp.droppable`, `mp.block_scores`, `mp.prune_blocks`: depth pruning;
 # - `mp.nm_masks`, `mp.nm_report`: N:M masks and their storage and MAC figures;
 # - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing;
