@@ -365,3 +365,11 @@ def test_a_width_that_no_single_attribute_holds_freezes_the_channels():
 
     graph = mp.trace_groups(Net(), torch.zeros(1, 2, 6, 6))
     assert "fixed width 6" in graph.groups[graph.outputs["conv"]].frozen
+
+
+def test_embeddings_are_scored_by_their_columns():
+    model = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 3)).eval()
+    scores = mp.norm_scores(model, p=1)
+    torch.testing.assert_close(scores["0.weight"], model[0].weight.detach().abs().sum(0))
+    small = mp.prune_channels(model, 0.5, example=torch.tensor([[1, 2, 3]]))
+    assert small[0].embedding_dim == 2 and small[1].in_features == 2

@@ -41,7 +41,8 @@ def unit_norms(W: torch.Tensor, p: int = 1) -> torch.Tensor:
 
 @torch.no_grad()
 def norm_scores(model: nn.Module, p: int = 1) -> dict[str, torch.Tensor]:
-    """Lp norm of each unit's incoming weights: {'<layer>.weight': (out,)}.
+    """Lp norm of each unit's incoming weights: {'<layer>.weight': (out,)}; an embedding's unit is a column of its
+    table (one embedding dimension).
 
     See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
@@ -50,6 +51,9 @@ def norm_scores(model: nn.Module, p: int = 1) -> dict[str, torch.Tensor]:
     scores = {}
     for name, mod in unit_layers(model).items():
         scores[f"{name}.weight"] = unit_norms(mod.weight, p).cpu()  # weight: (out, in, *kernel)
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Embedding):
+            scores[f"{name}.weight"] = unit_norms(mod.weight.T, p).cpu()  # weight: (tokens, dims)
     return scores
 
 
