@@ -373,3 +373,25 @@ def test_embeddings_are_scored_by_their_columns():
     torch.testing.assert_close(scores["0.weight"], model[0].weight.detach().abs().sum(0))
     small = mp.prune_channels(model, 0.5, example=torch.tensor([[1, 2, 3]]))
     assert small[0].embedding_dim == 2 and small[1].in_features == 2
+
+
+def test_a_grouped_convolution_keeps_as_many_channels_in_every_group():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4),
+                          nn.BatchNorm2d(8), nn.Sigmoid(), nn.Conv2d(8, 3, 1)).eval()
+    graph = mp.trace_groups(model, torch.zeros(1, 2, 5, 5))
+    gid = graph.outputs["0"]
+    assert graph.blocks[gid] == 4 and "3" in graph.groups[gid].followers
+    scores = {"0.weight": torch.tensor([8.0, 7, 6, 5, 1, 2, 3, 4])}  # unbalanced on purpose: lowest all in groups 2-3
+    keep = mp.select_channels(graph, mp.score_groups(graph, scores), 0.5)
+    assert torch.bincount(keep[gid] // 2).tolist() == [1, 1, 1, 1]
+    small = mp.remove_channels(model, keep, graph)
+    assert (small[3].in_channels, small[3].out_channels, small[3].groups) == (4, 4, 4)
+    x = torch.randn(2, 2, 5, 5)
+    assert close(small(x), mp.masked_equivalent(model, keep, graph)(x))
+
+
+def test_a_grouped_convolution_that_changes_width_freezes_its_channels():
+    model = nn.Sequential(nn.Conv2d(2, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 3, groups=4), nn.ReLU(), nn.Conv2d(4, 3, 1))
+    graph = mp.trace_groups(model, torch.zeros(1, 2, 5, 5))
+    assert "grouped convolution (groups=4)" in graph.groups[graph.outputs["0"]].frozen

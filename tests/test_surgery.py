@@ -106,7 +106,7 @@ def test_depthwise_and_grouped_convs():
     example = torch.zeros(1, 3, 8, 8)
     small = check_equivalent(model, 0.5, example)
     assert small.dw.groups == small.dw.out_channels == small.conv.out_channels == 4
-    assert small.pw.out_channels == 8 and small.grouped.groups == 2  # tied to a grouped conv: frozen
+    assert small.pw.out_channels == small.grouped.out_channels == 4 and small.grouped.groups == 2  # 2 per group
 
 
 def test_concatenation_offsets():

@@ -1,4 +1,8 @@
-"""Multi-head attention as a follower of the channels it reads: `nn.MultiheadAttention` in a residual stream.
+"""Layers whose channels come in equal blocks: multi-head attention, and grouped convolutions with as many inputs
+as outputs (ResNeXt, RegNet), both as followers of the channels they read.
+
+A grouped convolution maps the channels of block b to block b, so it keeps the index set of its input, and every
+block (group) must keep the same number of channels; its weight loses, in block b's rows, block b's columns.
 
 `nn.MultiheadAttention` needs its query, key and value width (embed_dim) to equal the width it reads, so the
 channels removed from its input are removed from q, k and v as well (the same index set, as Torch-Pruning does),
@@ -78,3 +82,37 @@ def rebuild(module: nn.MultiheadAttention, keep: torch.Tensor) -> nn.MultiheadAt
     module.embed_dim = module.kdim = module.vdim = n
     module.head_dim = n // heads
     return module
+
+
+def grouped_blocks(conv: nn.Module) -> int:
+    return conv.groups
+
+
+@torch.no_grad()
+def grouped_mask(conv: nn.Module, keep: torch.Tensor) -> None:
+    """A grouped convolution with as many inputs as outputs, channel c in block b: zero the removed rows, and in
+    each block's rows the columns of that block's removed inputs."""
+    size = conv.out_channels // conv.groups
+    kept = torch.zeros(conv.out_channels, dtype=torch.bool, device=conv.weight.device)
+    kept[keep.to(kept.device)] = True
+    cols = kept.reshape(conv.groups, 1, size).expand(conv.groups, size, size).reshape(conv.out_channels, size)
+    shape = (conv.out_channels, size) + (1,) * (conv.weight.dim() - 2)
+    conv.weight.mul_((kept[:, None] & cols).reshape(shape).to(conv.weight.dtype))
+    if conv.bias is not None:
+        conv.bias.mul_(kept.to(conv.bias.dtype))
+
+
+@torch.no_grad()
+def grouped_rebuild(conv: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """`conv` (a copy) keeping channels `keep`, the same number in each of its groups."""
+    size = conv.out_channels // conv.groups
+    keep = keep.to(conv.weight.device)
+    parts = []
+    for b in range(conv.groups):
+        local = keep[(keep >= b * size) & (keep < (b + 1) * size)] - b * size
+        parts.append(conv.weight[local + b * size][:, local])
+    conv.weight = nn.Parameter(torch.cat(parts).clone(), requires_grad=conv.weight.requires_grad)
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(conv.bias[keep].clone(), requires_grad=conv.bias.requires_grad)
+    conv.in_channels = conv.out_channels = len(keep)
+    return conv

@@ -155,9 +155,19 @@ _DEPTHWISE = ChannelRule("follower", axis=1, channel_tensors={"weight": 0, "bias
 _PRELU = ChannelRule("follower", axis=1, channel_tensors={"weight": 0}, sizes={"num_parameters": "out"})
 
 
+_GROUPED = ChannelRule("follower", axis=1, channel_tensors={"weight": 0, "bias": 0},
+                       sizes={"in_channels": "out", "out_channels": "out"}, blocks=attention.grouped_blocks,
+                       rebuild=attention.grouped_rebuild, mask=attention.grouped_mask)
+
+
 def _conv_rule(conv) -> ChannelRule:
-    """A depthwise convolution maps channel i to channel i: it follows its input's channels."""
-    return _DEPTHWISE if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels else _CONV
+    """A depthwise convolution maps channel i to channel i, a grouped one with as many inputs as outputs block b
+    to block b: both follow their input's channels. Other grouped convolutions freeze theirs."""
+    if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels:
+        return _DEPTHWISE
+    if conv.groups > 1 and conv.in_channels == conv.out_channels:
+        return _GROUPED
+    return _CONV
 
 
 def _prelu_rule(prelu) -> ChannelRule:

@@ -73,13 +73,14 @@ class _Tracer:
             widths={k: list(resolve(v)) for k, v in self.widths.items()})
 
     def _resolved_blocks(self) -> dict:
-        out = {}
-        for gid, n in self.blocks.items():
-            root = self.s.find(gid)
-            if out.get(root, n) != n:
-                raise DependencyError(f"channels read by attention with {out[root]} and with {n} heads")
-            out[root] = n
-        return out
+        """{group id: blocks}; a group read in blocks of different counts is frozen."""
+        counts = {}
+        for gid, ns in self.blocks.items():
+            counts.setdefault(self.s.find(gid), set()).update(ns)
+        for root, ns in counts.items():
+            if len(ns) > 1:
+                self.s.freeze([(root, 1)], f"read by layers with {sorted(ns)} blocks (heads or groups)")
+        return {root: ns.pop() for root, ns in counts.items() if len(ns) == 1}
 
     # -- node kinds -------------------------------------------------------------------------------------------
     def _visit(self, node):
@@ -140,12 +141,9 @@ class _Tracer:
         return (out,) + (None,) * (len(meta) - 1)  # attention returns (output, weights)
 
     def _blocks(self, node, src, n: int) -> None:
+        """The channels of `src` come in `n` equal blocks (heads, groups), each keeping as many channels."""
         for gid, _ in src.segments:
-            root = self.s.find(gid)
-            if self.blocks.get(root, n) != n:
-                raise DependencyError(f"module {node.target!r}: its channels are also read by attention with "
-                                      f"{self.blocks[root]} heads, here {n}")
-            self.blocks[root] = n
+            self.blocks.setdefault(gid, set()).add(n)
 
     def _size(self, segments) -> int:
         return sum(self.s.groups[self.s.find(g)].size * rep for g, rep in segments)

@@ -181,11 +181,12 @@ def channel_masks(model: nn.Module, keep: dict, graph: DependencyGraph) -> dict[
 
 
 def prune_channels(model: nn.Module, sparsity, *, scores: dict | None = None, scope: str = "local",
-                   example=None, round_to: int | None = None) -> nn.Module:
+                   example=None, round_to: int | None = None, check: bool = True) -> nn.Module:
     """Score, select and remove channels in one call; returns the smaller copy (`model` is untouched).
 
     scores: unit scores {'<module>.weight': 1-D}; default: L1 norm of each unit's weights.
     round_to: kept channels per group rounded down to a multiple of it (see `select_channels`).
+    check: compare the copy with its masked equivalent on a random batch (see `remove_channels`); False skips it.
     See notebooks/06_structured_pruning.ipynb.
     """
     from minprune.structured.unit_scores import norm_scores
@@ -197,4 +198,4 @@ def prune_channels(model: nn.Module, sparsity, *, scores: dict | None = None, sc
                          f"prune_channels needs a hidden Linear/Conv layer whose outputs feed another layer")
     scores = scores if scores is not None else norm_scores(model, p=1)
     keep = select_channels(graph, score_groups(graph, scores), sparsity, scope=scope, round_to=round_to)
-    return remove_channels(model, keep, graph)
+    return remove_channels(model, keep, graph, check=check)
