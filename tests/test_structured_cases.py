@@ -22,6 +22,14 @@ def assert_untouched(model, before):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def assert_refused(model, example, match):
+    """prune_channels refuses `model` with a DependencyError matching `match`, and leaves it untouched."""
+    before = state(model)
+    with pytest.raises(mp.DependencyError, match=match):
+        mp.prune_channels(model, 0.5, example=example)
+    assert_untouched(model, before)
+
+
 def masked_by_channel_masks(model, keep, graph):
     """The independent oracle: producers' rows and followers' entries zeroed (valid when zero stays zero)."""
     masked = copy.deepcopy(model)
@@ -162,11 +170,7 @@ def test_a_parameter_used_in_an_unfollowed_way_is_refused():
         def forward(self, x):
             return self.head(self.conv(x) * self.scale.flip(0))
 
-    model = Net()
-    before = state(model)
-    with pytest.raises(mp.DependencyError, match="flip"):
-        mp.prune_channels(model, 0.5, example=torch.zeros(1, 2, 6, 6))
-    assert_untouched(model, before)
+    assert_refused(Net(), torch.zeros(1, 2, 6, 6), "flip")
 
 
 def vgg_like():
@@ -327,11 +331,7 @@ def test_an_operation_that_is_not_followed_is_refused_naming_it():
             a, _ = self.conv(x).chunk(2, dim=1)
             return self.head(a)
 
-    model = Net()
-    before = state(model)
-    with pytest.raises(mp.DependencyError, match="node 'chunk'.*chunk"):
-        mp.prune_channels(model, 0.5, example=torch.zeros(1, 2, 6, 6))
-    assert_untouched(model, before)
+    assert_refused(Net(), torch.zeros(1, 2, 6, 6), "node 'chunk'.*chunk")
 
 
 def test_a_vision_transformer_loses_embedding_width_heads_stay_equal_and_hidden_dim_follows():

@@ -3,7 +3,7 @@
 Element-wise operations keep the channels (binary ones tie their operands' channels and let a broadcast parameter
 lose the same entries); shape operations move the channel axis (`channel_axes.py`); a concatenation along the
 channels places its inputs side by side, along another axis it ties them; `layer_norm` follows the channels and
-normalises over them. Anything not listed is refused, naming the node and the operation.
+normalises over them. Anything else is refused, naming the node and the operation.
 See notebooks/06_structured_pruning.ipynb.
 """
 
@@ -136,8 +136,7 @@ def _reduction(t, node):
     src = _src(t, node)
     if isinstance(src, Attr):
         raise DependencyError(f"{where(node)}: reduces parameter {src.name!r}, which minprune does not follow")
-    dims = node_arg(node, 1, "dim")
-    keepdim = bool(node_arg(node, 2, "keepdim", False))
+    dims, keepdim = node_arg(node, 1, "dim"), bool(node_arg(node, 2, "keepdim", False))
     return Space(src.segments, reduced_axis(src.axis, len(node_shape(node.args[0])), dims, keepdim, where(node)))
 
 
@@ -262,11 +261,16 @@ def _layer_norm(t, node):
         raise DependencyError(f"{where(node)}: layer_norm over {tuple(normalized)} is followed only over the "
                               f"channel axis, as the last dim")
     t.follow(node, node.name, src, statistics=True, module=False)
-    for i, key in ((2, "weight"), (3, "bias")):
+    _follow_args(t, node, src, ((2, "weight"), (3, "bias")))
+    return src
+
+
+def _follow_args(t, node, src: Space, args) -> None:
+    """The per-channel parameters passed as arguments `args` ((position, keyword), ...) lose the pruned entries."""
+    for i, key in args:
         w = node_arg(node, i, key)
         if isinstance(w, fx.Node) and isinstance(t.value.get(w), Attr):
             t.follow_param(node, t.value[w], 0, src.segments)
-    return src
 
 
 def _batch_norm(t, node):
@@ -274,10 +278,7 @@ def _batch_norm(t, node):
     src = _src(t, node)
     if isinstance(src, Attr) or src.axis != 1:
         raise DependencyError(f"{where(node)}: batch_norm is followed only with the channels on axis 1")
-    for i, key in ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")):
-        w = node_arg(node, i, key)
-        if isinstance(w, fx.Node) and isinstance(t.value.get(w), Attr):
-            t.follow_param(node, t.value[w], 0, src.segments)
+    _follow_args(t, node, src, ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")))
     return src
 
 
