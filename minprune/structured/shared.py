@@ -24,8 +24,8 @@ def shared_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
     return [h for h in holders.values() if len(h) > 1]
 
 
-def _dims(tracer, module_name: str, param_name: str) -> tuple[dict, bool]:
-    """{dim: channel layout} of one holder's parameter, and whether forward uses the holder at all."""
+def _dims(tracer, module_name: str, param_name: str) -> dict:
+    """{dim: channel layout} of one holder's parameter (empty when forward does not prune it)."""
     qual = f"{module_name}.{param_name}"
     dims = {}
     if qual in tracer.params:
@@ -36,8 +36,7 @@ def _dims(tracer, module_name: str, param_name: str) -> tuple[dict, bool]:
         dims[rule.channel_tensors[param_name]] = ((tracer.outputs[module_name], 1),)
     if rule is not None and module_name in tracer.inputs and param_name in rule.input_tensors:
         dims[rule.input_tensors[param_name]] = tracer.inputs[module_name]
-    used = module_name in tracer.outputs or module_name in tracer.inputs or qual in tracer.params
-    return dims, used
+    return dims
 
 
 def tie_shared_parameters(tracer) -> None:
@@ -45,8 +44,8 @@ def tie_shared_parameters(tracer) -> None:
     for holders in shared_parameters(tracer.model):
         names = " and ".join(f"{m}.{p}" for m, p in holders)
         found = [_dims(tracer, m, p) for m, p in holders]
-        for dim in sorted({d for dims, _ in found for d in dims}):
-            layouts = [dims[dim] for dims, _ in found if dim in dims]
+        for dim in sorted({d for dims in found for d in dims}):
+            layouts = [dims[dim] for dims in found if dim in dims]
             if len(layouts) < len(holders):
                 for layout in layouts:  # one holder prunes this dim, another cannot follow it
                     tracer.s.freeze(layout, f"parameter shared by {names}")
