@@ -40,28 +40,42 @@ def _zero_except(tensor: torch.Tensor, dim: int, idx: torch.Tensor) -> None:
     tensor.mul_(mask.reshape(shape).to(tensor.dtype))
 
 
+def _kept(graph: DependencyGraph, space, keep: dict):
+    """Indices of the features of layout `space` that stay, or None when none of its groups loses a channel."""
+    return input_index(graph, space, keep) if space and any(g in keep for g, _ in space) else None
+
+
+def kept_indices(graph: DependencyGraph, name: str, keep: dict) -> tuple:
+    """(kept output channels, kept input features) of module `name`, each None when all of them stay: what
+    `remove_channels` keeps and `masked_equivalent` does not zero."""
+    out_space = graph.follows.get(name) or ([(graph.outputs[name], 1)] if name in graph.outputs else [])
+    return _kept(graph, out_space, keep), _kept(graph, graph.inputs.get(name), keep)
+
+
+def kept_params(graph: DependencyGraph, keep: dict):
+    """(owner module name, attribute, dim, kept indices) of every parameter read in forward that loses entries."""
+    for name, (dim, space) in graph.params.items():
+        idx = _kept(graph, space, keep)
+        if idx is not None:
+            owner, _, attr = name.rpartition(".")
+            yield owner, attr, dim, idx
+
+
 @torch.no_grad()
 def _zero_removed(model: nn.Module, graph: DependencyGraph, keep: dict) -> None:
     modules = dict(model.named_modules())
     for name in dict.fromkeys([*graph.outputs, *graph.inputs, *graph.follows]):
         mod, rule = modules[name], rule_for(modules[name])
-        space = graph.follows.get(name) or ([(graph.outputs[name], 1)] if name in graph.outputs else [])
-        if any(g in keep for g, _ in space):
-            idx = input_index(graph, space, keep)
-            if rule.mask is not None:
-                rule.mask(mod, idx)
-                continue
-            for key, dim in rule.channel_tensors.items():
+        out_idx, in_idx = kept_indices(graph, name, keep)
+        if out_idx is not None and rule.mask is not None:
+            rule.mask(mod, out_idx)
+            continue
+        for tensors, idx in ((rule.channel_tensors, out_idx), (rule.input_tensors, in_idx)):
+            for key, dim in tensors.items() if idx is not None else ():
                 if getattr(mod, key, None) is not None:
                     _zero_except(getattr(mod, key), dim, idx)
-        space = graph.inputs.get(name)
-        if space and any(g in keep for g, _ in space):
-            for key, dim in rule.input_tensors.items():
-                _zero_except(getattr(mod, key), dim, input_index(graph, space, keep))
-    for name, (dim, space) in graph.params.items():
-        if any(g in keep for g, _ in space):
-            owner, _, attr = name.rpartition(".")
-            _zero_except(getattr(model.get_submodule(owner), attr), dim, input_index(graph, space, keep))
+    for owner, attr, dim, idx in kept_params(graph, keep):
+        _zero_except(getattr(model.get_submodule(owner), attr), dim, idx)
 
 
 class KeptChannelNorm(nn.Module):

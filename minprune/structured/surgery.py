@@ -20,7 +20,7 @@ from minprune.masked import make_permanent
 from minprune.structured.channel_groups import DependencyGraph, check_graph
 from minprune.structured.channel_rules import ChannelRule, rule_for
 from minprune.structured.dependency import trace_groups
-from minprune.structured.equivalence import check_compacted, input_index
+from minprune.structured.equivalence import check_compacted, input_index, kept_indices, kept_params
 from minprune.structured.selection import score_groups, select_channels
 from minprune.structured.shared import reshare, shared_parameters
 
@@ -100,25 +100,12 @@ def _aliases(model: nn.Module) -> dict[str, list[str]]:
 @torch.no_grad()
 def _slice_params(model: nn.Module, graph: DependencyGraph, keep: dict) -> None:
     """Parameters read in forward (a per-channel scale, a position embedding) lose the removed entries."""
-    for name, (dim, space) in graph.params.items():
-        if not any(gid in keep for gid, _ in space):
-            continue
-        owner_name, _, attr = name.rpartition(".")
+    for owner_name, attr, dim, idx in kept_params(graph, keep):
         owner = model.get_submodule(owner_name)
-        idx = input_index(graph, space, keep)
         slice_tensor(owner, attr, dim, idx)
         rule = rule_for(owner)
         if rule is not None and rule.kind == "follower":  # e.g. a LayerNorm subclass that permutes first
             resize(owner, rule, len(idx), None)
-
-
-def _output_index(graph: DependencyGraph, name: str, keep: dict):
-    """Kept output channels of a producer or follower (None: all kept)."""
-    if name in graph.follows:
-        space = graph.follows[name]
-        return input_index(graph, space, keep) if any(g in keep for g, _ in space) else None
-    gid = graph.outputs.get(name)
-    return keep.get(gid) if gid is not None else None
 
 
 def remove_channels(model: nn.Module, keep: dict, graph: DependencyGraph | None = None, *, example=None,
@@ -136,9 +123,7 @@ def remove_channels(model: nn.Module, keep: dict, graph: DependencyGraph | None 
     new = copy.deepcopy(model)
     shared, aliases, modules = shared_parameters(new), _aliases(new), dict(new.named_modules())
     for name in dict.fromkeys([*graph.outputs, *graph.inputs, *graph.follows]):
-        out_idx = _output_index(graph, name, keep)
-        in_space = graph.inputs.get(name)
-        in_idx = input_index(graph, in_space, keep) if in_space and any(g in keep for g, _ in in_space) else None
+        out_idx, in_idx = kept_indices(graph, name, keep)
         if out_idx is None and in_idx is None:
             continue
         rebuilt = rebuild(modules[name], out_idx, in_idx, in_place=True)  # `new` is already a copy
