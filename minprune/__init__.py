@@ -1,6 +1,6 @@
 """minprune: a compact PyTorch library for learning neural-network pruning. See README.md.
 
-The package is the map of the course: a small core (data, models, layers, masked, train, checkpoint, zoo, measure,
+The package is the map of the course: a small core (data, models, layers, masked, train, files, checkpoint, zoo, measure,
 timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured` (05-06),
 `dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course` (checks,
 widgets, plots).
@@ -96,8 +96,8 @@ _EXPORTS = {
 }
 
 CORE = (
-    "assets", "checkpoint", "data", "devices", "energy", "layers", "masked", "measure", "models", "profile", "table",
-    "timing", "train", "validate", "zoo",
+    "assets", "checkpoint", "data", "devices", "energy", "files", "layers", "masked", "measure", "models", "profile",
+    "table", "timing", "train", "validate", "zoo",
 )
 CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
 

@@ -21,6 +21,7 @@ from minprune import __version__
 from minprune import data as data_lib
 from minprune.assets import shipped_recipes
 from minprune.deploy.cli import add_export_parser
+from minprune.files import atomic_write
 from minprune.measure import LatencyOptions, compare
 from minprune.pipeline.recipe import PipelineConfig, from_dict, load_recipe, to_dict
 from minprune.zoo import BASELINE_RECIPES, pretrained
@@ -89,9 +90,9 @@ def write_report(result, out: Path) -> list[Path]:
         plot_history(result.history, label="fine-tune").savefig(images[1])
     results = out / "results.json"
     payload = {"config": to_dict(result.config), "stages": result.table.rows, "seconds": result.seconds}
-    results.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write(results, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
     report = out / "report.md"
-    report.write_text(_markdown(result, [p.name for p in images]))
+    atomic_write(report, lambda f: f.write(_markdown(result, [p.name for p in images]).encode()))
     return [report, results, *images]
 
 

@@ -1,60 +1,35 @@
 """Safe model files: a state_dict plus a plain model description, never a pickled module.
 
-Files are written atomically (temp file + rename), loaded with `torch.load(weights_only=True)`
-(no code runs while loading), and carry a SHA-256 of their tensors so tampering is detected.
-See notebooks/01_train_baseline.ipynb.
+Files follow the kit's one file rule (`files.py`): written atomically, loaded with `torch.load(weights_only=True)`
+(no code runs while loading), a SHA-256 over everything read back (tensors, description, meta), the described
+model's size checked on the meta device before it is built, every failure a `CheckpointError` naming the file.
+A float16 or bfloat16 model comes back in its own dtype. See notebooks/01_train_baseline.ipynb.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from minprune.devices import check_device
+from minprune.files import (
+    CheckpointError,
+    atomic_write,
+    described_model,
+    read_torch_file,
+    refusing,
+    seal,
+    tensors_sha256,
+)
 from minprune.masked import load_masked_state_dict
 from minprune.models import ARCHS, describe, from_description
 
-FORMAT = "minprune-checkpoint/1"
+__all__ = ["CheckpointError", "FORMAT", "atomic_write", "check_description", "load_model", "read_checkpoint",
+           "save_model", "tensors_sha256"]
 
-
-class CheckpointError(ValueError):
-    """A model file that cannot be trusted or used: unreadable, truncated, tampered or mismatched."""
-
-
-def tensors_sha256(state_dict: dict) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors (sorted by name)."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.is_quantized:
-            t = t.int_repr()
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def atomic_write(path, write_fn) -> Path:
-    """Call write_fn(file_object) on a temporary file next to `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); give it the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+FORMAT = "minprune-checkpoint/2"
 
 
 def _check_plain(what: str, value) -> None:
@@ -93,61 +68,81 @@ def check_description(description, model: nn.Module, state: dict) -> None:
                          f"leave description=None to save the model's own")
 
 
+def _float_dtype(state: dict) -> torch.dtype | None:
+    """The one floating dtype of a state_dict's tensors (None without any); a mix is refused."""
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) > 1:
+        raise ValueError(f"save_model keeps one floating dtype per model; this one mixes {sorted(map(str, dtypes))}: "
+                         f"call model.float() (or .half(), .double()) first")
+    return dtypes.pop() if dtypes else None
+
+
 def save_model(path, model: nn.Module, *, description: dict | None = None, meta: dict | None = None) -> Path:
     """Write `model` to `path` atomically; `description` defaults to `models.describe(model)`.
 
     Before anything is written, the description is rebuilt and the weights loaded into it (`check_description`),
     so every file `save_model` writes, `load_model` reads back. See notebooks/01_train_baseline.ipynb.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save_model expects a torch.nn.Module, got {type(model).__name__}")
     _check_plain("meta", meta or {})
     description = description if description is not None else describe(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    check_description(description, model, state)
-    payload = {"format": FORMAT, "description": description, "meta": dict(meta or {}),
-               "state_dict": state, "sha256": tensors_sha256(state)}
+    if any(t.is_meta for t in state.values()):
+        raise ValueError("model has tensors on the meta device: they hold no values to save")
+    _float_dtype(state)
+    check_description(description, model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    payload = seal({"format": FORMAT, "description": description, "meta": dict(meta or {}), "state_dict": state})
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path) -> dict:
-    """Load and verify a model file (weights_only=True, format and hash checked); returns its payload."""
-    return read_verified(path, FORMAT, "state_dict", missing="model", unreadable="minprune model")
-
-
-def read_verified(path, file_format: str, tensors: str, *, missing: str, unreadable: str) -> dict:
-    """Load a file saved by torch.save (weights_only=True) and check it with `verify_payload`; returns the payload.
-
-    missing / unreadable name the kind of file in the two errors ("no {missing} file at ...", "... is not a
-    readable {unreadable} file").
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no {missing} file at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code in it, not a torch file at all
-        raise CheckpointError(f"{path} is not a readable {unreadable} file: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
-    return verify_payload(path, payload, file_format, tensors)
-
-
-def verify_payload(path, payload, file_format: str, tensors: str) -> dict:
-    """Refuse a loaded file whose format tag is not `file_format` or whose `payload[tensors]` fail the stored hash."""
-    if not isinstance(payload, dict) or payload.get("format") != file_format:
-        raise CheckpointError(f"{path} is not a {file_format} file")
-    if tensors_sha256(payload[tensors]) != payload.get("sha256"):
-        raise CheckpointError(f"{path} failed its integrity check: its tensors were changed after saving")
+    """Load and verify a model file (weights_only=True, format and hash over everything checked); its payload."""
+    payload = read_torch_file(path, FORMAT, kind="minprune model")
+    for key, kind in (("description", dict), ("meta", dict), ("state_dict", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{path}: its {key!r} entry is missing or not a {kind.__name__}")
+    if not all(isinstance(t, torch.Tensor) for t in payload["state_dict"].values()):
+        raise CheckpointError(f"{path}: its state_dict holds something other than tensors")
     return payload
 
 
+def _check_shapes(path, expected: dict, state: dict) -> None:
+    """Refuse stored tensors whose names or shapes differ from the described model's (`x_orig` and `x_mask` of a
+    masked model stand for `x`), before the model is built for real."""
+    found = {}
+    for key, t in state.items():
+        for suffix in ("_orig", "_mask"):
+            base = key.removesuffix(suffix)
+            if key.endswith(suffix) and {base + "_orig", base + "_mask"} <= state.keys():
+                key = base
+        found.setdefault(key, tuple(t.shape))
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    wrong = [f"size mismatch for {k}: the file has {list(found[k])}, the description {list(expected[k].shape)}"
+             for k in expected.keys() & found.keys() if found[k] != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        problems = wrong + ([f"missing {missing[:5]}"] if missing else []) + (
+            [f"unexpected {unexpected[:5]}"] if unexpected else [])
+        raise CheckpointError(f"{path}: weights do not fit the described model: {'; '.join(sorted(problems))[:500]}")
+
+
 def load_model(path, *, device=None) -> tuple[nn.Module, dict]:
-    """Rebuild the model stored in `path` and load its weights strictly; returns (model, meta)."""
+    """Rebuild the model stored in `path` and load its weights strictly; returns (model, meta).
+
+    The description's model is built on the meta device first and its tensor shapes compared with the file's: a
+    file cannot make the loader allocate more than its own tensors. See notebooks/01_train_baseline.ipynb.
+    """
+    target = check_device(device) if device is not None else torch.device("cpu")
     payload = read_checkpoint(path)
-    try:
+    state = payload["state_dict"]
+    _check_shapes(path, described_model(path, payload["description"]).state_dict(), state)
+    with refusing(path, "the model description cannot be rebuilt"):
         model = from_description(payload["description"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the model description cannot be rebuilt: {exc}") from exc
-    try:  # masked models (weight_orig + weight_mask) load too, their pruned weights staying zero
-        load_masked_state_dict(model, payload["state_dict"], strict=True)
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the described model: {exc}") from exc
-    return model.to(device or "cpu"), payload["meta"]
+    with refusing(path, "the model's dtype cannot be restored"):
+        dtype = _float_dtype(state)
+        if dtype is not None:
+            model = model.to(dtype)
+    with refusing(path, "weights do not fit the described model"):
+        # masked models (weight_orig + weight_mask) load too, their pruned weights staying zero
+        load_masked_state_dict(model, state, strict=True)
+    return model.to(target), payload["meta"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ def shipped_or_cached(filename: str, train: Callable[[], tuple[nn.Module, dict]]
                       retrain: bool = False) -> tuple[nn.Module, dict]:
     """(model, meta) from the shipped file `filename`, else from the cache, else `train()` and cache it.
 
-    A damaged shipped file is an error (reinstall the kit); a damaged cache entry is retrained, with a message.
+    A damaged shipped file is an error (reinstall the kit); a damaged cache entry is moved aside to
+    `<name>.damaged` and retrained, with a warning that says so.
     `retrain=True` skips both and trains (the result goes to the cache; the shipped file is never written).
     """
     shipped, cached = baselines_dir() / filename, cache_dir() / filename
@@ -74,7 +76,10 @@ def shipped_or_cached(filename: str, train: Callable[[], tuple[nn.Module, dict]]
         try:
             return load_model(cached)
         except CheckpointError as exc:
-            print(f"{what}: the cached file is damaged ({exc}); training it again")
+            damaged = cached.with_name(cached.name + ".damaged")
+            os.replace(cached, damaged)
+            warnings.warn(f"{what}: the cached file cannot be used ({exc}); it is kept as {damaged} and the "
+                          f"model is trained again", UserWarning, stacklevel=3)
     elif not retrain:
         print(f"{what}: no shipped file ({filename}); training it on this machine, then caching it in {cache_dir()}")
     model, meta = train()

@@ -6,6 +6,7 @@ import torch
 
 import minprune as mp
 from minprune import checkpoint
+from minprune.files import seal
 
 
 def _same(a, b):
@@ -76,8 +77,8 @@ def test_wrong_format_and_mismatched_weights(tmp_path):
     with pytest.raises(mp.CheckpointError, match="not a minprune"):
         mp.load_model(path)
     state = mp.build("lenet300").state_dict()  # written by hand: save_model itself refuses such a description
-    torch.save({"format": checkpoint.FORMAT, "description": {"arch": "lenet5"}, "meta": {}, "state_dict": state,
-                "sha256": checkpoint.tensors_sha256(state)}, tmp_path / "m.pt")
+    torch.save(seal({"format": checkpoint.FORMAT, "description": {"arch": "lenet5"}, "meta": {}, "state_dict": state}),
+               tmp_path / "m.pt")
     other = tmp_path / "m.pt"
     with pytest.raises(mp.CheckpointError, match="do not fit"):
         mp.load_model(other)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
 from minprune import checkpoint
+from minprune.files import seal
 from minprune.quantization import huffman
 from minprune.quantization import uniform as quantize
 from minprune.structured import channel_rules
@@ -354,8 +355,8 @@ def _(tmp):
     state = {k: v.detach() for k, v in model.state_dict().items()}
     state["layers.1.weight"] = torch.zeros(5, 784)
     payload = {"format": checkpoint.FORMAT, "description": mp.models.describe(model), "meta": {},
-               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
-    torch.save(payload, path)
+               "state_dict": state}
+    torch.save(seal(payload), path)
     return lambda: mp.load_model(path), path
 
 
@@ -364,8 +365,8 @@ def _(tmp):
     path = tmp / "model.pt"
     state = {k: v.detach() for k, v in lenet300().state_dict().items()}
     payload = {"format": checkpoint.FORMAT, "description": {"arch": "os.system"}, "meta": {},
-               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
-    torch.save(payload, path)
+               "state_dict": state}
+    torch.save(seal(payload), path)
     return lambda: mp.load_model(path), path
 
 
@@ -376,8 +377,8 @@ def _(tmp):
     state = {k: v.detach() for k, v in model.state_dict().items()}
     description = {**mp.models.describe(model), "shapes": {"layers.1": ["Evil", {}]}}
     payload = {"format": checkpoint.FORMAT, "description": description, "meta": {},
-               "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}
-    torch.save(payload, path)
+               "state_dict": state}
+    torch.save(seal(payload), path)
     return lambda: mp.load_model(path), path
 
 
@@ -2065,6 +2066,98 @@ def _(tmp):
     return lambda: mp.load_compressed(tmp / "none.mpdc"), tmp
 
 
+def _mlp_file(tmp, **kwargs):
+    torch.manual_seed(0)
+    model = mp.build("lenet300", hidden=[12, 8])
+    return mp.save_model(tmp / "model.pt", model, **kwargs), model
+
+
+def _resave(path, change):
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    return path
+
+
+@case("load-edited-description")
+def _(tmp):
+    path, _ = _mlp_file(tmp)
+    _resave(path, lambda p: p["description"].update(shapes={"layers.2": ["Identity", {}]}))
+    return lambda: mp.load_model(path), path
+
+
+def _crafted_description(tmp, hidden):
+    path = tmp / "model.pt"
+    state = mp.build("lenet300", hidden=[4, 4]).state_dict()
+    torch.save(seal({"format": checkpoint.FORMAT, "description": {"arch": "lenet300", "hidden": hidden}, "meta": {},
+                     "state_dict": state}), path)
+    return path
+
+
+@case("load-huge-description")
+def _(tmp):
+    path = _crafted_description(tmp, [10**9, 8])
+    return lambda: mp.load_model(path), path
+
+
+@case("load-description-too-big")
+def _(tmp):
+    path = _crafted_description(tmp, [50_000, 8])
+    return lambda: mp.load_model(path), path
+
+
+@case("load-old-format")
+def _(tmp):
+    path = tmp / "model.pt"
+    model = mp.build("lenet300", hidden=[4, 4])
+    state = model.state_dict()
+    torch.save({"format": "minprune-checkpoint/1", "description": mp.models.describe(model), "meta": {},
+                "state_dict": state, "sha256": checkpoint.tensors_sha256(state)}, path)
+    return lambda: mp.load_model(path), path
+
+
+@case("save-mixed-dtypes")
+def _(tmp):
+    model = lenet300()
+    model.layers[1].half()
+    return lambda: mp.save_model(tmp / "m.pt", model), (model, tmp)
+
+
+def _compressed_file(tmp):
+    torch.manual_seed(0)
+    model = mp.build("lenet300", hidden=[12, 8])
+    mp.prune(model, scores_of(model), 0.5)
+    mp.make_permanent(model)
+    mp.share_weights(model, 2)
+    path = tmp / "m.mpdc"
+    mp.save_compressed(path, model)
+    return path
+
+
+@case("compressed-crafted-header")
+def _(tmp):
+    import hashlib
+    import json
+    import struct
+    import zlib
+    path = _compressed_file(tmp)
+    data = path.read_bytes()[:-32]
+    (size,) = struct.unpack("<I", data[5:9])
+    header = json.loads(zlib.decompress(data[9:9 + size]))
+    header["tensors"][0]["shape"] = [10**7, 10**6]
+    packed = zlib.compress(json.dumps(header).encode())
+    body = data[:5] + struct.pack("<I", len(packed)) + packed + data[9 + size:]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return lambda: mp.load_compressed(path), path
+
+
+@case("compressed-old-format")
+def _(tmp):
+    path = tmp / "m.mpdc"
+    path.write_bytes(b"MPDC1" + bytes(100))
+    return lambda: mp.load_compressed(path), path
+
+
 @case("int8-masked")
 def _(tmp):
     model = lenet300()
@@ -2118,6 +2211,37 @@ def _(tmp):
     path = tmp / "garbage.pt"
     path.write_bytes(bytes(range(256)) * 8)
     return lambda: mp.load_int8(path), tmp
+
+
+def _int8_file(tmp):
+    torch.manual_seed(0)
+    path = tmp / "m.mpq"
+    mp.save_int8(path, mp.dynamic_int8(mp.build("lenet300", hidden=[12, 8])))
+    return path
+
+
+@case("load-int8-edited")
+def _(tmp):
+    path = _resave(_int8_file(tmp), lambda p: p["recipe"]["description"].update(hidden=[12, 9]))
+    return lambda: mp.load_int8(path), path
+
+
+@case("load-int8-crafted-size")
+def _(tmp):
+    def change(p):
+        p["recipe"]["description"]["hidden"] = [12, 9]
+        p.update(seal(p))
+    path = _resave(_int8_file(tmp), change)
+    return lambda: mp.load_int8(path), path
+
+
+@case("load-int8-huge")
+def _(tmp):
+    def change(p):
+        p["recipe"]["description"]["hidden"] = [500, 8]
+        p.update(seal(p))
+    path = _resave(_int8_file(tmp), change)
+    return lambda: mp.load_int8(path), path
 
 
 @case("int8-weights-onnx-ops")

@@ -157,8 +157,13 @@ def test_tampered_or_foreign_files_are_refused(tmp_path):
     torch.save(payload, tmp_path / "bad.mpq")
     with pytest.raises(CheckpointError, match="integrity"):
         load_int8(tmp_path / "bad.mpq")
+    payload = torch.load(tmp_path / "m.mpq", weights_only=True)
+    payload["recipe"]["description"]["hidden"] = [16, 9]  # the recipe is covered by the hash too
+    torch.save(payload, tmp_path / "bad.mpq")
+    with pytest.raises(CheckpointError, match="integrity"):
+        load_int8(tmp_path / "bad.mpq")
     torch.save({"format": "something else"}, tmp_path / "other.mpq")
-    with pytest.raises(CheckpointError, match="minprune-int8/1"):
+    with pytest.raises(CheckpointError, match="minprune-int8/2"):
         load_int8(tmp_path / "other.mpq")
     (tmp_path / "junk.mpq").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="not a readable"):

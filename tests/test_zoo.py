@@ -12,6 +12,7 @@ from minprune import zoo
 from minprune.__main__ import main
 from minprune.assets import baselines_dir
 from minprune.distillation import teacher as shift_teacher
+from minprune.files import tensors_sha256
 
 
 def test_pretrained_trains_once_then_loads(monkeypatch):
@@ -31,8 +32,10 @@ def test_damaged_cache_entry_is_retrained(monkeypatch):
     mp.pretrained("lenet300", progress=False)
     path = zoo._cache_file("lenet300", "mnist-small", 0, recipe)
     path.write_bytes(b"garbage")
-    model = mp.pretrained("lenet300", progress=False)
+    with pytest.warns(UserWarning, match=r"cached file cannot be used.*kept as .*\.damaged.*trained again"):
+        model = mp.pretrained("lenet300", progress=False)
     assert mp.count_params(model) == 266_610 and mp.load_model(path)[0] is not None
+    assert path.with_name(path.name + ".damaged").read_bytes() == b"garbage"
 
 
 def test_cached_model_equals_retrained(monkeypatch):
@@ -124,4 +127,4 @@ def test_the_reference_kernels_reproduce_the_shipped_file_bit_for_bit(tmp_path):
            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OMP_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
                          cwd=tmp_path).stdout.split()
-    assert out == ["AVX2", mp.checkpoint.read_checkpoint(_shipped("lenet300"))["sha256"]]
+    assert out == ["AVX2", tensors_sha256(mp.checkpoint.read_checkpoint(_shipped("lenet300"))["state_dict"])]

@@ -64,7 +64,7 @@ def check() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = build(Path(tmp))
     differ = [name for name, digest in fresh.items()
-              if read_checkpoint(baselines_dir() / name)["sha256"] != digest]
+              if tensors_sha256(read_checkpoint(baselines_dir() / name)["state_dict"]) != digest]
     for name in fresh:
         print(f"{name}: {'DIFFERS' if name in differ else 'identical'}")
     return 1 if differ else 0

@@ -25,14 +25,22 @@ from collections import OrderedDict
 
 import torch
 
-from minprune.checkpoint import CheckpointError, atomic_write, read_verified, tensors_sha256
+from minprune.files import (
+    CheckpointError,
+    atomic_write,
+    check_model_size,
+    count_elements,
+    read_torch_file,
+    refusing,
+    seal,
+)
 from minprune.models import from_description
 from minprune.quantization import engines
 from minprune.quantization.engines import using_engine
 from minprune.quantization.int8 import dynamic_int8, static_int8
 from minprune.quantization.int8_modules import Int8Model
 
-FORMAT = "minprune-int8/1"
+FORMAT = "minprune-int8/2"
 _DTYPES = {str(d).removeprefix("torch."): d for d in (torch.int8, torch.uint8, torch.int32, torch.int64,
                                                       torch.float32, torch.float64)}
 _QDTYPES = {torch.qint8: torch.int8, torch.quint8: torch.uint8, torch.qint32: torch.int32}
@@ -87,9 +95,16 @@ def _pack(value, packer: _Packer) -> dict:
     return {"kind": "tensor", "ref": packer.add(value)}
 
 
-def _take(blobs: dict, ref: list) -> torch.Tensor:
+def _take(blobs: dict, ref) -> torch.Tensor:
+    """The part `ref` = [dtype name, offset, shape] of the blobs; a reference outside them is refused."""
+    if not (isinstance(ref, list) and len(ref) == 3 and ref[0] in blobs and isinstance(ref[1], int)
+            and not isinstance(ref[1], bool) and ref[1] >= 0):
+        raise CheckpointError(f"a bad reference into the stored values: {ref!r:.80}")
     name, offset, shape = ref
-    n = int(torch.Size(shape).numel())
+    n = count_elements(shape, "a layout entry")
+    if offset + n > blobs[name].numel():
+        raise CheckpointError(f"a layout entry reads {name} values {offset}..{offset + n}, past the "
+                              f"{blobs[name].numel()} stored")
     return blobs[name][offset:offset + n].reshape(shape)
 
 
@@ -126,8 +141,8 @@ def save_int8(path, model: Int8Model) -> dict:
     packer = _Packer()
     layout = [[key, _pack(value, packer)] for key, value in model.quantized.state_dict().items()]
     blobs = packer.blobs()
-    payload = {"format": FORMAT, "recipe": model.recipe, "layout": layout, "blobs": blobs,
-               "sha256": tensors_sha256(blobs)}
+    # the hash covers the recipe and the layout (scales, zero points) too
+    payload = seal({"format": FORMAT, "recipe": model.recipe, "layout": layout, "blobs": blobs})
     path = atomic_write(path, lambda f: torch.save(payload, f))
     return {"path": path, "bytes": path.stat().st_size}
 
@@ -148,10 +163,9 @@ def _load_engine(recipe: dict, float_model: torch.nn.Module) -> str:
     return engine
 
 
-def _skeleton(recipe: dict) -> Int8Model:
+def _skeleton(recipe: dict, engine: str) -> Int8Model:
     """The same int8 graph as the saved model, with placeholder values (calibrated on one zero input)."""
     float_model = from_description(recipe["description"]).eval()
-    engine = _load_engine(recipe, float_model)
     if recipe["method"] == "dynamic":
         return dynamic_int8(float_model, engine=engine)
     zeros = torch.zeros(1, *float_model.input_shape)
@@ -159,18 +173,56 @@ def _skeleton(recipe: dict) -> Int8Model:
                        linear_weights_only=recipe.get("linear_weights_only", False))
 
 
+def _shapes(value):
+    """The shapes in a state_dict entry (tensors, packed tuples, dtypes), to compare a file with its skeleton."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", str(value.dtype), tuple(value.shape))
+    if isinstance(value, tuple):
+        return tuple(_shapes(v) for v in value)
+    return value if value is None else repr(value)
+
+
+def _check_fits(skeleton: dict, state: dict) -> None:
+    """Refuse stored values whose keys, dtypes or shapes differ from those of the graph the recipe builds."""
+    if list(skeleton) != list(state):
+        raise CheckpointError(f"its layout names {sorted(set(state) ^ set(skeleton))[:5]} that the described "
+                              f"int8 model does not have, or lacks them")
+    for key, value in state.items():
+        if _shapes(value) != _shapes(skeleton[key]):
+            raise CheckpointError(f"{key!r} is stored as {_shapes(value)}, the described model holds "
+                                  f"{_shapes(skeleton[key])}")
+
+
+def _checked_parts(payload: dict) -> tuple[dict, list, dict]:
+    recipe, layout, blobs = payload["recipe"], payload["layout"], payload["blobs"]
+    if not (isinstance(blobs, dict) and all(k in _DTYPES and isinstance(b, torch.Tensor) and b.dim() == 1
+                                            and b.dtype == _DTYPES[k] for k, b in blobs.items())):
+        raise CheckpointError("its stored values are not 1-D tensors of the dtypes they are filed under")
+    if not (isinstance(recipe, dict) and isinstance(recipe.get("engine"), str) and isinstance(layout, list)
+            and recipe.get("method") in ("dynamic", "static", "qat")):
+        raise CheckpointError("its recipe or layout is not what save_int8 writes")
+    return recipe, layout, blobs
+
+
 def load_int8(path) -> Int8Model:
     """Read a file written by `save_int8` (weights_only=True, hash checked) and rebuild the int8 model.
 
     Its engine is the file's, or, where this PyTorch lacks that one, the one 'auto' picks (with a warning).
+    Before anything is built, the described model is sized on the meta device (at most twice the numbers the
+    file stores); every stored value must have the key, dtype and shape of the graph the recipe rebuilds.
     See notebooks/08_quantization.ipynb.
     """
-    payload = read_verified(path, FORMAT, "blobs", missing="int8 model", unreadable="int8 model")
-    recipe = payload["recipe"]
-    model = _skeleton(recipe)
-    state = OrderedDict((key, _unpack(entry, payload["blobs"])) for key, entry in payload["layout"])
-    state._metadata = model.quantized.state_dict()._metadata  # per-module format versions, as load expects
-    with using_engine(model.engine):  # packs the weights for the engine the model runs under
-        model.quantized.load_state_dict(state, strict=True)
-    model.method, model.recipe = recipe["method"], recipe
+    payload = read_torch_file(path, FORMAT, kind="int8 model")
+    with refusing(path, "its contents do not form an int8 model"):
+        recipe, layout, blobs = _checked_parts(payload)
+        described = check_model_size(path, recipe["description"], sum(b.numel() for b in blobs.values()))
+    engine = _load_engine(recipe, described)  # a machine without int8 kernels: a RuntimeError, not a bad file
+    with refusing(path, "its contents do not form an int8 model"):
+        model = _skeleton(recipe, engine)
+        state = OrderedDict((key, _unpack(entry, blobs)) for key, entry in layout)
+        _check_fits(model.quantized.state_dict(), state)
+        state._metadata = model.quantized.state_dict()._metadata  # per-module format versions, as load expects
+        with using_engine(model.engine):  # packs the weights for the engine the model runs under
+            model.quantized.load_state_dict(state, strict=True)
+        model.method, model.recipe = recipe["method"], recipe
     return model
