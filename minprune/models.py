@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from minprune.layers import SPEC_TYPES, module_from_spec, module_spec, set_module
+from minprune.validate import positive_int
 
 
 def check_input_shape(module, args):
@@ -152,7 +153,36 @@ def build(arch: str, **kwargs) -> nn.Module:
     unknown = [k for k in kwargs if k not in allowed]
     if unknown:
         raise TypeError(f"unknown argument(s) {unknown} for {arch!r}; allowed: {', '.join(allowed)}")
+    _check_sizes(arch, kwargs)
     return ARCHS[arch](**kwargs)
+
+
+_LENGTHS = {("lenet5", "channels"): 2, ("lenet5", "hidden"): 2}
+
+
+def _sizes(value, name: str) -> list:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a list of positive ints, got {value!r:.60}")
+    return [positive_int(v, f"{name}[{i}]") for i, v in enumerate(_plain(value))]
+
+
+def _check_sizes(arch: str, kwargs: dict) -> None:
+    """Refuse sizes that no model of `arch` can have (a list of the wrong length, 0 or -1 channels, a bool)."""
+    shape = _sizes(kwargs.get("input_shape", (1, 28, 28)), "input_shape")
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (channels, height, width), got {shape}")
+    positive_int(_plain(kwargs.get("num_classes", 10)), "num_classes")
+    for key in ("hidden", "channels", "widths", "blocks"):
+        if key in kwargs:
+            sizes = _sizes(kwargs[key], key)
+            needed = _LENGTHS.get((arch, key))
+            if (needed is not None and len(sizes) != needed) or (key != "hidden" and not sizes):
+                raise ValueError(f"{key} of {arch!r} must list {needed or 'at least 1'} sizes, got {sizes}")
+    if arch == "resnet" and len(_plain(kwargs.get("widths", [0] * 3))) != len(_plain(kwargs.get("blocks", [1] * 3))):
+        raise ValueError(f"widths and blocks of 'resnet' must have the same length, got {kwargs.get('widths')} and "
+                         f"{kwargs.get('blocks')}")
+    if arch == "lenet5" and ((shape[1] + (4 if shape[1] == 28 else 0) - 4) // 2 - 4) // 2 < 1:
+        raise ValueError(f"lenet5 needs images of at least 16x16, got input_shape={shape}")
 
 
 def describe(model: nn.Module) -> dict:

@@ -185,6 +185,11 @@ def _(tmp):
     return lambda: mp.build("lenet5", depth=3), None
 
 
+@case("build-sizes")
+def _(tmp):
+    return lambda: mp.build("lenet5", hidden=[8]), None
+
+
 @case("forward-shape")
 def _(tmp):
     model = lenet5()
