@@ -1,9 +1,9 @@
 """minprune: a compact PyTorch library for learning neural-network pruning. See README.md.
 
-The package is the map of the course: a small core (data, models, layers, masked, train, files, checkpoint, zoo, measure,
-timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured` (05-06),
-`dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course` (checks,
-widgets, plots).
+The package is the map of the course: a small core (data, models, layers, masked, train, files, checkpoint, zoo,
+measure, timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured`
+(05-06), `dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course`
+(checks, widgets, plots).
 
 The functional API is flat: `mp.prune`, `mp.quantize`, `mp.fit`, ... (`__all__`: functions and classes only).
 Nothing is imported until it is used (PEP 562): `import minprune` is quick, and `mp.fit` loads only what training
@@ -96,8 +96,8 @@ _EXPORTS = {
 }
 
 CORE = (
-    "assets", "checkpoint", "data", "devices", "energy", "files", "layers", "masked", "measure", "models", "profile",
-    "table", "timing", "train", "validate", "zoo",
+    "assets", "batches", "checkpoint", "data", "devices", "energy", "files", "layers", "masked", "measure", "models",
+    "optimizers", "profile", "table", "timing", "train", "validate", "zoo",
 )
 CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from minprune.assets import asset_dir
-from minprune.validate import positive_int
+from minprune.validate import non_negative_int, positive_int
 
 # The compact file shipped in minprune/assets/ and the SHA-256 of its arrays (images bytes, then labels bytes).
 DATA_DIR = Path(os.environ.get("MINPRUNE_DATA", asset_dir()))
@@ -32,6 +32,24 @@ NORMALISATION = {
 }
 TORCHVISION_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 NAMES = ("mnist-small", *TORCHVISION_SETS)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def check_split(split) -> str:
+    """`split` when it is 'train', 'val' or 'test'; else ValueError listing them."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    return split
+
+
+def check_path(path, name: str, *, none_ok: bool = False):
+    """`path` when it is a str or os.PathLike (or None, with none_ok=True); else TypeError naming `name`."""
+    if (path is None and none_ok) or isinstance(path, (str, os.PathLike)):
+        return path
+    raise TypeError(f"{name} must be a path (str or pathlib.Path){' or None' if none_ok else ''}, "
+                    f"got {type(path).__name__} {path!r:.60}")
 
 
 @dataclass
@@ -49,15 +67,18 @@ class DataSplits:
 
     def loader(self, split: str = "train", batch_size: int = 64, *, shuffle=None, seed: int = 0):
         """A DataLoader over `split`; the training split is shuffled with a seeded generator."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        check_split(split)
         positive_int(batch_size, "batch_size")
+        non_negative_int(seed, "seed")
+        if shuffle is not None and not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True, False or None (shuffle the training split only), got {shuffle!r}")
         shuffle = (split == "train") if shuffle is None else shuffle
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(getattr(self, split), batch_size=batch_size, shuffle=shuffle, generator=generator)
 
     def sample(self, n: int = 64, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """The first `n` examples of a split as two tensors (x, y), for quick looks and calibration."""
+        positive_int(n, "n")
         x, y = next(iter(self.loader(split, batch_size=n, shuffle=False)))
         return x, y
 
@@ -72,18 +93,27 @@ def load(name: str = "mnist-small", *, root=None, download: bool = False, val_si
     The torchvision sets read from `root` (default ~/.cache/minprune/data) and only download
     when `download=True`. The validation set is carved from the training set, stratified by class.
     """
-    if name not in NAMES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
-    if not isinstance(val_size, int) or val_size < 0:
-        raise ValueError(f"val_size must be a non-negative int, got {val_size!r}")
+    check_name(name)
+    non_negative_int(val_size, "val_size")
+    non_negative_int(seed, "seed")
+    check_path(root, "root", none_ok=True)
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
     if name == "mnist-small":
         return _load_mnist_small(val_size=val_size, seed=seed)
     return _load_torchvision(name, root=root, download=download, val_size=val_size, seed=seed)
 
 
+def check_name(name) -> str:
+    """`name` when it is a data set `load` knows; else ValueError listing them (NAMES)."""
+    if not isinstance(name, str) or name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
+    return name
+
+
 def read_mnist_small(path=None) -> tuple[np.ndarray, np.ndarray]:
     """Read the embedded sample: images uint8 (5000, 28, 28) and labels uint8 (5000,), hash-checked."""
-    path = Path(path) if path is not None else DATA_DIR / MNIST_SMALL_FILE
+    path = Path(check_path(path, "path", none_ok=True)) if path is not None else DATA_DIR / MNIST_SMALL_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; it ships inside the package (see data/README.md)")
     try:
@@ -100,8 +130,12 @@ def read_mnist_small(path=None) -> tuple[np.ndarray, np.ndarray]:
 
 def stratified_split(labels, n_holdout: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (keep, holdout) with the same class proportions, after a seeded shuffle."""
+    non_negative_int(n_holdout, "n_holdout")
+    non_negative_int(seed, "seed")
     labels = np.asarray(labels)
-    if not 0 <= n_holdout <= len(labels):
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be one class label per example (a 1-d array), got shape {labels.shape}")
+    if n_holdout > len(labels):
         raise ValueError(f"cannot hold out {n_holdout} of {len(labels)} examples")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))

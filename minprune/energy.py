@@ -35,6 +35,7 @@ from torch import nn
 from minprune.devices import model_device
 from minprune.layers import is_prunable
 from minprune.table import Table
+from minprune.validate import float_dtype, input_shape_arg, model_arg, non_negative_int
 
 MEMORIES = ("dram", "sram")
 
@@ -82,12 +83,13 @@ def _is_counted(module: nn.Module) -> bool:
 
 
 def _example_input(model: nn.Module, input_shape) -> torch.Tensor:
-    """Zeros (1, *shape) on the model's device: the counts depend on shapes only, and zeros draw no random numbers
-    (so an estimate leaves the random state, and what a notebook computes after it, as it was)."""
-    shape = tuple(input_shape or getattr(model, "input_shape", ()))
-    if not shape:
+    """Zeros (1, *shape) on the model's device, in its float dtype: the counts depend on shapes only, and zeros
+    draw no random numbers (so an estimate leaves the random state, and what a notebook computes after it, as it
+    was)."""
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
         raise ValueError("pass input_shape=(C, H, W) (or (features,)); the model does not record one")
-    return torch.zeros(1, *shape, device=model_device(model))
+    return torch.zeros(1, *input_shape_arg(shape), device=model_device(model), dtype=float_dtype(model))
 
 
 def _weights_of(module: nn.Module) -> list[torch.Tensor]:
@@ -104,8 +106,10 @@ def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
 
     Returns [{"layer", "macs", "nonzero_macs", "weights", "nonzero_weights", "activations", "bits"}] where
     `weights` counts weight and bias values, `activations` counts input plus output values and `bits` is 8
-    for an int8 layer, 32 for a float one. See notebooks/11_deploy.ipynb.
+    for an int8 layer, 32 for a float one. Any float dtype; a meta-device model (no values to count) is refused.
+    See notebooks/11_deploy.ipynb.
     """
+    model_arg(model)
     x = _example_input(model, input_shape)
     rows, handles = [], []
 
@@ -144,7 +148,7 @@ def _check_precision(arg: str, bits, layers: list[str] | None = None) -> None:
     if bits is None:
         return
     values = list(bits.values()) if isinstance(bits, dict) else [bits]
-    if any(v not in PRECISIONS for v in values):
+    if any(isinstance(v, bool) or not isinstance(v, int) or v not in PRECISIONS for v in values):
         raise ValueError(f"{arg} must be 32 (float) or 8 (int8), a dict {{layer: 32 or 8}} or None (each layer's "
                          f"own precision), got {bits!r}")
     unknown = sorted(set(bits) - set(layers)) if isinstance(bits, dict) and layers is not None else []
@@ -177,8 +181,7 @@ class EnergyOptions:
                 raise ValueError(f"{arg} must be one of {MEMORIES}, got {value!r}")
         if not isinstance(self.sparse, bool):
             raise TypeError(f"sparse must be True or False, got {self.sparse!r}")
-        if not isinstance(self.index_bits, int) or self.index_bits < 0:
-            raise ValueError(f"index_bits must be a non-negative int, got {self.index_bits!r}")
+        non_negative_int(self.index_bits, "index_bits")
         for arg in ("bits", "weight_bits"):
             value = getattr(self, arg)
             _check_precision(arg, value)  # values here, layer names in `check_layers` once the layers are known
@@ -203,9 +206,24 @@ class EnergyOptions:
 EACH_LAYER_OWN = EnergyOptions()  # the defaults: each layer's own precision, dense, weights in DRAM
 
 
-def _check_options(options) -> None:
+def _check_options(options, costs) -> None:
     if not isinstance(options, EnergyOptions):
         raise TypeError(f"options must be an EnergyOptions, e.g. EnergyOptions(bits=8), got {type(options).__name__}")
+    if not isinstance(costs, EnergyCosts):
+        raise TypeError(f"costs must be an EnergyCosts, e.g. EnergyCosts(dram_32bit=320.0), got {type(costs).__name__}")
+
+
+COUNT_KEYS = ("layer", "macs", "nonzero_macs", "weights", "nonzero_weights", "activations")
+
+
+def _check_counts(counts) -> None:
+    """`counts` must be one row of `layer_counts`: a dict with the keys it writes."""
+    if not isinstance(counts, dict):
+        raise TypeError(f"counts must be one row of layer_counts(model) (a dict), got {type(counts).__name__}")
+    missing = [k for k in COUNT_KEYS if k not in counts]
+    if missing:
+        raise ValueError(f"counts must be one row of layer_counts(model) with keys {list(COUNT_KEYS)}; "
+                         f"missing {missing}")
 
 
 def layer_energy(counts: dict, *, options: EnergyOptions = EACH_LAYER_OWN, costs: EnergyCosts = HOROWITZ_45NM
@@ -215,7 +233,8 @@ def layer_energy(counts: dict, *, options: EnergyOptions = EACH_LAYER_OWN, costs
     MACs and activations count at the layer's compute precision, weights at its weight precision (see
     `EnergyOptions` for `bits` and `weight_bits`). See notebooks/11_deploy.ipynb.
     """
-    _check_options(options)
+    _check_options(options, costs)
+    _check_counts(counts)
     compute, stored = options.layer_bits(counts)
     if options.sparse:  # only nonzeros are stored, each with a relative index, and zero products are skipped
         macs = counts["nonzero_macs"]
@@ -237,7 +256,7 @@ def estimate_energy(model: nn.Module, input_shape=None, *, options: EnergyOption
     Returns {"compute_uj", "weights_uj", "activations_uj", "total_uj", "macs", "weight_bytes"}.
     See notebooks/11_deploy.ipynb.
     """
-    _check_options(options)
+    _check_options(options, costs)
     rows = layer_counts(model, input_shape)
     options.check_layers([r["layer"] for r in rows])
     total = {"compute_pj": 0.0, "weights_pj": 0.0, "activations_pj": 0.0, "weight_bytes": 0.0}
@@ -258,7 +277,7 @@ def energy_table(model: nn.Module, input_shape=None, *, options: EnergyOptions =
 
     options and costs as in `estimate_energy`. See notebooks/11_deploy.ipynb.
     """
-    _check_options(options)
+    _check_options(options, costs)
     rows = []
     for counts in layer_counts(model, input_shape):
         e = layer_energy(counts, options=options, costs=costs)

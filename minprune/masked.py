@@ -13,12 +13,16 @@ See notebooks/03_weight_pruning.ipynb.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from minprune.train import check_model
+from minprune.validate import model_arg
+
+STORAGE_SUFFIXES = ("_orig", "_mask")  # where torch.nn.utils.prune keeps a masked tensor's original and its mask
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -46,18 +50,72 @@ def _locate(model: nn.Module, name: str) -> tuple[nn.Module, str, torch.Tensor]:
     return module, attr, getattr(module, attr)
 
 
+def _pruned(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(name, module, attribute) of every tensor that carries a torch.nn.utils.prune mask, in module order."""
+    found = []
+    for mod_name, module in model.named_modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                attr = hook._tensor_name
+                found.append((f"{mod_name}.{attr}" if mod_name else attr, module, attr))
+    return found
+
+
+def refuse_emptied(masks: dict, how: str) -> None:
+    """ValueError naming the first tensor whose mask removes every entry (a layer with no weights left cuts the
+    network, which is why a sparsity of 1.0 is refused too)."""
+    for name, mask in masks.items():
+        if mask.numel() and not bool(mask.any()):
+            raise ValueError(f"{how} would remove every entry of {name!r} (sparsity 1.0): a layer with no weights "
+                             f"left cuts the network; keep at least one (a lower sparsity or threshold, or exclude it)")
+
+
+def check_mask_values(mask: torch.Tensor, what: str) -> None:
+    """ValueError unless `mask` is bool or holds only 0 and 1 (True/1 keeps), on a device with values."""
+    if mask.is_meta:
+        raise ValueError(f"{what} is on the meta device and holds no values")
+    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{what} must be bool (or 0/1 values), got other values (e.g. "
+                         f"{mask[(mask != 0) & (mask != 1)].flatten()[0].item()!r})")
+
+
+def _check_maskable(module: nn.Module, attr: str, name: str, what: str) -> None:
+    """Refuse names that masking would get wrong: the `_orig`/`_mask` tensors pruning stores (masking them nests
+    a second reparametrisation), and a tensor whose module has a `<attr>_orig`/`<attr>_mask` of its own that
+    masking would overwrite."""
+    suffix = next((s for s in STORAGE_SUFFIXES if attr.endswith(s)), None)
+    if suffix is not None:
+        plain = name.removesuffix(suffix)
+        if _hook(module, attr.removesuffix(suffix)) is not None:
+            raise ValueError(f"{what}[{name!r}] names the {'original' if suffix == '_orig' else 'mask'} that pruning "
+                             f"stores for {plain!r}; name the parameter itself: {plain!r}")
+        raise ValueError(f"{what}[{name!r}]: a name ending in '_orig' or '_mask' is where torch.nn.utils.prune keeps "
+                         f"a masked tensor's original and mask, so it cannot be masked; name the parameter itself, "
+                         f"or rename a parameter of your own that ends so")
+    if _hook(module, attr) is None:
+        for own in (f"{attr}{s}" for s in STORAGE_SUFFIXES):
+            if own in module._parameters or own in module._buffers:
+                raise ValueError(f"{what}[{name!r}]: the module already has a tensor {own!r} of its own (not from "
+                                 f"pruning), which masking {attr!r} would overwrite; rename that tensor first")
+
+
 def _some_names(model: nn.Module) -> list[str]:
     names = [n.removesuffix("_orig") for n, _ in model.named_parameters()]
     return names[:6] + (["..."] if len(names) > 6 else [])
 
 
 def check_against_model(model: nn.Module, tensors: dict, what: str = "masks") -> None:
-    """Raise ValueError unless every name exists in `model` and every tensor has its parameter's shape."""
-    check_model(model)
+    """Raise ValueError unless every name exists in `model` (and can be masked) and every tensor has its
+    parameter's shape; TypeError for a model that is not an nn.Module, or `tensors` that is not a dict of tensors.
+    A model on the meta device is refused: masking computes with its values."""
+    model_arg(model)
     if not isinstance(tensors, dict):
         raise TypeError(f"{what} must be a dict {{parameter name: tensor}}, got {type(tensors).__name__}")
     for name, t in tensors.items():
-        _, _, param = _locate(model, name)
+        if not isinstance(name, str):
+            raise TypeError(f"{what} must be keyed by parameter names (str), got the key {name!r}")
+        module, attr, param = _locate(model, name)
+        _check_maskable(module, attr, name, what)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{what}[{name!r}] must be a tensor, got {type(t).__name__}")
         if t.shape != param.shape:
@@ -95,27 +153,30 @@ def copy_model(model: nn.Module) -> nn.Module:
     it is recomputed without a graph first, which changes no values.)
     See notebooks/04_fine_tuning.ipynb.
     """
-    for name in get_masks(model):
-        module, attr, _ = _locate(model, name)
+    check_model(model)
+    for _, module, attr in _pruned(model):
         _refresh(module, attr)
     return copy.deepcopy(model)
 
 
 def is_pruned(model: nn.Module) -> bool:
     """True when at least one tensor of `model` carries a pruning mask."""
+    check_model(model)
     return torch_prune.is_pruned(model)
 
 
 def apply_masks(model: nn.Module, masks: dict) -> nn.Module:
     """Mask parameters in place (True keeps); an already masked tensor gets the product of old and new masks.
 
-    Validates every name and shape before touching anything. Returns `model`.
-    See notebooks/03_weight_pruning.ipynb.
+    Validates every name, shape and value before touching anything: masks must be bool or 0/1, named by the
+    parameter itself ('fc.weight', not 'fc.weight_orig'), and must leave every tensor at least one entry (a
+    layer with no weights left cuts the network). Works in any float dtype; the model keeps its own.
+    Returns `model`. See notebooks/03_weight_pruning.ipynb.
     """
     check_against_model(model, masks)
     for name, mask in masks.items():
-        if mask.dtype != torch.bool and not torch.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"masks[{name!r}] must be bool (or 0/1 values), got other values")
+        check_mask_values(mask, f"masks[{name!r}]")
+    _refuse_emptying(model, masks)
     for name, mask in masks.items():
         module, attr, param = _locate(model, name)
         mask = mask.to(device=param.device, dtype=param.dtype)
@@ -129,20 +190,26 @@ def apply_masks(model: nn.Module, masks: dict) -> nn.Module:
     return model
 
 
+def _refuse_emptying(model: nn.Module, masks: dict) -> None:
+    """ValueError naming a tensor that `masks`, together with the mask it already carries, would empty."""
+    combined = {}
+    for name, mask in masks.items():
+        module, attr, _ = _locate(model, name)
+        keep = mask.detach().cpu() != 0
+        if _hook(module, attr) is not None:
+            keep = keep & (getattr(module, f"{attr}_mask").detach().cpu() != 0)
+        combined[name] = keep
+    refuse_emptied(combined, "the masks (with those already applied)")
+
+
 def get_masks(model: nn.Module) -> dict:
     """The bool mask of every masked tensor ({name: mask}); also reads masks set by torch.nn.utils.prune.
 
+    A model on the meta device is refused: its masks hold no values.
     See notebooks/03_weight_pruning.ipynb.
     """
-    check_model(model)
-    masks = {}
-    for mod_name, module in model.named_modules():
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, torch_prune.BasePruningMethod):
-                attr = hook._tensor_name
-                name = f"{mod_name}.{attr}" if mod_name else attr
-                masks[name] = getattr(module, f"{attr}_mask").detach() != 0
-    return masks
+    model_arg(model)
+    return {name: getattr(module, f"{attr}_mask").detach() != 0 for name, module, attr in _pruned(model)}
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
@@ -151,8 +218,8 @@ def make_permanent(model: nn.Module) -> nn.Module:
     Afterwards the model is a plain model whose pruned weights are zeros. Returns `model`.
     See notebooks/03_weight_pruning.ipynb.
     """
-    for name in get_masks(model):
-        module, attr, _ = _locate(model, name)
+    check_model(model)
+    for _, module, attr in _pruned(model):
         torch_prune.remove(module, attr)
     return model
 
@@ -162,10 +229,32 @@ def load_masked_state_dict(model: nn.Module, state_dict: dict, *, strict: bool =
 
     Tensors with a `<name>_mask` entry are masked first (so `<name>_orig` and `<name>_mask` have a place
     to go), then the state_dict is loaded and every effective weight is recomputed. Returns `model`.
-    See notebooks/04_fine_tuning.ipynb.
+    Masks in the state_dict must hold 0/1 values and leave every tensor at least one entry. A state_dict that
+    does not fit raises before `model` changes: ValueError for unknown names or bad masks, torch's RuntimeError
+    (which lists them) for missing or unexpected keys. See notebooks/04_fine_tuning.ipynb.
     """
+    model_arg(model)
+    _check_state_dict(state_dict, strict)
     _load(copy_model(model), state_dict, strict)  # raises on a mismatch before `model` is touched
     return _load(model, state_dict, strict)
+
+
+def _check_state_dict(state_dict, strict) -> None:
+    """Refuse a state_dict that is not a mapping of names to tensors, or whose masks are not 0/1 with a kept entry."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a dict {{name: tensor}} (model.state_dict()), got "
+                        f"{type(state_dict).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    for key, t in state_dict.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] must be a tensor, got {type(t).__name__}")
+    masks = {key: t for key, t in state_dict.items()
+             if key.endswith("_mask") and key.removesuffix("_mask") + "_orig" in state_dict}
+    for key, t in masks.items():
+        check_mask_values(t, f"state_dict[{key!r}]")
+    refuse_emptied({key.removesuffix("_mask"): t.detach().cpu() != 0 for key, t in masks.items()},
+                   "the state_dict's masks")
 
 
 def _load(model: nn.Module, state_dict: dict, strict: bool) -> nn.Module:
@@ -177,7 +266,6 @@ def _load(model: nn.Module, state_dict: dict, strict: bool) -> nn.Module:
                 needed[name] = torch.ones_like(state_dict[key], dtype=torch.bool)
     apply_masks(model, needed)
     model.load_state_dict(state_dict, strict=strict)
-    for name in get_masks(model):
-        module, attr, _ = _locate(model, name)
+    for _, module, attr in _pruned(model):
         _refresh(module, attr)
     return model

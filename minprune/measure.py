@@ -18,17 +18,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from minprune.batches import check_loader
 from minprune.devices import model_device
 from minprune.energy import estimate_energy
 from minprune.masked import copy_model, effective_parameters
 from minprune.table import Table
-from minprune.timing import (
-    check_baseline,
-    check_models,
-    time_models,
-)
+from minprune.timing import check_baseline, check_models, check_warmup, time_models
 from minprune.train import check_model, eval_mode, evaluate
-from minprune.validate import positive_int
+from minprune.validate import check_flag, float_dtype, input_shape_arg, model_arg, positive_int
 
 
 def stored_tensors(model: nn.Module) -> list[list[torch.Tensor]]:
@@ -53,7 +50,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_nonzeros(model: nn.Module) -> int:
-    """Number of parameters that are not exactly zero in at least one use (a shared tensor counts once)."""
+    """Number of parameters that are not exactly zero in at least one use (a shared tensor counts once).
+
+    Any dtype (float16 and bfloat16 too); a model on the meta device holds no values and is refused.
+    """
+    model_arg(model)
     return sum(int(torch.count_nonzero(_used_entries(tensors))) for tensors in stored_tensors(model))
 
 
@@ -66,13 +67,16 @@ def _used_entries(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def model_sparsity(model: nn.Module) -> float:
-    """Fraction of all parameters that are exactly zero (`layer_sparsity`: per tensor)."""
+    """Fraction of all parameters that are exactly zero (`layer_sparsity`: per tensor); any dtype, not meta."""
+    model_arg(model)
     total = count_params(model)
     return 1.0 - count_nonzeros(model) / total if total else 0.0
 
 
 def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, float]:
-    """Fraction of zeros per parameter tensor (only `*.weight` tensors unless weights_only=False)."""
+    """Fraction of zeros per parameter tensor (only `*.weight` tensors unless weights_only=False); any dtype."""
+    model_arg(model)
+    check_flag(weights_only, "weights_only")
     out = {}
     for name, p in effective_parameters(model).items():
         if weights_only and not name.endswith("weight"):
@@ -82,12 +86,14 @@ def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, 
 
 
 def example_batch(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
-    """A random input batch of `batch_size` for timing, shaped (batch, *input_shape or model.input_shape)."""
+    """A random input batch of `batch_size` for timing, shaped (batch, *input_shape or model.input_shape), on the
+    model's device and in its float dtype (a float16 model gets a float16 batch)."""
     check_model(model)
-    shape = tuple(input_shape or getattr(model, "input_shape", ()))
-    if not shape:
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
         raise ValueError("pass input_shape=(C, H, W); the model does not record one")
-    return torch.randn(batch_size, *shape, device=model_device(model))
+    shape = input_shape_arg(shape)
+    return torch.randn(batch_size, *shape, device=model_device(model), dtype=float_dtype(model))
 
 
 @torch.no_grad()
@@ -95,7 +101,9 @@ def count_macs(model: nn.Module, input_shape=None, *, by_module: bool = False):
     """Multiply-accumulates for one input example (dense count: zeros are multiplied too).
 
     by_module=True returns {"total": n, "features.0": n, ...} for every module that does arithmetic.
+    Any dtype, and meta-device models too (only shapes are counted).
     """
+    check_flag(by_module, "by_module")
     x = example_batch(model, input_shape, 1)
     with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(x)
@@ -117,11 +125,13 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
 
     On `threads` threads (1 unless told; None: torch's current count) and on the model's own device (a GPU is
     synchronized before each reading); the result's `threads` and `device` name both.
-    See notebooks/01_train_baseline.ipynb.
+    Float16 and bfloat16 models are timed on inputs of their dtype. See notebooks/01_train_baseline.ipynb.
     """
+    model_arg(model)
     positive_int(batch_size, "batch_size")
     positive_int(threads, "threads", none_ok=True)
     positive_int(repeats, "repeats")
+    check_warmup(warmup)
     x = example_batch(model, input_shape, batch_size)
     timed = time_models({"model": model}, x, threads=threads, rounds=repeats, per_round=1, warmup=warmup)
     times = sorted(timed.samples["model"])
@@ -132,7 +142,7 @@ def latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, threads
 
 def size_on_disk(model: nn.Module) -> dict:
     """Bytes of the serialized state_dict (`torch.save`) and of the same bytes zip-compressed (as a CPU file)."""
-    check_model(model)
+    model_arg(model)
     if model_device(model).type != "cpu":  # the file you would ship: CPU tensors
         model = copy_model(model).cpu()
     buffer = io.BytesIO()
@@ -156,6 +166,12 @@ class LatencyOptions:
     warmup: int = 5
     repeats: int = 30
 
+    def __post_init__(self):
+        positive_int(self.batch_size, "batch_size")
+        positive_int(self.threads, "threads", none_ok=True)
+        check_warmup(self.warmup)
+        positive_int(self.repeats, "repeats")
+
 
 def _latency_options(timing) -> LatencyOptions | None:
     """`timing` of `summary`: True -> the default options, False or None -> no timing, or LatencyOptions."""
@@ -177,10 +193,14 @@ def summary(model: nn.Module, loader=None, *, name: str = "model", input_shape=N
     energy=True adds "energy uJ": `estimate_energy` (fp32, weights from DRAM; see notebooks/11_deploy.ipynb).
     See notebooks/01_train_baseline.ipynb.
     """
-    check_model(model)
+    model_arg(model)
     options = _latency_options(timing)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string (the row's label), got {type(name).__name__} {name!r:.60}")
+    check_flag(energy, "energy")
     row = {"model": name}
     if loader is not None:
+        check_loader(loader)
         row["acc"] = evaluate(model, loader, device=model_device(model))["acc"]
     row["params"] = count_params(model)
     row["nonzeros"] = count_nonzeros(model)
@@ -203,6 +223,8 @@ def compare(models: dict[str, nn.Module], loader=None, *, baseline: str | None =
     See notebooks/01_train_baseline.ipynb.
     """
     check_models(models)
+    for name, model in models.items():
+        model_arg(model, f"models[{name!r}]")
     baseline = check_baseline(models, baseline)
     rows = [summary(m, loader, name=n, **kwargs) for n, m in models.items()]
     base = rows[[*models].index(baseline)]

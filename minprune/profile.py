@@ -20,8 +20,8 @@ from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 from minprune import devices
 from minprune.measure import example_batch
 from minprune.table import Table
-from minprune.timing import check_models, time_models
-from minprune.validate import positive_int
+from minprune.timing import check_models, check_warmup, time_models
+from minprune.validate import model_arg, positive_int
 
 OUTSIDE = "(outside layers)"
 
@@ -70,9 +70,13 @@ def layer_latency(model: nn.Module, input_shape=None, *, batch_size: int = 64, t
     `share %` is the layer's part of the median forward pass; the row `(outside layers)` is the time spent
     between layers (functional ops, quantize/dequantize steps, Python). The timers add a few microseconds per
     layer. Works for float models and int8 models (`static_int8`), whose rows carry the float layer names.
-    On `threads` threads (1 unless told) and the model's device, which the title names. See notebooks/10_capstone.ipynb.
+    On `threads` threads (1 unless told) and the model's device, which the title names; float16 and bfloat16
+    models are timed on inputs of their dtype. See notebooks/10_capstone.ipynb.
     """
+    model_arg(model)
     positive_int(batch_size, "batch_size")
+    positive_int(threads, "threads", none_ok=True)
+    check_warmup(warmup)
     positive_int(repeats, "repeats")
     x = example_batch(model, input_shape, batch_size)
     leaves = _leaves(model)
@@ -101,6 +105,8 @@ def compare_layer_latency(models: dict[str, nn.Module], input_shape=None, **kwar
     See notebooks/10_capstone.ipynb.
     """
     check_models(models)
+    for name, model in models.items():
+        model_arg(model, f"models[{name!r}]")
     tables = {name: {row["layer"]: row for row in layer_latency(m, input_shape, **kwargs).rows}
               for name, m in models.items()}
     layers = list(dict.fromkeys(layer for rows in tables.values() for layer in rows if layer != OUTSIDE))

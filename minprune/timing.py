@@ -30,7 +30,14 @@ from torch import nn
 from minprune import devices
 from minprune.table import Table
 from minprune.train import eval_mode
-from minprune.validate import positive_int
+from minprune.validate import float_dtype, input_shape_arg, model_arg, positive_int
+
+
+def check_warmup(warmup) -> int:
+    """`warmup` when it is an int >= 0 (not a bool); else ValueError."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    return warmup
 
 
 @contextmanager
@@ -100,11 +107,8 @@ def _check_timed(models: dict) -> None:
         if not isinstance(model, nn.Module) and not is_session(model):
             raise TypeError(f"models must hold torch.nn.Modules or ONNX Runtime sessions, got "
                             f"{type(model).__name__} for {name!r}")
-
-
-def _check_warmup(warmup) -> None:
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+        if isinstance(model, nn.Module):
+            model_arg(model, f"models[{name!r}]")  # a model on the meta device holds no values to run
 
 
 def runner(model) -> Callable:
@@ -129,10 +133,12 @@ def is_channels_last(model: nn.Module) -> bool:
 
 
 def _input_for(model, x: torch.Tensor) -> torch.Tensor:
-    """`x` as `model` takes it: on its device, in NHWC layout for a channels_last model; on the CPU for a session."""
+    """`x` as `model` takes it: on its device and in its float dtype (float16 / bfloat16 models get inputs of their
+    own dtype), in NHWC layout for a channels_last model; on the CPU for a session."""
     if is_session(model):
         return x.cpu()
-    x = x.to(devices.model_device(model))
+    dtype = float_dtype(model) if x.is_floating_point() else x.dtype
+    x = x.to(devices.model_device(model), dtype)
     if x.dim() == 4 and is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -161,10 +167,12 @@ def time_models(models: dict, x: torch.Tensor, *, threads: int | None = 1, round
     """
     check_models(models)
     _check_timed(models)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor (one input batch), got {type(x).__name__}")
     positive_int(threads, "threads", none_ok=True)
     positive_int(rounds, "rounds")
     positive_int(per_round, "per_round")
-    _check_warmup(warmup)
+    check_warmup(warmup)
     runs = {name: runner(m) for name, m in models.items()}
     inputs = {name: _input_for(m, x) for name, m in models.items()}
     samples = {name: [] for name in models}
@@ -190,6 +198,7 @@ def interleaved_latency(models: dict, input_shape, *, batch_size: int = 64, thre
     random stream is untouched. See notebooks/11_deploy.ipynb.
     """
     positive_int(batch_size, "batch_size")
+    input_shape = input_shape_arg(input_shape)
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))  # global RNG untouched
     return time_models(models, x, threads=threads, rounds=rounds, per_round=per_round).medians()
 
@@ -208,7 +217,7 @@ class SpeedupSampler:
         positive_int(rounds, "rounds")
         positive_int(batch_size, "batch_size")
         positive_int(threads, "threads", none_ok=True)
-        self.models, self.input_shape = models, input_shape
+        self.models, self.input_shape = models, input_shape_arg(input_shape)
         threads = torch.get_num_threads() if threads is None else threads  # stated, and kept for every pass
         self.options = {"rounds": rounds, "batch_size": batch_size, "threads": threads}
         self.ratios = {name: [] for name in models}

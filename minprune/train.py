@@ -5,13 +5,16 @@ The loop is plain on purpose, so that pruning code can hook into it through call
 and masks applied with `minprune.apply_masks` stay applied while training.
 Devices: `fit` and `evaluate` take `device=None`, meaning `mp.device()` (the GPU if there is one, or
 $MINPRUNE_DEVICE); they move the model there in place and every batch with it (see `minprune.devices`).
-See notebooks/01_train_baseline.ipynb.
+Bad arguments are refused before the model changes: the loaders' first batches are read (and the random state
+put back) before training starts, and a failed call leaves the model's train/eval flag and device as they were.
+fit trains float32 or float64 models; evaluate also runs float16 and bfloat16 ones (each batch is cast to the
+model's dtype). See notebooks/01_train_baseline.ipynb.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,13 +25,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minprune import devices
-from minprune.validate import non_negative_int
+from minprune.batches import input_dtype, peek_batches, to_model_input
+from minprune.optimizers import check_lr, check_optimizer, check_optimizer_name, make_optimizer
+from minprune.validate import callable_arg, check_flag, float_model, model_arg, non_negative_int
+
+SEED_LIMIT = 2**32  # NumPy's seeds are below 2**32
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch so that CPU runs are bit-for-bit repeatable."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    non_negative_int(seed, "seed")
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be a non-negative int below 2**32, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -47,6 +56,20 @@ def check_finite_weights(model: nn.Module) -> None:
         if p.is_floating_point() and not bool(torch.isfinite(p).all()):
             raise ValueError(f"model weights must be finite, but {name!r} contains NaN or Inf; "
                              f"reload or re-initialise the model")
+
+
+@contextmanager
+def _state_kept_on_error(model: nn.Module):
+    """Restore the model's train/eval flag after the block, and on an error move it back to where it was."""
+    was_training, where = model.training, devices.model_device(model)
+    try:
+        yield
+    except BaseException:
+        if devices.model_device(model) != where:
+            model.to(where)
+        raise
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -70,6 +93,8 @@ class History:
 
     def extend(self, later: History) -> History:
         """Append the epochs of `later` (a run that continued this one), renumbered to follow; returns self."""
+        if not isinstance(later, History):
+            raise TypeError(f"later must be a History (what fit returns), got {type(later).__name__}")
         for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
             getattr(self, name).extend(getattr(later, name))
         self.epoch.extend(range(len(self.epoch) + 1, len(self.epoch) + 1 + len(later.epoch)))
@@ -82,16 +107,26 @@ def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return F.cross_entropy(logits, y), logits
 
 
-def make_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0):
-    """'sgd' (momentum 0.9), 'adam' or 'adamw' over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'sgd', 'adam' or 'adamw'")
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how fast to train: `fit(model, loader, TrainConfig(epochs=3, lr=1e-3))`.
+
+    optimizer: 'sgd', 'adam' or 'adamw' (`make_optimizer`), or a torch optimizer built over the model's
+    parameters (build it after moving the model to its device). Checked when built: epochs an int >= 0, lr a
+    finite number >= 0, a torch optimizer's settings finite. See notebooks/01_train_baseline.ipynb.
+    """
+
+    epochs: int = 5
+    lr: float = 1e-3
+    optimizer: object = "adam"
+
+    def __post_init__(self):
+        non_negative_int(self.epochs, "epochs")
+        check_lr(self.lr)
+        if isinstance(self.optimizer, str):
+            check_optimizer_name(self.optimizer)
+        else:
+            check_optimizer(self.optimizer)
 
 
 def _call(callbacks, hook: str, *args) -> None:
@@ -101,20 +136,29 @@ def _call(callbacks, hook: str, *args) -> None:
             fn(*args)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How long and how fast to train: `fit(model, loader, TrainConfig(epochs=3, lr=1e-3))`.
+HOOKS = ("on_step_end", "on_epoch_end")
 
-    optimizer: 'sgd', 'adam' or 'adamw' (`make_optimizer`), or a torch optimizer built over the model's
-    parameters (build it after moving the model to its device). See notebooks/01_train_baseline.ipynb.
-    """
 
-    epochs: int = 5
-    lr: float = 1e-3
-    optimizer: object = "adam"
+def check_callbacks(callbacks) -> list:
+    """`callbacks` as a list, each with a callable on_step_end or on_epoch_end; else TypeError naming it."""
+    if isinstance(callbacks, (str, bytes, Mapping, nn.Module)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a list of objects with on_step_end(model, step) or "
+                        f"on_epoch_end(model, epoch, history), got {type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        hooks = [getattr(cb, hook, None) for hook in HOOKS]
+        if all(h is None for h in hooks) or any(h is not None and not callable(h) for h in hooks):
+            raise TypeError(f"callbacks[{i}] must have a method on_step_end(model, step) or "
+                            f"on_epoch_end(model, epoch, history), got {type(cb).__name__}")
+    return callbacks
 
-    def __post_init__(self):
-        non_negative_int(self.epochs, "epochs")
+
+def _checked_loss(result) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(result, (tuple, list)) and len(result) == 2
+            and all(isinstance(t, torch.Tensor) for t in result)):
+        raise TypeError(f"loss_fn(model, x, y) must return (loss, logits), two tensors; got "
+                        f"{type(result).__name__} {result!r:.60}")
+    return result
 
 
 def _train_epoch(model: nn.Module, batches, opt, loss_fn: Callable, callbacks: list, step: int) -> tuple:
@@ -123,7 +167,7 @@ def _train_epoch(model: nn.Module, batches, opt, loss_fn: Callable, callbacks: l
     model.train()
     for x, y in batches:
         opt.zero_grad(set_to_none=True)
-        loss, logits = loss_fn(model, x, y)
+        loss, logits = _checked_loss(loss_fn(model, x, y))
         if not torch.isfinite(loss):
             raise FloatingPointError(loss.item())
         loss.backward()
@@ -143,22 +187,42 @@ def fit(model: nn.Module, train_loader, config: TrainConfig | None = None, *, va
     loss_fn(model, x, y) -> (loss, logits) replaces cross entropy (distillation, regularisers). callbacks get
     `on_step_end(model, step)` and `on_epoch_end(model, epoch, history)`. device: where to train (default
     `mp.device()`); the model is moved there in place. To continue a History, `history.extend(fit(...))`.
+    Every argument and the loaders' first batches are checked before anything changes; float16 and bfloat16
+    models are refused (call model.float() first). The model's train/eval flag is the caller's afterwards.
     See notebooks/01_train_baseline.ipynb.
     """
-    check_model(model)
+    float_model(model, "fit")
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig(epochs=, lr=, optimizer=), got {type(config).__name__}")
+    callable_arg(loss_fn, "loss_fn", none_ok=True)
+    callbacks = check_callbacks(callbacks)
+    check_flag(progress, "progress")
     device = devices.resolve(model, device)
     check_finite_weights(model)
-    opt = make_optimizer(model, config.optimizer, config.lr) if isinstance(config.optimizer, str) else config.optimizer
-    callbacks, history, step = list(callbacks), History(), 0
+    if isinstance(config.optimizer, str):
+        opt = make_optimizer(model, config.optimizer, config.lr)
+    else:
+        opt = config.optimizer
+        check_optimizer(opt, model)
+    peek_batches(train_loader, "train_loader", reiterable=True)
+    if val_loader is not None:
+        peek_batches(val_loader, "val_loader", reiterable=True)
+    with _state_kept_on_error(model):
+        return _fit_epochs(model, train_loader, config.epochs, opt, loss_fn or cross_entropy_loss, callbacks,
+                           val_loader=val_loader, progress=progress, device=device)
+
+
+def _fit_epochs(model, train_loader, epochs: int, opt, loss_fn, callbacks, *, val_loader, progress, device):
+    """fit's loop once everything is checked: `epochs` passes over train_loader, each then evaluated."""
+    history, step, dtype = History(), 0, input_dtype(model)
     devices.place(model, device)
-    bar = tqdm(total=config.epochs * len(train_loader), disable=not progress, desc="train", leave=False)
-    for epoch in range(1, config.epochs + 1):
-        batches = ((x.to(device), y.to(device)) for x, y in _counting(train_loader, bar))
+    total = epochs * len(train_loader) if hasattr(train_loader, "__len__") else None
+    bar = tqdm(total=total, disable=not progress, desc="train", leave=False)
+    for epoch in range(1, epochs + 1):
+        batches = ((to_model_input(x, device, dtype), y.to(device)) for x, y in _counting(train_loader, bar))
         try:
-            loss, acc, step = _train_epoch(model, batches, opt, loss_fn or cross_entropy_loss, callbacks, step)
+            loss, acc, step = _train_epoch(model, batches, opt, loss_fn, callbacks, step)
         except FloatingPointError as exc:
             raise FloatingPointError(f"loss became {exc.args[0]} at epoch {epoch}; lower the learning rate") from None
         history.record(loss, acc)
@@ -181,6 +245,7 @@ def _counting(loader, bar):
 @contextmanager
 def eval_mode(model: nn.Module):
     """Switch `model` to eval mode for a block and restore its train/eval flag afterwards, also on errors."""
+    check_model(model)
     was_training = model.training
     model.eval()
     try:
@@ -194,21 +259,23 @@ def evaluate(model: nn.Module, loader, *, device=None) -> dict:
     """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was.
 
     device: where to run (default `mp.device()`; an int8 model runs on the CPU); the model is moved there in place.
+    float16 and bfloat16 models are evaluated as they are (each batch is cast to the model's dtype; the loss is
+    summed in float32). A model on the meta device is refused.
     """
-    check_model(model)
-    if loader is None or isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
-        raise TypeError(f"loader must be an iterable of (x, y) batches such as a DataLoader, got {loader!r:.60}")
-    device = devices.place(model, device)
+    model_arg(model)
+    _, batches = peek_batches(loader, "loader")
+    device = devices.resolve(model, device)
+    dtype = input_dtype(model)
     total_loss, correct, seen = 0.0, 0, 0
-    with eval_mode(model):
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
+    with _state_kept_on_error(model), eval_mode(model):
+        devices.place(model, device)
+        for x, y in batches:
+            x, y = to_model_input(x, device, dtype), y.to(device)
             logits = model(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            summed = logits.float() if logits.dtype in HALF_DTYPES else logits  # float16 sums overflow
+            total_loss += F.cross_entropy(summed, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
-    if seen == 0:
-        raise ValueError("cannot evaluate on an empty loader")
     return {"loss": total_loss / seen, "acc": 100.0 * correct / seen}
 
 

@@ -92,3 +92,30 @@ def float_model(model, what: str, name: str = "model") -> nn.Module:
             raise ValueError(f"{what} works on float32 or float64 models; {name} has a {t.dtype} tensor "
                              f"({key!r}): call model.float() first (and .to(dtype) afterwards)")
     return model
+
+
+def check_flag(value, name: str) -> bool:
+    """`value` when it is True or False; else TypeError naming `name` (a string 'no' is not False)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r:.60}")
+    return value
+
+
+def input_shape_arg(input_shape, name: str = "input_shape") -> tuple[int, ...]:
+    """`input_shape` as a tuple of positive ints (one example's shape, e.g. (1, 28, 28)); else ValueError."""
+    ok = isinstance(input_shape, (tuple, list, torch.Size)) and len(input_shape) > 0 and all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in input_shape)
+    if not ok:
+        raise ValueError(f"{name} must be a tuple of positive ints, one example's shape such as (1, 28, 28), "
+                         f"got {input_shape!r:.60}")
+    return tuple(input_shape)
+
+
+def float_dtype(model) -> torch.dtype:
+    """The dtype of `model`'s first floating-point parameter or buffer (float32 if it has none): what its inputs
+    must be, so that a float16 or bfloat16 model is timed and measured on inputs of its own dtype."""
+    if isinstance(model, nn.Module):
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                return t.dtype
+    return torch.float32

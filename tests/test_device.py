@@ -121,7 +121,7 @@ def test_fine_tuning_and_iterative_pruning_move_the_model_to_the_rule(rule_says_
     for call in (lambda m: mp.fine_tune(m, _loader(), mp.TrainConfig(epochs=1)),
                  lambda m: mp.iterative_prune(m, mp.magnitude_scores, [0.5], _loader())):
         model = mp.build("lenet300")
-        with pytest.raises(RuntimeError, match="meta"):
+        with pytest.raises((RuntimeError, ValueError), match="meta"):  # torch's error there, or the kit's refusal
             call(model)
         assert _on(model) == "meta"
 
@@ -181,7 +181,7 @@ SCORES = {
 def test_scores_compute_on_the_rule_without_moving_the_model(rule_says_meta, name):
     model = mp.build("lenet5")
     before = _state(model)
-    with pytest.raises((RuntimeError, NotImplementedError), match="meta"):  # computed there, no data to bring back
+    with pytest.raises((RuntimeError, NotImplementedError, ValueError), match="meta"):  # computed there: no data
         SCORES[name](model)
     assert _on(model) == "cpu"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -2676,6 +2676,690 @@ def _(tmp):
     return lambda: distributed.broadcast_masks(model), model
 
 
+# measuring (helper C: validation of measure.py, timing.py, profile.py, energy.py)
+@case("measure-flag-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.count_macs(m, by_module="yes"), m
+
+
+@case("measure-input-shape")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.count_macs(m, input_shape=(-1, 28)), m
+
+
+@case("measure-meta")
+def _(tmp):
+    m = lenet300().to("meta")
+    return lambda: mp.count_nonzeros(m), None  # meta tensors hold no values to compare
+
+
+@case("latency-options-repeats")
+def _(tmp):
+    return lambda: mp.LatencyOptions(repeats=0), None
+
+
+@case("summary-loader-dict")
+def _(tmp):
+    m = lenet300().train()
+    return lambda: mp.summary(m, {"x": 1}, timing=False), m
+
+
+@case("summary-name-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.summary(m, name=5, timing=False), m
+
+
+@case("compare-model-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.compare({"a": "lenet300", "b": m}, timing=False), m
+
+
+# unit scores, surgery, blocks (helper C)
+@case("prune-channels-nan-weights")
+def _(tmp):
+    m = with_nan(vgg(), "features.0.0.weight").train()
+    return lambda: mp.prune_channels(m, 0.5), m
+
+
+@case("score-groups-nan")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    scores = mp.norm_scores(m)
+    scores["features.0.0.weight"][1] = float("nan")
+    return lambda: mp.score_groups(graph, scores), (m, scores)
+
+
+@case("select-channels-nan")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    group_scores = mp.score_groups(graph, mp.norm_scores(m))
+    group_scores[graph.prunable()[0].id][0] = float("nan")
+    return lambda: mp.select_channels(graph, group_scores, 0.5), (m, group_scores)
+
+
+@case("score-groups-value-type")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    return lambda: mp.score_groups(graph, {"features.0.0.weight": [1.0, 2.0, 3.0, 4.0]}), m
+
+
+@case("select-channels-scores-type")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    return lambda: mp.select_channels(graph, [torch.ones(4)], 0.5), m
+
+
+@case("remove-channels-bool")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    gid = graph.prunable()[0].id
+    return lambda: mp.remove_channels(m, {gid: torch.tensor([True, False, True, True])}, graph), m
+
+
+@case("remove-channels-check-type")
+def _(tmp):
+    m = vgg()
+    graph = mp.trace_groups(m)
+    gid = graph.prunable()[0].id
+    return lambda: mp.remove_channels(m, {gid: torch.tensor([0, 1])}, graph, check="no"), m
+
+
+@case("unit-scores-loader-type")
+def _(tmp):
+    m = lenet300().train()
+    return lambda: mp.taylor_unit_scores(m, {"x": 1}), m
+
+
+@case("unit-scores-max-batches")
+def _(tmp):
+    m = lenet300().train()
+    return lambda: mp.activation_scores(m, loader(), max_batches=True), m
+
+
+@case("taylor-unit-half")
+def _(tmp):
+    m = lenet300().half()
+    return lambda: mp.taylor_unit_scores(m, loader()), m
+
+
+@case("slimming-strength-nan")
+def _(tmp):
+    return lambda: mp.slimming_loss(float("nan")), None
+
+
+@case("unit-norms-rows")
+def _(tmp):
+    w = torch.randn(3)
+    return lambda: mp.unit_norms(w), {"w": w}
+
+
+@case("unit-scores-meta")
+def _(tmp):
+    m = vgg().to("meta")
+    return lambda: mp.norm_scores(m), None  # meta tensors hold no values to compare
+
+
+@case("block-scores-labels")
+def _(tmp):
+    m = resnet().train()
+    x, y = torch.randn(4, 1, 28, 28), torch.zeros(3, dtype=torch.long)
+    return lambda: mp.block_scores(m, x, y), m
+
+
+@case("prune-blocks-n-type")
+def _(tmp):
+    m = resnet()
+    return lambda: mp.prune_blocks(m, torch.randn(2, 1, 28, 28), n=True), m
+
+
+@case("drop-blocks-names-type")
+def _(tmp):
+    m = resnet()
+    return lambda: mp.drop_blocks(m, 5), m
+
+
+# N:M sparsity, speed, timing (helper C)
+@case("nm-scores-type")
+def _(tmp):
+    scores = torch.ones(2, 4, dtype=torch.bool)
+    return lambda: mp.nm_mask(scores), {"scores": scores}
+
+
+@case("nm-report-value-bits")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.nm_report(m, {}, value_bits=True), m
+
+
+@case("nm-masks-strict-type")
+def _(tmp):
+    m = lenet300()
+    scores = scores_of(m)
+    return lambda: mp.nm_masks(scores, strict="no"), (m, scores)
+
+
+@case("semi-structured-type")
+def _(tmp):
+    from minprune.structured import nm_sparsity
+
+    return lambda: nm_sparsity.to_semi_structured("layers.1"), None
+
+
+@case("latency-grid-threads-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.latency_grid({"dense": m}, (1, 28, 28), threads=2), m
+
+
+@case("to-csr-half")
+def _(tmp):
+    m = lenet300().half()
+    return lambda: mp.to_csr(m), m
+
+
+@case("time-models-x-type")
+def _(tmp):
+    m = lenet300().train()
+    return lambda: mp.time_models({"dense": m}, [[0.0] * 784]), m
+
+
+@case("timing-input-shape")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.interleaved_latency({"dense": m}, None), m
+
+
+@case("layer-latency-warmup")
+def _(tmp):
+    m = lenet5().train()
+    return lambda: mp.layer_latency(m, warmup=-1), m
+
+
+# quantization (helper C)
+@case("quant-scale-not-positive")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.fake_quantize(x, 8, scale=0.0, zero_point=0), {"x": x}
+
+
+@case("quant-scale-nan")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: quantize.quantize(x, float("nan"), 0), {"x": x}
+
+
+@case("quant-zero-point")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.fake_quantize(x, 8, scale=0.1, zero_point=1.5), {"x": x}
+
+
+@case("quant-scale-type")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.fake_quantize(x, 8, scale="0.1", zero_point=0), {"x": x}
+
+
+@case("quant-x-type")
+def _(tmp):
+    return lambda: mp.quant_params([0.5, -1.0]), None
+
+
+@case("quant-flag-type")
+def _(tmp):
+    x = torch.randn(10)
+    return lambda: mp.quant_params(x, 8, symmetric="yes"), {"x": x}
+
+
+@case("quant-meta")
+def _(tmp):
+    m = lenet300().to("meta")
+    return lambda: mp.quantize_weights(m), None  # meta tensors hold no values to compare
+
+
+@case("share-iters")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.share_weights(m, 4, iters=-1), m
+
+
+@case("share-names-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.share_weights(m, 4, names=5), m
+
+
+@case("huffman-symbols-type")
+def _(tmp):
+    return lambda: huffman.code_lengths([1.5, 2.0]), None
+
+
+@case("huffman-count")
+def _(tmp):
+    data, lengths = huffman.encode([1, 2, 2])
+    return lambda: huffman.decode(data, lengths, -1), None
+
+
+@case("huffman-lengths")
+def _(tmp):
+    return lambda: huffman.decode(b"\x00", {0: 0}, 1), None
+
+
+@case("int8-not-a-model")
+def _(tmp):
+    return lambda: mp.dynamic_int8("lenet300"), None
+
+
+@case("int8-calibration-type")
+def _(tmp):
+    m = lenet5().train()
+    return lambda: mp.static_int8(m, {"x": 1}), m
+
+
+@case("int8-calibration-shape")
+def _(tmp):
+    m = lenet5().train()
+    return lambda: mp.static_int8(m, loader(shape=(3, 32, 32))), m
+
+
+@case("qat-half")
+def _(tmp):
+    m = lenet5().half()
+    return lambda: mp.prepare_qat_int8(m), m
+
+
+@case("int8-weight-linear-type")
+def _(tmp):
+    from minprune.quantization import int8_modules
+
+    conv = nn.Conv2d(1, 2, 3)
+    return lambda: int8_modules.Int8WeightLinear(conv), conv
+
+
+@case("qconfig-engine")
+def _(tmp):
+    from minprune.quantization import engines
+
+    return lambda: engines.qconfig_mapping(True, "tpu"), None
+
+
+# energy (helper C)
+@case("energy-costs-type")
+def _(tmp):
+    m = lenet300().train()
+    return lambda: mp.estimate_energy(m, costs={"dram_32bit": 1.0}), m
+
+
+@case("energy-counts")
+def _(tmp):
+    from minprune import energy
+
+    return lambda: energy.layer_energy({"layer": "a"}), None
+
+
+@case("energy-bits-float")
+def _(tmp):
+    return lambda: mp.EnergyOptions(bits=8.0), None
+
+
+@case("energy-index-bits-bool")
+def _(tmp):
+    return lambda: mp.EnergyOptions(index_bits=True), None
+
+
+@case("energy-meta")
+def _(tmp):
+    m = lenet300().to("meta")
+    return lambda: mp.estimate_energy(m), None  # meta tensors hold no values to compare
+
+
+# training, data: argument checks before anything changes (helper B)
+@case("fit-eval-flag")
+def _(tmp):
+    model = lenet300().eval()
+    return lambda: mp.fit(model, loader(shape=(3, 32, 32)), mp.TrainConfig(epochs=1), progress=False), model
+
+
+@case("fit-lr-non-finite")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1, lr=float("nan")), progress=False), model
+
+
+@case("fit-optimizer-non-finite")
+def _(tmp):
+    model = lenet300()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=float("nan"))
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1, optimizer=opt), progress=False), model
+
+
+@case("fit-optimizer-foreign")
+def _(tmp):
+    model = lenet300()
+    opt = torch.optim.SGD(lenet300().parameters(), lr=0.1)
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1, optimizer=opt), progress=False), model
+
+
+@case("train-bool-as-int")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=True), progress=False), model
+
+
+@case("loader-not-batches")
+def _(tmp):
+    model = lenet300().eval()
+    return lambda: mp.evaluate(model, [1, 2]), model
+
+
+@case("fit-empty-loader")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, empty_loader(), mp.TrainConfig(epochs=1), progress=False), model
+
+
+@case("fit-callable-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1), loss_fn="ce", progress=False), model
+
+
+@case("fit-callbacks")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1), callbacks=[3], progress=False), model
+
+
+@case("train-half-precision")
+def _(tmp):
+    model = lenet300().to(torch.bfloat16)
+    return lambda: mp.fit(model, loader(), mp.TrainConfig(epochs=1), progress=False), model
+
+
+@case("train-meta-model")
+def _(tmp):
+    with torch.device("meta"):
+        model = lenet300()
+    return lambda: mp.evaluate(model, loader()), None
+
+
+@case("data-path-type")
+def _(tmp):
+    return lambda: mp.load("cifar10", root=3), None
+
+
+# pruning during training (helper B)
+@case("gradual-schedule-value")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.GradualPruner(model, lambda step: float("nan")), model
+
+
+@case("schedule-step-type")
+def _(tmp):
+    return lambda: mp.make_schedule("cubic", 0.5, end=10)(float("nan")), None
+
+
+@case("sparse-config-non-finite")
+def _(tmp):
+    from minprune.dynamic.sparse_training import DynamicSparseTrainer, SparseConfig
+
+    model = lenet300()
+    return lambda: DynamicSparseTrainer(model, SparseConfig(sparsity=float("nan"))), model
+
+
+@case("sparse-config-int")
+def _(tmp):
+    from minprune.dynamic.sparse_training import DynamicSparseTrainer, SparseConfig
+
+    model = lenet300()
+    return lambda: DynamicSparseTrainer(model, SparseConfig(interval=True)), model
+
+
+@case("sparse-config-type")
+def _(tmp):
+    from minprune.dynamic.sparse_training import DynamicSparseTrainer
+
+    model = lenet300()
+    return lambda: DynamicSparseTrainer(model, {"sparsity": 0.5}), model
+
+
+# distillation (helper B)
+@case("kd-non-finite")
+def _(tmp):
+    logits = {"s": torch.randn(4, 10), "t": torch.randn(4, 10)}
+    return lambda: mp.kd_loss(logits["s"], logits["t"], torch.zeros(4, dtype=torch.long),
+                              temperature=float("inf")), logits
+
+
+@case("distill-eval-flag")
+def _(tmp):
+    student, teacher = lenet300().eval(), lenet300()
+    return lambda: mp.distill_student(student, teacher, loader(shape=(3, 32, 32)), train=mp.TrainConfig(epochs=1),
+                                      progress=False), (student, teacher)
+
+
+@case("distill-model-type")
+def _(tmp):
+    student = lenet300()
+    return lambda: mp.distill_student(student, "lenet5", loader(), progress=False), student
+
+
+@case("kd-hints-type")
+def _(tmp):
+    return lambda: mp.KDConfig(hints="layers.1"), None
+
+
+@case("kd-tensor-type")
+def _(tmp):
+    return lambda: mp.kd_loss([[0.0] * 10], torch.zeros(1, 10), torch.zeros(1, dtype=torch.long)), None
+
+
+# pipeline, recipes (helper B)
+@case("recipe-non-finite")
+def _(tmp):
+    return _recipe(tmp, "[prune]\nsparsity = nan\n")
+
+
+@case("recipe-data")
+def _(tmp):
+    return _recipe(tmp, "[base]\ndata = 'imagenet'\n")
+
+
+@case("recipe-config-type")
+def _(tmp):
+    return lambda: mp.run_pipeline({"prune": {"sparsity": 0.5}}), None
+
+
+@case("recipe-field-type")
+def _(tmp):
+    from minprune.pipeline import recipe
+
+    config = recipe.PipelineConfig()
+    config.prune.sparsity = "0.5"
+    return lambda: recipe.validate(config), None
+
+
+@case("pareto-non-finite")
+def _(tmp):
+    return lambda: mp.pareto_front([(float("nan"), 1.0), (2.0, 90.0)]), None
+
+
+@case("measure-stages-models")
+def _(tmp):
+    from minprune.pipeline.report import measure_stages
+
+    return lambda: measure_stages({}, loader()), None
+
+
+# gating (helper B)
+@case("gating-penalty")
+def _(tmp):
+    from minprune.dynamic import gating
+
+    return lambda: gating.gating_loss(float("nan")), None
+
+
+@case("gating-gated-type")
+def _(tmp):
+    from minprune.dynamic import gating
+
+    model = lenet300()
+    return lambda: gating.sparse_forward(model, torch.zeros(1, 1, 28, 28)), model
+
+
+# unstructured validation (masked.py, unstructured/*)
+@case("scores-p-nan")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.magnitude_scores(m, p=float("nan")), m
+
+
+@case("scores-batches-bool")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.taylor_scores(m, loader(), batches=True), m
+
+
+@case("scores-loader-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.taylor_scores(m, {"x": torch.zeros(4, 1, 28, 28)}), m
+
+
+@case("scores-loader-batch")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.snip_scores(m, [1, 2]), m
+
+
+@case("scores-half")
+def _(tmp):
+    m = lenet300().half()
+    return lambda: mp.taylor_scores(m, loader()), m
+
+
+@case("synflow-input-shape")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.synflow_scores(m, input_shape=(1, -28, 28)), m
+
+
+@case("prune-empties-layer")
+def _(tmp):
+    m = lenet300()
+    s = scores_of(m)
+    return lambda: mp.prune(m, s, threshold=1e9), (m, s)
+
+
+@case("apply-masks-orig-name")
+def _(tmp):
+    m = lenet300()
+    mp.prune(m, scores_of(m), 0.5)
+    return lambda: mp.apply_masks(m, {"layers.1.weight_orig": torch.ones(300, 784, dtype=torch.bool)}), m
+
+
+class _OwnOrig(nn.Module):
+    """A layer with a real parameter called weight_orig of its own (not from pruning)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3, 4))
+        self.weight_orig = nn.Parameter(torch.full((3, 4), 2.0))
+
+    def forward(self, x):
+        return x @ (self.weight + self.weight_orig).T
+
+
+@case("apply-masks-own-orig")
+def _(tmp):
+    m = nn.Sequential(_OwnOrig())
+    return lambda: mp.apply_masks(m, {"0.weight": torch.ones(3, 4, dtype=torch.bool)}), m
+
+
+@case("load-masked-mask-values")
+def _(tmp):
+    source, m = lenet300(), lenet300()
+    mp.prune(source, scores_of(source), 0.5)
+    state = {k: (torch.full_like(v, 0.5) if k == "layers.1.weight_mask" else v) for k, v in source.state_dict().items()}
+    return lambda: mp.load_masked_state_dict(m, state), m
+
+
+@case("masks-sparsity-values")
+def _(tmp):
+    masks = {"a": torch.full((4,), 5.0)}
+    return lambda: mp.masks_sparsity(masks), masks
+
+
+@case("n-pruned-numel")
+def _(tmp):
+    return lambda: mp.n_pruned(-5, 0.5), None
+
+
+@case("masks-overrides-type")
+def _(tmp):
+    s = scores_of(lenet300())
+    return lambda: mp.make_masks(s, 0.5, overrides=[("layers.1.weight", 0.2)]), s
+
+
+@case("prune-meta")
+def _(tmp):
+    with torch.device("meta"):
+        m = lenet300()
+    s = {"layers.1.weight": torch.rand(300, 784)}
+    return lambda: mp.prune(m, s, 0.5), s  # a meta model holds no values to compare; its scores must stay
+
+
+@case("iterative-data-shape")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.iterative_prune(m, mp.magnitude_scores, [0.5], loader(shape=(3, 32, 32))), m
+
+
+@case("iterative-empty")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.iterative_prune(m, mp.magnitude_scores, [], loader()), m
+
+
+@case("sparse-decode-truncated")
+def _(tmp):
+    data = sparse_storage.encode(torch.ones(3))[:10]
+    return lambda: sparse_storage.decode(data), None
+
+
+@case("find-ticket-scope")
+def _(tmp):
+    m = lenet300()
+
+    def train(model):  # would change the model: the refusal must come first
+        with torch.no_grad():
+            model.layers[1].weight.add_(1.0)
+
+    return lambda: mp.find_ticket(m, train, 0.5, scope="layer"), m
+
+
+@case("find-ticket-train")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.find_ticket(m, "magnitude", 0.5), m
+
+
+@case("rewind-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.rewind(m, [1, 2]), m
+
+
 # ---- the machinery -------------------------------------------------------------------------------------------
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -1,9 +1,11 @@
+
 """Tests for minprune/quantization/kmeans.py: weight sharing keeps zeros, uses 2^bits centroids, trains centroids."""
 
 import copy
 
 import pytest
 import torch
+import torch.nn.utils.prune  # noqa: F401 (the tests call torch.nn.utils.prune directly)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn

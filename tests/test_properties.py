@@ -33,6 +33,16 @@ def mlp(seed: int, hidden: list[int], side: int = 5, classes: int = 4) -> nn.Mod
     return mp.build("lenet300", input_shape=(1, side, side), num_classes=classes, hidden=hidden)
 
 
+def prune_or_reject(model: nn.Module, scores: dict, sparsity: float, **options) -> dict:
+    """mp.prune, rejecting the example where it would leave a layer empty (refused, as sparsity 1.0 is)."""
+    try:
+        return mp.prune(model, scores, sparsity, **options)
+    except ValueError as exc:
+        if "would remove every entry" not in str(exc):
+            raise
+        reject()
+
+
 def small_cnn(seed: int, kind: str, widths: list[int], blocks: int = 1) -> nn.Module:
     """A VGG or ResNet with a few channels and random BatchNorm statistics (so BN is not the identity)."""
     torch.manual_seed(seed)
@@ -112,14 +122,14 @@ def test_prune_twice_reaches_exact_counts_and_keeps_old_zeros(seed, hidden, s1, 
     model = mlp(seed, hidden)
     names = mp.prunable_names(model)
     sizes = {n: mp.effective_parameters(model)[n].numel() for n in names}
-    mp.prune(model, mp.magnitude_scores(model), s1, scope=scope1)
+    prune_or_reject(model, mp.magnitude_scores(model), s1, scope=scope1)
     old_masks = mp.get_masks(model)
     old = pruned_counts(model, names)
     if scope1 == "local":
         assert old == {n: n_pruned(sizes[n], s1) for n in names}
     else:
         assert sum(old.values()) == n_pruned(sum(sizes.values()), s1)
-    mp.prune(model, mp.random_scores(model, seed=seed), s2, scope=scope2)
+    prune_or_reject(model, mp.random_scores(model, seed=seed), s2, scope=scope2)
     new = pruned_counts(model, names)
     if scope2 == "local":  # the total sparsity of each tensor, old zeros included
         assert new == {n: max(old[n], n_pruned(sizes[n], s2)) for n in names}
@@ -142,7 +152,8 @@ def test_conv_and_linear_counts_with_overrides_and_exclusions(seed, c1, c2, spar
     sizes = {n: p.numel() for n, p in mp.effective_parameters(model).items() if n in names}
     first, last = names[0], names[-1]
     exclude = [last] if exclude_last else []
-    mp.prune(model, mp.magnitude_scores(model), sparsity, scope=scope, overrides={first: override}, exclude=exclude)
+    prune_or_reject(model, mp.magnitude_scores(model), sparsity, scope=scope, overrides={first: override},
+                    exclude=exclude)
     counts = pruned_counts(model, names)
     assert counts[first] == n_pruned(sizes[first], override)
     if exclude_last:
@@ -161,7 +172,7 @@ def test_conv_and_linear_counts_with_overrides_and_exclusions(seed, c1, c2, spar
        optimizer=st.sampled_from(["sgd", "adam", "adamw"]), lr=st.floats(1e-3, 0.5), steps=st.integers(1, 4))
 def test_masks_survive_optimizer_steps_and_save_load(seed, hidden, sparsity, optimizer, lr, steps, tmp_path_factory):
     model = mlp(seed, hidden)
-    masks = mp.prune(model, mp.magnitude_scores(model), sparsity, scope="global")
+    masks = prune_or_reject(model, mp.magnitude_scores(model), sparsity, scope="global")
     opt = make_optimizer(model, optimizer, lr=lr, weight_decay=0.1 if optimizer == "adamw" else 0.0)
     x, y = torch.randn(8, 1, 5, 5), torch.randint(0, 4, (8,))
     for _ in range(steps):  # SGD with momentum 0.9, Adam, AdamW with weight decay
@@ -193,7 +204,7 @@ def test_masks_survive_optimizer_steps_and_save_load(seed, hidden, sparsity, opt
        per_channel=st.booleans(), sparsity=st.floats(0.0, 0.9))
 def test_quantized_model_weights_are_within_half_a_step(seed, hidden, bits, per_channel, sparsity):
     model = mlp(seed, hidden)
-    mp.prune(model, mp.magnitude_scores(model), sparsity)
+    prune_or_reject(model, mp.magnitude_scores(model), sparsity)
     mp.make_permanent(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     q = mp.quantize_weights(model, bits, per_channel=per_channel)
@@ -240,7 +251,7 @@ def test_huffman_round_trip_any_ints_and_kraft_equality(symbols, skew):
        bits=st.integers(2, 5), max_gap=st.integers(1, 40))
 def test_deep_compression_file_round_trip(seed, hidden, sparsity, bits, max_gap, tmp_path_factory):
     model = mlp(seed, hidden, side=4)
-    mp.prune(model, mp.magnitude_scores(model), sparsity, scope="global")
+    prune_or_reject(model, mp.magnitude_scores(model), sparsity, scope="global")
     mp.make_permanent(model)
     mp.share_weights(model, bits)
     mp.unshare_weights(model)

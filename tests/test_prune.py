@@ -95,8 +95,9 @@ def test_reapplying_combines_masks_and_prune_counts_old_zeros():
     for name in first:
         assert torch.all(second[name] <= first[name])  # nothing comes back
         assert int((~second[name]).sum()) == M.n_pruned(first[name].numel(), 0.8)
-    masked.apply_masks(model, {"layers.1.weight": torch.zeros_like(first["layers.1.weight"])})
-    assert masked.get_masks(model)["layers.1.weight"].sum() == 0
+    with pytest.raises(ValueError, match="would remove every entry of 'layers.1.weight'"):  # an empty layer
+        masked.apply_masks(model, {"layers.1.weight": torch.zeros_like(first["layers.1.weight"])})
+    assert torch.equal(masked.get_masks(model)["layers.1.weight"], second["layers.1.weight"])
 
 
 def test_make_permanent_keeps_output_and_parameter_identity():
@@ -200,6 +201,10 @@ def test_bad_input_leaves_model_untouched():
 def test_property_layer_reaches_exact_sparsity(n_in, n_out, sparsity, seed):
     torch.manual_seed(seed)
     layer = nn.Sequential(nn.Linear(n_in, n_out))
+    if M.n_pruned(n_in * n_out, sparsity) == n_in * n_out:  # every weight: refused, as sparsity 1.0 is
+        with pytest.raises(ValueError, match="would remove every entry"):
+            mp.prune(layer, magnitude_scores(layer), sparsity)
+        return
     mp.prune(layer, magnitude_scores(layer), sparsity)
     zeros = int((layer[0].weight == 0).sum())
     assert zeros == M.n_pruned(n_in * n_out, sparsity)

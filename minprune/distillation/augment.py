@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minprune.distillation.losses import check_tensor, number_in
 from minprune.train import cross_entropy_loss
+from minprune.validate import callable_arg, positive_int
 
 
 def check_max_shift(max_shift) -> None:
@@ -23,9 +25,19 @@ def check_max_shift(max_shift) -> None:
 
 
 def check_mixup_strength(strength) -> None:
-    """Raise ValueError unless `strength` is a number > 0 (the Beta distribution's parameter)."""
-    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not strength > 0:
-        raise ValueError(f"mixup strength must be a number > 0 (the Beta distribution's parameter), got {strength!r}")
+    """Raise ValueError unless `strength` is a finite number > 0 (the Beta distribution's parameter)."""
+    number_in(strength, "mixup strength", "a number > 0 (the Beta distribution's parameter)", low=0, low_open=True)
+
+
+def check_mixup(mixup) -> None:
+    """Raise ValueError unless `mixup` is 0 (no mixup) or a mixup strength (`check_mixup_strength`)."""
+    if isinstance(mixup, bool) or not (isinstance(mixup, (int, float)) and mixup == 0):
+        check_mixup_strength(mixup)
+
+
+def check_images(x, what: str) -> torch.Tensor:
+    """`x` when it is a tensor; else TypeError saying what `what` needs."""
+    return check_tensor(x, "x", f"a tensor for {what}")
 
 
 def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
@@ -35,6 +47,7 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     Draws from torch's global generator, so `seed_everything` makes it repeatable. See notebooks/09_distillation.ipynb.
     """
     check_max_shift(max_shift)
+    check_images(x, "random_shift (batch, C, H, W)")
     if x.dim() != 4:
         raise ValueError(f"random_shift needs images (batch, C, H, W), got shape {tuple(x.shape)}")
     if max_shift == 0:
@@ -52,6 +65,7 @@ def with_shifts(loss_fn: Callable, max_shift: int = 2) -> Callable:
     new soft targets (a "consistent" teacher, Beyer et al. 2022). See notebooks/09_distillation.ipynb.
     """
     check_max_shift(max_shift)  # now, not at the first batch (and without drawing random numbers)
+    callable_arg(loss_fn, "loss_fn")
 
     def shifted_loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         return loss_fn(model, random_shift(x, max_shift) if max_shift else x, y)
@@ -68,6 +82,7 @@ def mix_images(x: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, to
     See notebooks/09_distillation.ipynb.
     """
     check_mixup_strength(strength)
+    check_images(x, "mix_images (batch, ...)")
     if x.dim() < 2:
         raise ValueError(f"mix_images needs a batch (batch, ...), got shape {tuple(x.shape)}")
     lam = torch.distributions.Beta(float(strength), float(strength)).sample((x.shape[0],)).to(x.device)
@@ -82,6 +97,14 @@ def mixed_labels(y: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor, num_
 
     See notebooks/09_distillation.ipynb.
     """
+    positive_int(num_classes, "num_classes")
+    for name, t in (("y", y), ("lam", lam), ("partner", partner)):
+        check_tensor(t, name, "a tensor of shape (batch,)")
+        if t.dim() != 1 or len(t) != len(y):
+            raise ValueError(f"y, lam and partner must have the same shape (batch,), got {name} {tuple(t.shape)} "
+                             f"for y {tuple(y.shape)}")
+    if y.is_floating_point() or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes):
+        raise ValueError(f"y must hold class indices in [0, {num_classes}), got {y.tolist()!r:.60}")
     one_hot = F.one_hot(y, num_classes).to(lam.dtype)
     return lam[:, None] * one_hot + (1 - lam[:, None]) * one_hot[partner]
 
@@ -106,4 +129,6 @@ def labels_loss(max_shift: int = 0, mixup: float = 0.0) -> Callable:
     (`random_shift`, then `mix_images` with blended labels): the fair baseline for a distilled student.
     See notebooks/09_distillation.ipynb.
     """
+    check_max_shift(max_shift)
+    check_mixup(mixup)
     return with_shifts(mixup_loss(mixup) if mixup else cross_entropy_loss, max_shift)

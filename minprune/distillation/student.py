@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from minprune import devices
+from minprune.batches import check_loader
 from minprune.devices import model_device
-from minprune.distillation.augment import check_max_shift, check_mixup_strength, mix_images, mixed_labels, with_shifts
-from minprune.distillation.losses import check_temperature_alpha, hint_loss, kd_loss
-from minprune.train import History, TrainConfig, fit
+from minprune.distillation.augment import check_max_shift, check_mixup, mix_images, mixed_labels, with_shifts
+from minprune.distillation.losses import check_temperature_alpha, hint_loss, kd_loss, number_in
+from minprune.train import History, TrainConfig, eval_mode, fit
+from minprune.validate import finite_number, float_model
 
 DEFAULT_TRAIN = TrainConfig(epochs=3, lr=1e-3)  # distill_student's training when `train` is None
 FIT_OPTIONS = ("val_loader", "callbacks", "progress", "device")  # what distill_student passes on to `fit`
@@ -44,14 +46,25 @@ class KDConfig:
 
     def __post_init__(self):
         check_temperature_alpha(self.temperature, self.alpha)
-        if not isinstance(self.beta, (int, float)) or self.beta < 0:
-            raise ValueError(f"beta must be a number >= 0, got {self.beta!r}")
+        number_in(self.beta, "beta", "a number >= 0", low=0)
         check_max_shift(self.max_shift)
-        if self.mixup:  # 0 means no mixup
-            check_mixup_strength(self.mixup)
+        check_mixup(self.mixup)  # 0 means no mixup
         if self.hints is not None:  # a copy, so that the frozen config cannot change under the training run
-            hints = dict(self.hints) if isinstance(self.hints, Mapping) else tuple(self.hints)
-            object.__setattr__(self, "hints", hints)
+            object.__setattr__(self, "hints", _checked_hints(self.hints))
+
+
+HINTS = "a list of module names or a {student module name: teacher module name} dict"
+
+
+def _checked_hints(hints) -> dict[str, str] | tuple[str, ...]:
+    """A copy of `hints` (module names, or {student name: teacher name}); TypeError if it is neither."""
+    if isinstance(hints, (str, bytes)) or not isinstance(hints, (Mapping, Iterable)):
+        raise TypeError(f"hints must be {HINTS}, got {type(hints).__name__} {hints!r:.60}")
+    copied = dict(hints) if isinstance(hints, Mapping) else tuple(hints)
+    names = [*copied.items()] if isinstance(copied, dict) else [(name,) for name in copied]
+    if not all(isinstance(name, str) for pair in names for name in pair):
+        raise TypeError(f"hints must be {HINTS} (strings), got {hints!r:.60}")
+    return copied
 
 
 def _checked_kd(kd: KDConfig | None) -> KDConfig:
@@ -118,6 +131,7 @@ def distill_loss(teacher: nn.Module, kd: KDConfig | None = None) -> Callable:
     labels images that are not in the training set ("function matching", Beyer et al. 2022); the hard-label term
     uses `mixed_labels`. The teacher runs in eval mode without gradients. See notebooks/09_distillation.ipynb.
     """
+    float_model(teacher, "distill_loss", "teacher")
     kd = _checked_kd(kd)
     hints = kd.hints or ()
 
@@ -125,8 +139,7 @@ def distill_loss(teacher: nn.Module, kd: KDConfig | None = None) -> Callable:
         pairs = _hint_pairs(model, teacher, hints)
         if kd.mixup:
             x, lam, partner = mix_images(x, kd.mixup)
-        teacher.eval()
-        with torch.no_grad(), _capture(teacher, pairs.values()) as t_feats:
+        with torch.no_grad(), eval_mode(teacher), _capture(teacher, pairs.values()) as t_feats:
             teacher_logits = teacher(x.to(model_device(teacher)))
         with _capture(model, pairs) as s_feats:
             logits = model(x)
@@ -147,25 +160,39 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KD
     kd: what it learns (default `KDConfig()`); train: epochs, lr, optimizer (default `TrainConfig(epochs=3)`).
     fit_options go to `fit`: val_loader, callbacks (such as a mask keeper), progress, device (default
     `mp.device()`; student and teacher both move there, an int8 teacher stays on the CPU). Bad settings fail
-    before training. See notebooks/09_distillation.ipynb.
+    before training, and a failed call leaves both models as they were (train/eval flag, device); float16 and
+    bfloat16 models are refused (call .float() first). See notebooks/09_distillation.ipynb.
     """
+    float_model(student, "distill_student", "student")
+    float_model(teacher, "distill_student", "teacher")
     if student is teacher:
         raise ValueError("the student and the teacher must be different models (copy the teacher first)")
     kd, train = _checked_kd(kd), _checked_train(train)
     _check_fit_options(fit_options)
+    check_loader(train_loader, "train_loader", reiterable=True)
     if kd.hints:
         _hint_pairs(student, teacher, kd.hints)  # fail before training starts
     device = devices.resolve(student, fit_options.pop("device", None))
-    if not devices.cpu_only(teacher):
-        devices.place(teacher, device)
-    return fit(student, train_loader, train, loss_fn=distill_loss(teacher, kd), device=device, **fit_options)
+    loss_fn = distill_loss(teacher, kd)
+    teacher_device = model_device(teacher)
+    try:
+        if not devices.cpu_only(teacher):
+            devices.place(teacher, device)
+        return fit(student, train_loader, train, loss_fn=loss_fn, device=device, **fit_options)
+    except BaseException:
+        if model_device(teacher) != teacher_device:
+            teacher.to(teacher_device)
+        raise
 
 
 def gap_closed(teacher_acc: float, alone_acc: float, distilled_acc: float) -> float:
     """Share (in %) of the teacher-student accuracy gap closed: 100 * (distilled - alone) / (teacher - alone).
 
     100 means the distilled student matches the teacher, 0 no gain, negative a loss; NaN when the student alone
-    already matches the teacher (no gap to close). See notebooks/09_distillation.ipynb.
+    already matches the teacher (no gap to close). Each accuracy must be a finite number in [0, 100].
+    See notebooks/09_distillation.ipynb.
     """
+    for name, acc in (("teacher_acc", teacher_acc), ("alone_acc", alone_acc), ("distilled_acc", distilled_acc)):
+        finite_number(acc, name, low=0, high=100)
     gap = teacher_acc - alone_acc
     return 100.0 * (distilled_acc - alone_acc) / gap if gap > 0 else float("nan")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minprune.models import LeNet300100
-from minprune.validate import positive_int
+from minprune.validate import finite_number, float_model, model_arg, positive_int
 
 
 class NeuronGate(nn.Module):
@@ -38,6 +38,7 @@ class NeuronGate(nn.Module):
 
 
 def _mlp_linears(model: nn.Module) -> list[nn.Linear]:
+    model_arg(model)
     if not isinstance(model, LeNet300100):
         raise TypeError(f"neuron gating needs a LeNet300100-style MLP, got {type(model).__name__}")
     return [m for m in model.layers if isinstance(m, nn.Linear)]
@@ -50,6 +51,7 @@ class GatedMLP(nn.Module):
         super().__init__()
         positive_int(rank, "rank")
         linears = _mlp_linears(model)
+        float_model(model, "GatedMLP")  # it is trained (straight-through gradients): float32 or float64
         self.input_shape = model.input_shape
         self.linears = nn.ModuleList(copy.deepcopy(linears))  # a copy: `model` itself is left untouched
         self.gates = nn.ModuleList(NeuronGate(m.in_features, m.out_features, rank) for m in linears[:-1])
@@ -79,8 +81,10 @@ class GatedMLP(nn.Module):
 
 def gating_loss(penalty: float):
     """loss_fn for `mp.fit`: cross entropy + penalty * (mean fraction of open gates)."""
-    if penalty < 0:
-        raise ValueError(f"penalty must be >= 0, got {penalty}")
+    try:
+        finite_number(penalty, "penalty", low=0)
+    except ValueError:
+        raise ValueError(f"penalty must be >= 0 (a finite number), got {penalty!r}") from None
 
     def loss_fn(model: GatedMLP, x: torch.Tensor, y: torch.Tensor):
         logits = model(x)
@@ -89,10 +93,20 @@ def gating_loss(penalty: float):
     return loss_fn
 
 
+def _check_gated(model, x) -> None:
+    """Raise TypeError unless `model` is a GatedMLP and `x` a tensor of inputs."""
+    if not isinstance(model, GatedMLP):
+        raise TypeError(f"model must be a GatedMLP (GatedMLP(mlp)), got {type(model).__name__}")
+    model_arg(model)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor of inputs (batch, ...), got {type(x).__name__}")
+
+
 @torch.no_grad()
 def sparse_forward(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
     """One example at a time, computing only the rows of each weight whose gate is open (and only the
     columns whose input neuron is alive). Returns the same logits as the eval-mode forward."""
+    _check_gated(model, x)
     outputs = []
     for example in torch.flatten(x, 1):
         h, alive = example, torch.arange(example.numel(), device=x.device)
@@ -109,6 +123,7 @@ def sparse_forward(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def gated_macs(model: GatedMLP, x: torch.Tensor) -> torch.Tensor:
     """Multiply-accumulates spent on each example (batch,), counting gates and skipped neurons honestly."""
+    _check_gated(model, x)
     gates = model.open_gates(x)
     n_in = torch.full((len(x),), model.linears[0].in_features, device=x.device)
     total = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -129,6 +144,7 @@ def dense_macs(model: nn.Module) -> int:
 def matching_widths(model: nn.Module, macs: float) -> tuple[int, ...]:
     """Hidden widths (same fraction f of every layer) whose dense MLP costs about `macs`."""
     linears = _mlp_linears(model)
+    finite_number(macs, "macs", low=0, low_open=True)
     if len(linears) != 3:
         raise ValueError("matching_widths expects an MLP with two hidden layers")
     n_in, w1, w2, n_out = linears[0].in_features, linears[0].out_features, linears[1].out_features, \
@@ -140,9 +156,14 @@ def matching_widths(model: nn.Module, macs: float) -> tuple[int, ...]:
 
 @torch.no_grad()
 def narrow_mlp(model: nn.Module, widths: tuple[int, ...]) -> LeNet300100:
-    """Static neuron pruning: a new, narrower MLP keeping the neurons with the largest incoming L2 norm."""
+    """Static neuron pruning: a new, narrower MLP keeping the neurons with the largest incoming L2 norm.
+
+    Works in the model's dtype (float16 and bfloat16 included): the new MLP has the dtype and device of `model`.
+    """
     linears = _mlp_linears(model)
-    if len(widths) != len(linears) - 1 or any(w < 1 or w > m.out_features for w, m in zip(widths, linears)):
+    if (not isinstance(widths, (tuple, list)) or len(widths) != len(linears) - 1
+            or any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= m.out_features
+                   for w, m in zip(widths, linears))):
         raise ValueError(f"widths must give 1..width neurons for each of the {len(linears) - 1} hidden layers, "
                          f"got {widths}")
     small = LeNet300100(model.input_shape, linears[-1].out_features, hidden=tuple(widths))
@@ -153,4 +174,4 @@ def narrow_mlp(model: nn.Module, widths: tuple[int, ...]) -> LeNet300100:
         dst.weight.copy_(src.weight[keep_out][:, keep_in])
         dst.bias.copy_(src.bias[keep_out])
         keep_in = keep_out
-    return small.to(linears[0].weight.device)
+    return small.to(linears[0].weight.device, linears[0].weight.dtype)

@@ -15,14 +15,21 @@ SHAPES = ("cubic", "linear", "exponential", "one-shot")
 
 
 def _check_sparsity(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    """Raise ValueError unless `value` is a number in [0, 1) (bools, strings, NaN and inf refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a sparsity in [0, 1), got {value!r}")
+
+
+def check_step(step, name: str = "step") -> int:
+    """`step` when it is an int (a bool, a float or NaN is not a training step); else TypeError naming `name`."""
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise TypeError(f"{name} must be an int step, got {step!r}")
+    return step
 
 
 def _check_steps(start: int, end: int, interval: int) -> None:
     for name, value in (("start", start), ("end", end), ("interval", interval)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int step, got {value!r}")
+        check_step(value, name)
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if end <= start:
@@ -34,6 +41,7 @@ def _check_steps(start: int, end: int, interval: int) -> None:
 def progress(step: int, start: int, end: int, interval: int = 1) -> float:
     """Fraction of the schedule done at `step`, in [0, 1], advancing only every `interval` steps."""
     _check_steps(start, end, interval)
+    check_step(step)
     if step <= start:
         return 0.0
     if step >= end:
@@ -66,6 +74,8 @@ def one_shot(step: int, final: float, *, initial: float = 0.0, start: int = 0, e
              interval: int = 1) -> float:
     """All pruning at once at `start` (end and interval are accepted for a common signature)."""
     _check_pair(initial, final)
+    check_step(step)
+    check_step(start, "start")
     return final if step >= start else initial
 
 
@@ -81,7 +91,8 @@ FUNCTIONS = {"cubic": cubic, "linear": linear, "exponential": exponential, "one-
 
 @dataclass(frozen=True)
 class Schedule:
-    """A validated schedule: `schedule(step)` -> target sparsity. Build one with `make_schedule`."""
+    """A validated schedule: `schedule(step)` -> target sparsity. Build one with `make_schedule`; built directly,
+    it is checked the same way."""
 
     shape: str
     final: float
@@ -89,6 +100,13 @@ class Schedule:
     start: int = 0
     end: int = 1
     interval: int = 1
+
+    def __post_init__(self):
+        check_shape(self.shape)
+        _check_pair(self.initial, self.final)
+        _check_steps(self.start, self.end, self.interval)
+        object.__setattr__(self, "final", float(self.final))
+        object.__setattr__(self, "initial", float(self.initial))
 
     def __call__(self, step: int) -> float:
         return FUNCTIONS[self.shape](step, self.final, initial=self.initial, start=self.start, end=self.end,
@@ -109,12 +127,19 @@ def make_schedule(shape: str, final: float, *, initial: float = 0.0, start: int 
     shape: 'cubic', 'linear', 'exponential' or 'one-shot' (which needs no `end`).
     See notebooks/07_dynamic_pruning.ipynb.
     """
-    if shape not in FUNCTIONS:
-        raise ValueError(f"unknown schedule shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    check_shape(shape)
     _check_pair(initial, final)
+    check_step(start, "start")
     if end is None:
         if shape != "one-shot":
             raise ValueError(f"a {shape} schedule needs an end step")
         end = start + 1
     _check_steps(start, end, interval)
-    return Schedule(shape, float(final), float(initial), start, end, interval)
+    return Schedule(shape, final, initial, start, end, interval)
+
+
+def check_shape(shape) -> str:
+    """`shape` when it names a schedule; else ValueError listing them."""
+    if not isinstance(shape, str) or shape not in FUNCTIONS:
+        raise ValueError(f"unknown schedule shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    return shape

@@ -24,6 +24,15 @@ import torch
 from torch import nn
 
 from minprune.unstructured.masks import n_pruned, prunable_names
+from minprune.validate import finite_number, model_arg, non_negative_int, positive_int
+
+
+def _fraction(value, name: str, high_open: bool) -> float:
+    """`value` as a float in [0, 1) (or [0, 1]); else ValueError in the kit's wording, NaN, inf, bools refused."""
+    try:
+        return finite_number(value, name, low=0, high=1, high_open=high_open)
+    except ValueError:
+        raise ValueError(f"{name} must be in [0, 1{')' if high_open else ']'}, got {value!r}") from None
 
 METHODS = ("set", "rigl")
 DISTRIBUTIONS = ("uniform", "erk", "er")
@@ -36,6 +45,9 @@ def erk_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, *, inclu
     include_kernel=False (ER) uses only the first two dims (out, in channels) in that ratio.
     Layers that would need a density above 1 are kept dense and the others rescaled (Evci et al. 2020).
     """
+    _fraction(sparsity, "sparsity", high_open=True)
+    if not isinstance(shapes, dict) or not shapes:
+        raise ValueError(f"shapes must be a non-empty {{name: shape}} dict, got {shapes!r:.60}")
     numel = {n: math.prod(s) for n, s in shapes.items()}
     dims = {n: s if include_kernel else s[:2] for n, s in shapes.items()}
     raw = {n: sum(d) / math.prod(d) for n, d in dims.items()}
@@ -51,7 +63,9 @@ def erk_sparsities(shapes: dict[str, tuple[int, ...]], sparsity: float, *, inclu
 
 def layer_sparsities(model: nn.Module, sparsity: float, distribution: str = "erk") -> dict[str, float]:
     """Target sparsity of every prunable weight for the 'uniform', 'erk' or 'er' distribution."""
-    if distribution not in DISTRIBUTIONS:
+    model_arg(model)
+    _fraction(sparsity, "sparsity", high_open=True)
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     params = dict(model.named_parameters())
     names = prunable_names(model)
@@ -84,18 +98,16 @@ class SparseConfig:
     accumulate: bool = False
 
     def validate(self) -> None:
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        if self.method not in METHODS:
+        """Raise ValueError naming the first bad setting (NaN, inf and bools where numbers belong included)."""
+        _fraction(self.sparsity, "sparsity", high_open=True)
+        if not isinstance(self.method, str) or self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.distribution not in DISTRIBUTIONS:
+        if not isinstance(self.distribution, str) or self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
-        if not 0.0 <= self.drop_fraction <= 1.0:
-            raise ValueError(f"drop_fraction must be in [0, 1], got {self.drop_fraction}")
-        if not isinstance(self.interval, int) or self.interval < 1:
-            raise ValueError(f"interval must be a positive number of steps, got {self.interval!r}")
-        if not isinstance(self.end, int) or self.end < 1:
-            raise ValueError(f"end must be a positive step, got {self.end!r}")
+        _fraction(self.drop_fraction, "drop_fraction", high_open=False)
+        positive_int(self.interval, "interval")
+        positive_int(self.end, "end")
+        non_negative_int(self.seed, "seed")
         for name in ("rescale_init", "accumulate"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -103,6 +115,9 @@ class SparseConfig:
 
 def cosine_drop_fraction(step: int, initial: float, end: int) -> float:
     """alpha_t = alpha / 2 * (1 + cos(pi t / end)), and 0 from `end` on."""
+    non_negative_int(step, "step")
+    _fraction(initial, "initial", high_open=False)
+    positive_int(end, "end")
     return 0.0 if step >= end else initial / 2 * (1 + math.cos(math.pi * step / end))
 
 
@@ -121,6 +136,13 @@ def drop_and_grow(W: torch.Tensor, mask: torch.Tensor, grow_scores: torch.Tensor
     Drops the `fraction` of active weights with the smallest |W|; regrows as many among the positions that
     were inactive *before* this update (so a just-dropped weight is never regrown), largest score first.
     """
+    _fraction(fraction, "fraction", high_open=False)
+    for name, t in (("W", W), ("mask", mask), ("grow_scores", grow_scores)):
+        if not isinstance(t, torch.Tensor) or t.shape != W.shape:
+            raise ValueError(f"W, mask and grow_scores must be tensors of one shape; {name} is "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
     active = mask.flatten()
     k = min(int(fraction * int(active.sum())), int((~active).sum()))
     if k == 0:
@@ -145,6 +167,11 @@ class DynamicSparseTrainer:
     """
 
     def __init__(self, model: nn.Module, config: SparseConfig | None = None, *, keep_masks: bool = False):
+        model_arg(model)
+        if config is not None and not isinstance(config, SparseConfig):
+            raise TypeError(f"config must be a SparseConfig(sparsity=, method=, ...), got {type(config).__name__}")
+        if not isinstance(keep_masks, bool):
+            raise TypeError(f"keep_masks must be True or False, got {keep_masks!r}")
         self.config = config or SparseConfig()
         self.config.validate()
         targets = layer_sparsities(model, self.config.sparsity, self.config.distribution)
@@ -184,6 +211,7 @@ class DynamicSparseTrainer:
             params[name].div_(math.sqrt(max(float(mask.float().mean()), 1e-12)))
 
     def on_step_end(self, model: nn.Module, step: int) -> None:
+        non_negative_int(step, "step")
         cfg = self.config
         if cfg.accumulate and cfg.method == "rigl" and step < cfg.end:
             self._accumulate(model)
@@ -212,6 +240,8 @@ class DynamicSparseTrainer:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Drop and regrow in every layer (the fraction decays with a cosine), then zero the dropped weights."""
+        model_arg(model)
+        non_negative_int(step, "step")
         fraction = cosine_drop_fraction(step, self.config.drop_fraction, self.config.end)
         params = dict(model.named_parameters())
         self._follow(params)

@@ -5,9 +5,12 @@ A point is on the front when no other point is both smaller and more accurate. S
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 
 from minprune.course.plots import style
+from minprune.table import Table
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -15,10 +18,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
     Sorted by size. See notebooks/10_capstone.ipynb.
     """
+    if not isinstance(points, (tuple, list)):
+        raise TypeError(f"points must be a list of (size, accuracy) pairs, got {type(points).__name__}")
     for i, point in enumerate(points):
         if not (isinstance(point, (tuple, list)) and len(point) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
-            raise ValueError(f"points must be (size, accuracy) pairs of numbers; points[{i}] is {point!r}")
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
+            raise ValueError(f"points must be (size, accuracy) pairs of numbers (finite: NaN and inf are refused); "
+                             f"points[{i}] is {point!r}")
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], float("-inf")
     for i in order:
@@ -29,10 +35,18 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plot_pareto(rows: list[dict], *, size: str = "KB", acc: str = "acc", label: str = "stage", ax=None):
-    """Size (log scale) against accuracy for every row, with the Pareto front drawn as a step line.
+    """Size (log scale) against accuracy for every row (dicts, or a Table), with the Pareto front as a step line.
 
     See notebooks/10_capstone.ipynb.
     """
+    rows = rows.rows if isinstance(rows, Table) else rows
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise ValueError(f"rows must be a non-empty list of table rows (dicts), got {rows!r:.60}")
+    for i, row in enumerate(rows):
+        missing = [key for key in (size, acc, label) if not isinstance(row, dict) or key not in row]
+        if missing:
+            has = list(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(f"rows[{i}] lacks the column(s) {missing}; it has {has}")
     points = [(row[size], row[acc]) for row in rows]
     with style():
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))

@@ -11,90 +11,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import tomllib
-from dataclasses import dataclass, field
 
 import torch
 
 from minprune.assets import recipe_file
+from minprune.data import NAMES as DATA_NAMES
 from minprune.layers import prunable_layers as prunable_modules
 from minprune.models import ARCHS, build
+from minprune.pipeline.config import (  # noqa: F401 (the sections are re-exported: recipe.PruneStep, ...)
+    BaseStep,
+    FinetuneStep,
+    MeasureStep,
+    PipelineConfig,
+    PruneStep,
+    QuantizeStep,
+    RecipeError,
+)
 from minprune.pipeline.registry import score_names
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be run: unreadable TOML, an unknown key, a wrong type or an impossible value."""
-
-
-@dataclass
-class BaseStep:
-    """Where the dense model comes from: the cached baseline (`pretrained`) or a fresh training run."""
-
-    arch: str = "lenet5"
-    data: str = "mnist-small"
-    source: str = "pretrained"  # "pretrained" | "train"
-    epochs: int = 5  # only for source = "train"
-    seed: int = 0
-
-
-@dataclass
-class PruneStep:
-    """What to remove: individual weights (`weight`), whole channels (`structured`), or nothing (`none`)."""
-
-    method: str = "weight"  # "weight" | "structured" | "none"
-    score: str = "magnitude"  # weight: magnitude | random | taylor | snip; structured: l1 | l2 | bn | taylor
-    sparsity: float = 0.8
-    scope: str = "global"  # "global" | "local"
-    layers: dict = field(default_factory=dict)  # {layer name: sparsity}: per-layer values that override `sparsity`
-
-
-@dataclass
-class FinetuneStep:
-    """Recover accuracy after pruning, optionally taught by the dense model (knowledge distillation)."""
-
-    epochs: int = 2
-    lr: float = 1e-3
-    distill: bool = True
-    temperature: float = 4.0
-    alpha: float = 0.9
-    max_shift: int = 0  # augmentation: move each training image by up to this many pixels (0: none)
-    mixup: float = 0.0  # augmentation: blend training images in pairs, weights from Beta(mixup, mixup) (0: none)
-
-
-@dataclass
-class QuantizeStep:
-    """Fewer bits: `int8` (static: int8 weights and activations), `dynamic-int8` (int8 Linear weights),
-    `fake` (weights on a `bits`-bit grid, still stored as float) or `none`."""
-
-    method: str = "int8"
-    bits: int = 8  # for method = "fake"
-    per_channel: bool = True  # for method = "int8": one weight scale per output channel (false: one per layer)
-    linear_weights_only: bool = False  # for method = "int8": Linear layers store int8 weights, compute in float
-
-
-@dataclass
-class MeasureStep:
-    """How each stage is measured."""
-
-    batch_size: int = 64
-    threads: int = 1
-    repeats: int = 20  # latency rounds; in each, every stage runs 3 batches in turn
-
-
-@dataclass
-class PipelineConfig:
-    """A whole compression pipeline. See notebooks/10_capstone.ipynb."""
-
-    name: str = "pipeline"
-    base: BaseStep = field(default_factory=BaseStep)
-    prune: PruneStep = field(default_factory=PruneStep)
-    finetune: FinetuneStep = field(default_factory=FinetuneStep)
-    quantize: QuantizeStep = field(default_factory=QuantizeStep)
-    measure: MeasureStep = field(default_factory=MeasureStep)
-
 
 CHOICES = {
     "base.arch": tuple(ARCHS),
+    "base.data": DATA_NAMES,
     "base.source": ("pretrained", "train"),
     "prune.method": ("weight", "structured", "none"),
     "prune.scope": ("global", "local"),
@@ -115,9 +54,17 @@ def allowed_scores(method: str) -> tuple[str, ...]:
 
     See notebooks/10_capstone.ipynb.
     """
+    _check_method(method)
     if method == "none":
         return ("magnitude", "l1")
     return score_names("weight" if method == "weight" else "unit")
+
+
+def _check_method(method) -> str:
+    allowed = CHOICES["prune.method"]
+    if not isinstance(method, str) or method not in allowed:
+        raise RecipeError(f"prune.method must be one of {', '.join(allowed)}; got {method!r}")
+    return method
 
 
 def _type_ok(value, kind) -> bool:
@@ -146,12 +93,34 @@ def _section(cls, values: dict, prefix: str):
     for key, value in values.items():
         if key not in fields:
             raise _unknown(f"{prefix}.{key}", [f"{prefix}.{k}" for k in fields])
-        kind = fields[key].type
-        if not _type_ok(value, kind):
-            article = "an" if str(kind) == "int" else "a"
-            kind = "table ({layer name = sparsity})" if str(kind) == "dict" else kind
-            raise RecipeError(f"{prefix}.{key} must be {article} {kind}, got {value!r} ({type(value).__name__})")
+        _check_type(f"{prefix}.{key}", value, fields[key].type)
     return cls(**values)
+
+
+def _check_type(key: str, value, kind) -> None:
+    """Raise RecipeError unless `value` has the field's type (`kind`: 'float', 'int', 'bool', 'dict' or 'str')."""
+    if not _type_ok(value, kind):
+        article = "an" if str(kind) == "int" else "a"
+        kind = "table ({layer name = sparsity})" if str(kind) == "dict" else kind
+        raise RecipeError(f"{key} must be {article} {kind}, got {value!r} ({type(value).__name__})")
+
+
+def check_types(config: PipelineConfig) -> None:
+    """Raise unless `config` is a PipelineConfig whose sections and fields have their types (a config built
+    or changed in code is checked like one read from TOML)."""
+    if not isinstance(config, PipelineConfig):
+        raise TypeError(f"config must be a PipelineConfig (load_recipe(path), from_dict(values) or "
+                        f"PipelineConfig()), got {type(config).__name__}")
+    if not isinstance(config.name, str) or not config.name:
+        raise RecipeError(f"name must be a non-empty string, got {config.name!r}")
+    for section in dataclasses.fields(PipelineConfig):
+        if section.name == "name":
+            continue
+        value, cls = getattr(config, section.name), type(section.default_factory())
+        if not isinstance(value, cls):
+            raise RecipeError(f"{section.name} must be a {cls.__name__}, got {type(value).__name__}")
+        for f in dataclasses.fields(cls):
+            _check_type(f"{section.name}.{f.name}", getattr(value, f.name), f.type)
 
 
 def _get(config: PipelineConfig, key: str):
@@ -162,14 +131,17 @@ def _get(config: PipelineConfig, key: str):
 def validate(config: PipelineConfig) -> PipelineConfig:
     """Check choices, ranges and combinations; raise RecipeError naming the bad key. Returns `config`.
 
-    See notebooks/10_capstone.ipynb.
+    Types are checked too (a config built in code), NaN and inf are refused, and `base.data` must name a data
+    set `minprune.data.load` knows. See notebooks/10_capstone.ipynb.
     """
+    check_types(config)
     for key, allowed in CHOICES.items():
         if _get(config, key) not in allowed:
             raise RecipeError(f"{key} must be one of {', '.join(allowed)}; got {_get(config, key)!r}")
     for key, low, high, closed in RANGES:
         value = _get(config, key)
-        if value < low or value > high or (not closed and value == high):
+        inside = low <= value <= high and (closed or value < high)  # False for NaN
+        if not inside or not math.isfinite(value):
             raise RecipeError(f"{key} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}")
     prune = config.prune
     if prune.score not in allowed_scores(prune.method):
@@ -186,7 +158,6 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     return config
 
 
-@functools.cache
 def prunable_layers(arch: str, method: str) -> tuple[str, ...]:
     """Layer names that `prune.layers` may name, in module order: every prunable (Linear/Conv) layer for
     `weight`; for `structured` the same but the last one, the output layer, whose units are the classes.
@@ -196,10 +167,21 @@ def prunable_layers(arch: str, method: str) -> tuple[str, ...]:
     be removed is checked by the run (`prune_channels` refuses a layer it cannot prune, by name).
     See notebooks/10_capstone.ipynb.
     """
+    if not isinstance(arch, str) or arch not in ARCHS:
+        raise RecipeError(f"base.arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    _check_method(method)
+    return _prunable_layers(arch, method)
+
+
+@functools.cache
+def _prunable_layers(arch: str, method: str) -> tuple[str, ...]:
     with torch.device("meta"):
         model = build(arch)
     names = list(prunable_modules(model))
     return tuple(names[:-1] if method == "structured" else names)
+
+
+prunable_layers.cache_clear = _prunable_layers.cache_clear  # the names are cached per (arch, method)
 
 
 def _check_layers(config: PipelineConfig) -> None:
@@ -225,6 +207,9 @@ def from_dict(values: dict) -> PipelineConfig:
 
     See notebooks/10_capstone.ipynb.
     """
+    if not isinstance(values, dict):
+        raise RecipeError(f"a recipe must be a table of sections ([base], [prune], ...): a dict, "
+                          f"got {type(values).__name__}")
     sections = {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig) if f.name != "name"}
     kwargs = {}
     for key, value in values.items():
@@ -257,4 +242,6 @@ def load_recipe(path) -> PipelineConfig:
 
 def to_dict(config: PipelineConfig) -> dict:
     """The config as nested plain dicts (for reports and JSON). See notebooks/10_capstone.ipynb."""
+    if not isinstance(config, PipelineConfig):
+        raise TypeError(f"config must be a PipelineConfig, got {type(config).__name__}")
     return dataclasses.asdict(config)

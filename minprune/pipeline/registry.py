@@ -17,6 +17,7 @@ from torch import nn
 
 from minprune.structured import unit_scores as group_scores
 from minprune.unstructured import scores
+from minprune.validate import callable_arg
 
 KINDS = ("weight", "unit")
 
@@ -29,6 +30,14 @@ class Score:
     label: str  # how a widget shows it
     needs_data: bool  # True: `compute` reads batches from `loader`
     compute: Callable[[nn.Module, object, object], dict]
+
+    def __post_init__(self):
+        for field_name in ("name", "label"):
+            if not isinstance(getattr(self, field_name), str) or not getattr(self, field_name):
+                raise TypeError(f"Score.{field_name} must be a non-empty str, got {getattr(self, field_name)!r}")
+        if not isinstance(self.needs_data, bool):
+            raise TypeError(f"Score.needs_data must be True or False, got {self.needs_data!r}")
+        callable_arg(self.compute, "Score.compute")
 
 
 def random_unit_scores(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -70,7 +79,7 @@ def get_score(kind: str, name: str) -> Score:
     See notebooks/10_capstone.ipynb.
     """
     known = _of_kind(kind)
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         raise ValueError(f"unknown {kind} score {name!r}; choose one of {', '.join(known)}")
     return known[name]
 
@@ -91,6 +100,6 @@ def register(kind: str, score: Score) -> None:
 
 
 def _of_kind(kind: str) -> dict[str, Score]:
-    if kind not in REGISTRY:
+    if not isinstance(kind, str) or kind not in REGISTRY:
         raise ValueError(f"score kind must be one of {', '.join(KINDS)}, got {kind!r}")
     return REGISTRY[kind]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from minprune.batches import peek_batches
 from minprune.deploy.deployable import deployable_copy
 from minprune.devices import cpu_only
 from minprune.measure import count_macs, count_nonzeros, count_params, size_on_disk
@@ -18,6 +19,7 @@ from minprune.quantization.int8_modules import Int8Model
 from minprune.table import Table
 from minprune.timing import interleaved_latency
 from minprune.train import evaluate
+from minprune.validate import check_flag, model_arg
 
 
 def as_deployed(model: nn.Module) -> nn.Module:
@@ -26,6 +28,7 @@ def as_deployed(model: nn.Module) -> nn.Module:
 
     See notebooks/10_capstone.ipynb.
     """
+    model_arg(model)
     if cpu_only(model):
         return model
     return deployable_copy(model)[0]
@@ -50,7 +53,15 @@ def measure_stages(models: dict[str, nn.Module], loader, *, input_shape=None, me
     `timing.interleaved_latency`, `repeats` rounds in which every stage runs one warm-up batch and 3 timed
     batches in turn. The models are measured `as_deployed`, on the CPU. See notebooks/10_capstone.ipynb.
     """
-    measure = measure or MeasureStep()
+    measure = MeasureStep() if measure is None else measure
+    if not isinstance(measure, MeasureStep):
+        raise TypeError(f"measure must be a MeasureStep(batch_size=, threads=, repeats=), got {type(measure).__name__}")
+    check_flag(timing, "timing")
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"models must be a non-empty {{stage name: model}} dict, got {models!r:.60}")
+    for name, model in models.items():
+        model_arg(model, f"models[{name!r}]")
+    peek_batches(loader, "loader")
     models = {name: as_deployed(model) for name, model in models.items()}
     input_shape = input_shape or next(iter(models.values())).input_shape
     rows, previous = [], None
@@ -76,6 +87,12 @@ def ratios(base: dict, row: dict, latency_key: str | None = "ms@b64") -> dict:
 
     See notebooks/10_capstone.ipynb.
     """
+    for name, r in (("base", base), ("row", row)):
+        needed = ["acc", "KB", "zip KB"] + ([latency_key] if latency_key is not None else [])
+        missing = [key for key in needed if not isinstance(r, dict) or key not in r]
+        if missing:
+            raise ValueError(f"{name} must be a row of measure_stages with {', '.join(needed)}; it lacks "
+                             f"{', '.join(missing)}")
     out = {"drop": base["acc"] - row["acc"], "x smaller": base["KB"] / row["KB"],
            "x smaller zip": base["zip KB"] / row["zip KB"]}
     if latency_key is not None:

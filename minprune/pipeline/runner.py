@@ -22,6 +22,7 @@ from minprune.pipeline.report import measure_stages
 from minprune.pipeline.stages import RunOptions, base_model, finetune_step, prune_step, quantize_step
 from minprune.table import Table
 from minprune.train import History
+from minprune.validate import check_flag
 
 # A stage function: (the previous stage's model, the dense model) -> its model, or (model, fine-tuning History)
 Stage = Callable[[nn.Module | None, nn.Module | None], nn.Module | tuple[nn.Module, History]]
@@ -49,6 +50,10 @@ class PipelineResult:
 
 def stage_plan(config: PipelineConfig, splits, run: RunOptions) -> list[tuple[str, Stage]]:
     """The stages `config` asks for, in order: [(stage name, stage function)]. See notebooks/10_capstone.ipynb."""
+    validate(config)
+    _check_splits(splits)
+    if not isinstance(run, RunOptions):
+        raise TypeError(f"run must be a RunOptions(progress=, device=), got {type(run).__name__}")
     plan = [("dense", lambda model, dense: base_model(config, splits, run=run))]
     method = config.prune.method
     if method == "none":
@@ -59,6 +64,13 @@ def stage_plan(config: PipelineConfig, splits, run: RunOptions) -> list[tuple[st
         label = "distilled" if config.finetune.distill else "fine-tuned"
         plan.append((label, lambda model, dense: finetune_step(model, dense, config, splits, run=run)))
     return plan + _quantize_stage(config, splits)
+
+
+def _check_splits(splits, none_ok: bool = False) -> None:
+    """Raise TypeError unless `splits` is a DataSplits (`minprune.data.load(...)`), or None with none_ok=True."""
+    if not (isinstance(splits, data_lib.DataSplits) or (splits is None and none_ok)):
+        raise TypeError(f"splits must be a DataSplits (minprune.data.load(name)){' or None' if none_ok else ''}, "
+                        f"got {type(splits).__name__}")
 
 
 def _quantize_stage(config: PipelineConfig, splits) -> list[tuple[str, Stage]]:
@@ -75,6 +87,8 @@ def run_stages(config: PipelineConfig, splits=None, *, progress: bool = False, d
     History or None, seconds per stage). See notebooks/10_capstone.ipynb.
     """
     validate(config)
+    _check_splits(splits, none_ok=True)
+    check_flag(progress, "progress")
     run = RunOptions(progress, devices.resolve(None, device))
     splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
     stages, history, seconds, model = {}, None, {}, None
@@ -95,8 +109,14 @@ def run_pipeline(config: PipelineConfig, splits=None, *, progress: bool = False,
     """Train or load, prune, fine-tune (with or without distillation), quantize, and measure every stage.
 
     device: where the stages train (default `mp.device()`); the table measures them on the CPU.
-    Returns a PipelineResult whose `.table` has one row per stage. See notebooks/10_capstone.ipynb.
+    Returns a PipelineResult whose `.table` has one row per stage. Every argument is checked before any data
+    is read or any model trained. See notebooks/10_capstone.ipynb.
     """
+    validate(config)
+    _check_splits(splits, none_ok=True)
+    check_flag(progress, "progress")
+    check_flag(timing, "timing")
+    devices.resolve(None, device)
     splits = splits or data_lib.load(config.base.data, seed=config.base.seed)
     models, history, seconds = run_stages(config, splits, progress=progress, device=device)
     table = measure_stages(models, splits.loader("test", 500), input_shape=splits.input_shape,

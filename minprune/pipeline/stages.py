@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from minprune import devices
+from minprune.data import DataSplits
 from minprune.distillation.augment import labels_loss
 from minprune.distillation.student import KDConfig, distill_student
 from minprune.masked import copy_model, make_permanent
 from minprune.models import build
-from minprune.pipeline.recipe import PipelineConfig, PruneStep
+from minprune.pipeline.recipe import PipelineConfig, PruneStep, check_types
 from minprune.pipeline.registry import compute_scores
 from minprune.quantization import int8
 from minprune.quantization.uniform import quantize_weights
@@ -25,6 +26,7 @@ from minprune.structured.dependency import trace_groups
 from minprune.structured.surgery import prune_channels
 from minprune.train import History, TrainConfig, fit, seed_everything
 from minprune.unstructured.prune import prune
+from minprune.validate import check_flag, model_arg, non_negative_int
 from minprune.zoo import pretrained
 
 
@@ -36,11 +38,33 @@ class RunOptions:
     progress: bool = False
     device: str | torch.device | None = None
 
+    def __post_init__(self):
+        check_flag(self.progress, "progress")
+        if self.device is not None:
+            devices.resolve(None, self.device)
+
+
+def _checked_run(run) -> RunOptions:
+    """`run`, or RunOptions() for None; TypeError for anything else."""
+    if run is None:
+        return RunOptions()
+    if not isinstance(run, RunOptions):
+        raise TypeError(f"run must be a RunOptions(progress=, device=), got {type(run).__name__}")
+    return run
+
+
+def _check_splits(splits) -> None:
+    if not isinstance(splits, DataSplits):
+        raise TypeError(f"splits must be a DataSplits (minprune.data.load(name)), got {type(splits).__name__}")
+
 
 def base_model(config: PipelineConfig, splits, *, run: RunOptions | None = None) -> nn.Module:
     """The dense starting point on `run.device`: the cached baseline, or a model trained from scratch for
     `base.epochs`. See notebooks/10_capstone.ipynb."""
-    base, run = config.base, run or RunOptions()
+    check_types(config)
+    base, run = config.base, _checked_run(run)
+    if base.source == "train":
+        _check_splits(splits)
     if base.source == "pretrained":
         model = pretrained(base.arch, base.data, seed=base.seed, progress=run.progress)
         devices.place(model, run.device)
@@ -55,6 +79,8 @@ def base_model(config: PipelineConfig, splits, *, run: RunOptions | None = None)
 def prune_step(model: nn.Module, config: PipelineConfig, loader, *, device=None) -> nn.Module:
     """A pruned copy of `model` (on the model's device; data-driven scores run on `device`): masked weights
     (`weight`) or a physically smaller model (`structured`). See notebooks/10_capstone.ipynb."""
+    model_arg(model)
+    check_types(config)
     step = config.prune
     if step.method == "weight":
         pruned = copy_model(model)
@@ -91,7 +117,13 @@ def finetune_step(model: nn.Module, teacher: nn.Module, config: PipelineConfig, 
     are blended in pairs (the teacher labels the same images; without a teacher, the labels are blended too).
     seed: the shuffling, shift and initialisation seed (default `base.seed`). See notebooks/10_capstone.ipynb.
     """
-    step, student, run = config.finetune, copy_model(model), run or RunOptions()
+    model_arg(model)
+    model_arg(teacher, "teacher")
+    check_types(config)
+    _check_splits(splits)
+    if seed is not None:
+        non_negative_int(seed, "seed")
+    step, student, run = config.finetune, copy_model(model), _checked_run(run)
     seed = config.base.seed if seed is None else seed
     seed_everything(seed)
     loader, val = splits.loader("train", 64, seed=seed), splits.loader("val", 500)
@@ -116,6 +148,10 @@ def quantize_step(model: nn.Module, config: PipelineConfig, splits) -> nn.Module
     The int8 models are made from a CPU copy (their kernels are CPU kernels); a fake-quantized one stays put.
     See notebooks/10_capstone.ipynb.
     """
+    model_arg(model)
+    check_types(config)
+    if config.quantize.method == "int8":
+        _check_splits(splits)
     plain = make_permanent(copy_model(model))
     step = config.quantize
     if step.method == "fake":

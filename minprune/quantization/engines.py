@@ -25,6 +25,9 @@ import torch
 from torch import nn
 from torch.ao import quantization as tq
 
+from minprune.train import check_model
+from minprune.validate import check_flag
+
 BACKEND = "x86"  # fbgemm kernels with x86-specific choices; PyTorch's default engine on x86 CPUs
 ENGINES = ("auto", "x86", "fbgemm", "onednn", "qnnpack")
 # engine='auto' takes the first of these that the build has: measured on x86 (see above), qnnpack on ARM
@@ -34,6 +37,8 @@ AUTO_ORDER = {"cnn": ("onednn", "x86", "fbgemm", "qnnpack"), "mlp": ("x86", "fbg
 @contextmanager
 def using_engine(name: str):
     """Run the block under the quantized engine `name`, then restore the one before."""
+    if not isinstance(name, str) or name not in ENGINES[1:]:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES[1:])}, got {name!r:.60}")
     before = torch.backends.quantized.engine
     torch.backends.quantized.engine = name
     try:
@@ -51,7 +56,8 @@ def supported_engines() -> list[str]:
 def pick_engine(model: nn.Module, engine: str = "auto") -> str:
     """The quantized engine to use: 'auto' is 'onednn' for models with convolutions, else 'x86', and 'qnnpack'
     on builds that lack those (ARM, Apple silicon); see the module docstring."""
-    if engine not in ENGINES:
+    check_model(model)  # only the layer types are read, so a model on the meta device is fine
+    if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     available = supported_engines()
     if engine != "auto":
@@ -106,6 +112,10 @@ def qconfig_mapping(per_channel: bool = True, engine: str = BACKEND, *, qat: boo
     """The engine's default activation observers (uint8, histograms; fake-quant for qat=True) and symmetric
     int8 weights, one scale per output channel or per layer. For x86 and oneDNN with per_channel=True this is
     exactly torch's default mapping; qnnpack's default has per-layer weights, so per_channel swaps them."""
+    check_flag(per_channel, "per_channel")
+    check_flag(qat, "qat")
+    if not isinstance(engine, str) or engine not in ENGINES[1:]:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES[1:])}, got {engine!r:.60}")
     defaults = tq.get_default_qat_qconfig_mapping if qat else tq.get_default_qconfig_mapping
     mapping = defaults(_defaults_of(engine))
     activation = mapping.global_qconfig.activation

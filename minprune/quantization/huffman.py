@@ -8,8 +8,43 @@ See notebooks/08_quantization.ipynb.
 from __future__ import annotations
 
 import heapq
+import numbers
 from collections import Counter
 from collections.abc import Iterable
+
+import torch
+
+from minprune.validate import non_negative_int
+
+
+def _symbol(s) -> int:
+    """One symbol as an int: an int, a numpy integer or a 0-d integer tensor (not a bool, not 2.5)."""
+    if isinstance(s, torch.Tensor) and s.numel() == 1 and not s.is_floating_point() and s.dtype != torch.bool:
+        return int(s)
+    if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+        raise TypeError(f"symbols must be ints (e.g. cluster indices), got {type(s).__name__} {s!r:.40}")
+    return int(s)
+
+
+def _symbols(symbols) -> list[int]:
+    """`symbols` as a list of ints; a string, bytes or a non-iterable is refused with TypeError."""
+    if isinstance(symbols, (str, bytes)) or not isinstance(symbols, Iterable):
+        raise TypeError(f"symbols must be an iterable of ints (a list or an integer tensor), got "
+                        f"{type(symbols).__name__}")
+    return [_symbol(s) for s in symbols]
+
+
+def check_lengths(lengths) -> dict[int, int]:
+    """`lengths` when it is a dict {int symbol: code length >= 1}; else TypeError / ValueError naming it."""
+    if not isinstance(lengths, dict):
+        raise TypeError(f"lengths must be a dict {{symbol: code length}} (from code_lengths or encode), got "
+                        f"{type(lengths).__name__}")
+    bad = {s: n for s, n in lengths.items()
+           if isinstance(s, bool) or not isinstance(s, numbers.Integral)
+           or isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1}
+    if bad:
+        raise ValueError(f"lengths must map int symbols to code lengths >= 1, got {dict(list(bad.items())[:3])}")
+    return lengths
 
 
 def code_lengths(symbols: Iterable[int]) -> dict[int, int]:
@@ -18,7 +53,7 @@ def code_lengths(symbols: Iterable[int]) -> dict[int, int]:
     Repeatedly merge the two least frequent groups; each merge adds one bit to all symbols in both.
     A lone symbol gets a 1-bit code. Ties are broken by symbol value, so the result is deterministic.
     """
-    counts = Counter(int(s) for s in symbols)
+    counts = Counter(_symbols(symbols))
     if not counts:
         return {}
     if len(counts) == 1:
@@ -37,6 +72,7 @@ def code_lengths(symbols: Iterable[int]) -> dict[int, int]:
 
 def canonical_codes(lengths: dict[int, int]) -> dict[int, str]:
     """Canonical code words (bit strings) from code lengths: sort by (length, symbol), count upwards."""
+    check_lengths(lengths)
     codes, code, previous = {}, 0, 0
     for symbol, length in sorted(lengths.items(), key=lambda item: (item[1], item[0])):
         code <<= length - previous
@@ -47,8 +83,8 @@ def canonical_codes(lengths: dict[int, int]) -> dict[int, str]:
 
 def encode(symbols: Iterable[int], lengths: dict[int, int] | None = None) -> tuple[bytes, dict[int, int]]:
     """Huffman-code a sequence of ints; returns (packed bytes, code lengths needed to decode)."""
-    symbols = [int(s) for s in symbols]
-    lengths = code_lengths(symbols) if lengths is None else lengths
+    symbols = _symbols(symbols)
+    lengths = code_lengths(symbols) if lengths is None else check_lengths(lengths)
     codes = canonical_codes(lengths)
     missing = set(symbols) - codes.keys()
     if missing:
@@ -60,8 +96,14 @@ def encode(symbols: Iterable[int], lengths: dict[int, int] | None = None) -> tup
 
 def decode(data: bytes, lengths: dict[int, int], count: int) -> list[int]:
     """Inverse of `encode`: read `count` symbols from `data` with the code given by `lengths`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes (what encode returned), got {type(data).__name__}")
+    check_lengths(lengths)
+    non_negative_int(count, "count")
     if count == 0:
         return []
+    if not lengths:
+        raise ValueError(f"lengths is empty: no code to read {count} symbols with")
     decoding = {code: symbol for symbol, code in canonical_codes(lengths).items()}
     bits = format(int.from_bytes(data, "big"), f"0{8 * len(data)}b") if data else ""
     out, start, longest = [], 0, max(lengths.values())
@@ -79,6 +121,6 @@ def decode(data: bytes, lengths: dict[int, int], count: int) -> list[int]:
 
 def coded_bits(symbols: Iterable[int]) -> int:
     """Number of bits the Huffman code of `symbols` takes (before padding)."""
-    symbols = list(symbols)
+    symbols = _symbols(symbols)
     lengths = code_lengths(symbols)
-    return sum(lengths[int(s)] for s in symbols)
+    return sum(lengths[s] for s in symbols)

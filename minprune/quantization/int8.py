@@ -23,10 +23,10 @@ from torch import nn
 from torch.ao import quantization as tq
 from torch.ao.quantization import quantize_fx
 
-from minprune.models import describe
+from minprune.models import check_input_shape, describe
 from minprune.quantization.engines import observer_notice_hidden, pick_engine, qconfig_mapping, using_engine
 from minprune.quantization.int8_modules import Int8Model, Int8WeightLinear, int8_weights
-from minprune.train import check_model
+from minprune.validate import check_flag, float_model, model_arg
 
 
 def _float_linears_to_int8_weights(model: nn.Module) -> None:
@@ -57,8 +57,10 @@ def _check_float_model(model: nn.Module) -> None:
 
 
 def _cpu_copy(model: nn.Module) -> nn.Module:
-    """A copy on the CPU: PyTorch's int8 kernels are CPU kernels, so a model on a GPU is quantized from a copy."""
-    return copy.deepcopy(model).cpu()
+    """A float32 copy on the CPU: PyTorch's int8 kernels are CPU kernels, so a model on a GPU is quantized from a
+    copy, and their observers and packed weights start from float32 (a float16 or bfloat16 model is quantized from
+    its float32 copy; the int8 model then takes float32 inputs, like every PyTorch int8 model)."""
+    return copy.deepcopy(model).cpu().float()
 
 
 def _finish(quantized: nn.Module, model: nn.Module, method: str, engine: str, per_channel: bool,
@@ -76,7 +78,9 @@ def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
 
     No calibration needed. Dynamic quantization in PyTorch covers Linear (and recurrent) layers only.
     engine: 'auto' (see the module docstring), 'x86', 'fbgemm', 'onednn' or 'qnnpack' (ARM, Apple silicon).
+    Float16 and bfloat16 models are quantized from a float32 copy.
     """
+    model_arg(model)
     engine = pick_engine(model, engine)
     _check_float_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
@@ -87,15 +91,28 @@ def dynamic_int8(model: nn.Module, *, engine: str = "auto") -> Int8Model:
     return _finish(quantized, model, "dynamic", engine, True)
 
 
-def _batches(calibration) -> list[torch.Tensor]:
-    """Inputs from a DataLoader, a list of (x, y) batches, a list of tensors or one tensor."""
+CALIBRATION = "a DataLoader, a list of (x, y) batches, a list of input tensors or one input tensor"
+
+
+def _batches(calibration, model: nn.Module) -> list[torch.Tensor]:
+    """Float32 CPU inputs from a DataLoader, a list of (x, y) batches, a list of tensors or one tensor; every batch
+    is checked (a tensor, real-valued, of the model's input_shape) before the model is copied or run."""
     if isinstance(calibration, torch.Tensor):
         calibration = [calibration]
-    xs = [(b[0] if isinstance(b, (tuple, list)) else b).cpu() for b in calibration]
+    if calibration is None or isinstance(calibration, (str, bytes, dict)) or not hasattr(calibration, "__iter__"):
+        raise TypeError(f"calibration must be {CALIBRATION}, got {type(calibration).__name__}")
+    xs = [b[0] if isinstance(b, (tuple, list)) and b else b for b in calibration]
+    for i, x in enumerate(xs):
+        if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"calibration batch {i} must hold an input tensor ({CALIBRATION}), got "
+                            f"{type(x).__name__}")
     if not xs or all(x.numel() == 0 for x in xs):
         raise ValueError("calibration data is empty: static quantization needs a few batches of real inputs "
                          "to measure activation ranges")
-    return xs
+    if getattr(model, "input_shape", None) is not None:
+        for x in xs:
+            check_input_shape(model, (x,))  # "LeNet5 expects input of shape (batch, 1, 28, 28), got ..."
+    return [x.cpu().float() for x in xs]
 
 
 @torch.no_grad()
@@ -108,11 +125,12 @@ def static_int8(model: nn.Module, calibration, *, per_channel: bool = True, engi
     linear_weights_only: the nn.Linear layers store int8 weights but compute in float (`Int8WeightLinear`),
     for networks whose Linear layers are too small for int8 kernels to pay; convolutions stay fully int8.
     """
-    if not isinstance(linear_weights_only, bool):
-        raise TypeError(f"linear_weights_only must be True or False, got {linear_weights_only!r}")
+    model_arg(model)
+    check_flag(linear_weights_only, "linear_weights_only")
+    check_flag(per_channel, "per_channel")
     engine = pick_engine(model, engine)
     _check_float_model(model)
-    xs = _batches(calibration)
+    xs = _batches(calibration, model)
     mapping = qconfig_mapping(per_channel, engine)
     if linear_weights_only:
         for name, module in model.named_modules():
@@ -132,8 +150,10 @@ def prepare_qat_int8(model: nn.Module, *, per_channel: bool = True, engine: str 
     """A copy with fake-quant observers for quantization-aware training; train it with `mp.fit`, then
     call `convert_qat_int8`. The copy keeps `input_shape` so the rest of minprune works with it.
     engine: as for `static_int8`; per_channel=False fake-quantizes each weight with one scale per layer.
+    QAT trains, so float16 and bfloat16 models are refused (call model.float() first).
     """
-    check_model(model)
+    float_model(model, "prepare_qat_int8")
+    check_flag(per_channel, "per_channel")
     if getattr(model, "input_shape", None) is None:
         raise ValueError(f"prepare_qat_int8 traces the model with one example input, but this "
                          f"{type(model).__name__} has no input_shape; set model.input_shape = (C, H, W) first "

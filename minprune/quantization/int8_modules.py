@@ -21,6 +21,7 @@ from minprune.models import check_input_shape
 from minprune.quantization.engines import BACKEND, using_engine
 from minprune.quantization.uniform import dequantize, quant_params, quantize
 from minprune.train import check_model
+from minprune.validate import input_shape_arg, model_arg
 
 
 @contextmanager
@@ -47,6 +48,11 @@ class Int8Model(nn.Module):
     """
 
     def __init__(self, quantized: nn.Module, input_shape, method: str, engine: str = BACKEND, recipe=None):
+        model_arg(quantized, "quantized")
+        input_shape = input_shape_arg(input_shape)
+        if not isinstance(method, str) or not isinstance(engine, str):
+            raise TypeError(f"method and engine must be strings (e.g. 'static', 'x86'), got {method!r:.40}, "
+                            f"{engine!r:.40}")
         super().__init__()
         self.quantized = quantized
         self.input_shape = tuple(input_shape)
@@ -75,6 +81,11 @@ class Int8WeightLinear(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear):
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        model_arg(linear, "linear")  # a meta-device layer holds no weights to quantize
+        if not bool(torch.isfinite(linear.weight).all()):
+            raise ValueError("linear.weight contains NaN or Inf (a diverged weight?); int8 weights need finite values")
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()

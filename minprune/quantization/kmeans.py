@@ -14,9 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from minprune.quantization.uniform import check_bits
-from minprune.train import check_model
-from minprune.validate import positive_int
+from minprune.quantization.uniform import check_bits, check_tensor
+from minprune.validate import model_arg, positive_int
 
 
 def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,8 +23,11 @@ def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor
 
     Linear initialisation (centroids evenly spaced between min and max) keeps the rare large weights
     represented, which Han et al. found works best. Empty clusters keep their previous centroid.
+    Any float dtype: the clustering runs in float32 and the centroids are float32.
     """
+    check_tensor(x)
     positive_int(k, "k")
+    positive_int(iters, "iters")
     if x.numel() == 0:
         raise ValueError("cannot cluster an empty tensor")
     if not bool(torch.isfinite(x).all()):
@@ -65,8 +67,20 @@ class SharedWeight(nn.Module):
         return torch.where(self.mask, W, torch.zeros((), dtype=W.dtype, device=W.device))
 
 
+def _names_arg(names) -> list[str] | None:
+    """`names` as a list of parameter names: None, one name, or an iterable of names; else TypeError."""
+    if names is None:
+        return None
+    listed = [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple, set)) else None
+    if listed is None or not all(isinstance(n, str) for n in listed):
+        raise TypeError(f"names must be None, a parameter name or a list of names such as ['layers.1.weight'], "
+                        f"got {names!r:.60}")
+    return listed
+
+
 def _weights_to_share(model: nn.Module, names=None) -> dict[str, nn.Module]:
     """Modules whose `weight` is a matrix or a filter bank (Linear, Conv); biases and norms are left alone."""
+    names = _names_arg(names)
     out = {}
     for name, module in model.named_modules():
         if hasattr(module, "weight_orig"):
@@ -75,7 +89,6 @@ def _weights_to_share(model: nn.Module, names=None) -> dict[str, nn.Module]:
         if isinstance(weight, torch.Tensor) and weight.dim() > 1 and not parametrize.is_parametrized(module):
             out[f"{name}.weight" if name else "weight"] = module
     if names is not None:
-        names = [names] if isinstance(names, str) else list(names)
         unknown = [n for n in names if n not in out]
         if unknown:
             raise ValueError(f"cannot share {unknown}: not an unshared Linear/Conv weight; choose from {list(out)}")
@@ -89,9 +102,11 @@ def share_weights(model: nn.Module, bits: int = 4, *, names=None, iters: int = 3
     Pruned weights stay exactly zero; call it again with other `names` and `bits` for per-layer bit widths.
     The centroids become parameters, so `mp.fit(model, ...)` fine-tunes
     them; `unshare_weights` writes the shared values back into plain weights.
+    Float16 and bfloat16 weights are clustered in float32 and their centroids cast back: the layer keeps its dtype.
     """
-    check_model(model)
+    model_arg(model)
     check_bits(bits)
+    positive_int(iters, "iters")
     modules = _weights_to_share(model, names)
     if not modules:
         raise ValueError("the model has no unshared Linear/Conv weights to share")
@@ -103,10 +118,11 @@ def share_weights(model: nn.Module, bits: int = 4, *, names=None, iters: int = 3
         W = module.weight.detach()
         mask = W != 0
         values = W[mask] if bool(mask.any()) else torch.zeros(1)
-        centroids, cluster = kmeans_1d(values, 2**bits, iters=iters)
+        centroids, cluster = kmeans_1d(values, 2**bits, iters=iters)  # float32, whatever W's dtype
         index = torch.zeros_like(W, dtype=torch.int64)
         index[mask] = cluster
-        parametrize.register_parametrization(module, "weight", SharedWeight(centroids, index, mask), unsafe=True)
+        shared = SharedWeight(centroids.to(W.dtype, copy=True).to(W.device), index, mask)
+        parametrize.register_parametrization(module, "weight", shared, unsafe=True)
         module.parametrizations.weight.original.requires_grad_(False)  # only the centroids are trained
     return model
 
@@ -124,7 +140,7 @@ def shared_layers(model: nn.Module) -> dict[str, SharedWeight]:
 
 def unshare_weights(model: nn.Module) -> nn.Module:
     """Bake the shared values into plain `weight` parameters and remove the parametrizations, in place."""
-    check_model(model)
+    model_arg(model)
     shared = shared_layers(model)
     for name, module in list(model.named_modules()):
         if name in shared:

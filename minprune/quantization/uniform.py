@@ -12,14 +12,16 @@ See notebooks/08_quantization.ipynb.
 from __future__ import annotations
 
 import copy
+import numbers
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from minprune.train import check_model
+from minprune.validate import check_flag, model_arg
 
 MIN_BITS, MAX_BITS = 2, 8
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def check_bits(bits) -> None:
@@ -34,6 +36,49 @@ def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
     if symmetric:
         return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
+
+
+def check_tensor(x, name: str = "x") -> torch.Tensor:
+    """`x` when it is a real-valued tensor (float or int, not bool or complex); else TypeError naming `name`."""
+    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
+        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a real-valued torch.Tensor, got {kind}")
+    if x.is_meta:
+        raise ValueError(f"{name} is on the meta device and holds no values to quantize")
+    return x
+
+
+def _as_parameter(value, name: str, x: torch.Tensor, axis) -> torch.Tensor:
+    """scale or zero_point as a tensor: a real number, or a real tensor with one entry (per tensor) or
+    x.shape[axis] entries (per channel); all finite. Else TypeError / ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__} {value!r:.60}")
+    t = check_tensor(torch.as_tensor(value), name)
+    sizes = (1,) if axis is None else (1, x.shape[axis])
+    if t.dim() > 1 or t.numel() not in sizes:
+        expected = "one value" if axis is None else f"one value or {x.shape[axis]} (one per channel of axis {axis})"
+        raise ValueError(f"{name} must hold {expected}, got shape {tuple(t.shape)}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {value!r:.60} (NaN and inf are refused)")
+    return t
+
+
+def _check_scale(scale, x: torch.Tensor, axis) -> torch.Tensor:
+    """A scale (grid step) > 0: zero or a negative step has no grid (x / 0 is inf)."""
+    t = _as_parameter(scale, "scale", x, axis)
+    if not bool((t > 0).all()):
+        raise ValueError(f"scale must be > 0 (the grid step), got {scale!r:.60}")
+    return t
+
+
+def _check_zero_point(zero_point, qmin, qmax, x: torch.Tensor, axis) -> torch.Tensor:
+    """A zero point: whole numbers on the integer grid [qmin, qmax] (the integer that stands for 0.0)."""
+    t = _as_parameter(zero_point, "zero_point", x, axis)
+    integral = not t.is_floating_point() or bool((t == torch.round(t)).all())
+    if not integral or (qmin is not None and not bool(((t >= qmin) & (t <= qmax)).all())):
+        where = "" if qmin is None else f" in [{qmin}, {qmax}]"
+        raise ValueError(f"zero_point must be a whole number{where}, got {zero_point!r:.60}")
+    return t
 
 
 def _check_axis(x: torch.Tensor, axis) -> None:
@@ -74,7 +119,10 @@ def quant_params(x: torch.Tensor, bits: int = 8, *, symmetric: bool = False, axi
     """Scale and zero point that cover x (per tensor, or per channel along `axis`); returns (scale, zero_point).
 
     scale is float32, zero_point int64; both are 0-d per tensor or shaped (x.shape[axis],) per channel.
+    x may be float16 or bfloat16 (the parameters are computed in float32).
     """
+    check_tensor(x)
+    check_flag(symmetric, "symmetric")
     qmin, qmax = qrange(bits, symmetric)
     dims = _reduce_dims(x, axis)
     x = x.detach().float()
@@ -94,16 +142,27 @@ def quant_params(x: torch.Tensor, bits: int = 8, *, symmetric: bool = False, axi
 
 def quantize(x: torch.Tensor, scale, zero_point, bits: int = 8, *, symmetric: bool = False,
              axis: int | None = None) -> torch.Tensor:
-    """Real numbers to integers: clamp(round(x / scale) + zero_point, qmin, qmax), as int32 (pure)."""
+    """Real numbers to integers: clamp(round(x / scale) + zero_point, qmin, qmax), as int32 (pure).
+
+    scale: > 0 and finite; zero_point: whole numbers in [qmin, qmax]; per tensor or one per channel of `axis`.
+    """
+    check_tensor(x)
+    check_flag(symmetric, "symmetric")
     qmin, qmax = qrange(bits, symmetric)
-    scale, zero_point = _broadcast(torch.as_tensor(scale), x, axis), _broadcast(torch.as_tensor(zero_point), x, axis)
-    q = torch.round(x / scale) + zero_point
+    _check_axis(x, axis)
+    scale, zero_point = _check_scale(scale, x, axis), _check_zero_point(zero_point, qmin, qmax, x, axis)
+    scale, zero_point = _broadcast(scale, x, axis), _broadcast(zero_point, x, axis)
+    xf = x.float() if x.dtype in HALF_DTYPES else x  # rounded in float32: half would mis-round near .5
+    q = torch.round(xf / scale) + zero_point
     return torch.clamp(q, qmin, qmax).to(torch.int32)
 
 
 def dequantize(q: torch.Tensor, scale, zero_point, *, axis: int | None = None) -> torch.Tensor:
     """Integers back to real numbers: scale * (q - zero_point), as float32 (pure)."""
-    scale, zero_point = _broadcast(torch.as_tensor(scale), q, axis), _broadcast(torch.as_tensor(zero_point), q, axis)
+    check_tensor(q, "q")
+    _check_axis(q, axis)
+    scale, zero_point = _check_scale(scale, q, axis), _check_zero_point(zero_point, None, None, q, axis)
+    scale, zero_point = _broadcast(scale, q, axis), _broadcast(zero_point, q, axis)
     return scale * (q.float() - zero_point)
 
 
@@ -117,16 +176,23 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, *, symmetric: bool = False, ax
     """Quantize then dequantize in float, differentiably: the gradient passes straight through the rounding
     and is zero where the value was clipped (as in torch.fake_quantize_per_tensor_affine).
 
-    scale and zero_point default to `quant_params(x, bits, ...)`.
+    scale and zero_point default to `quant_params(x, bits, ...)`; given, scale must be > 0 and finite and
+    zero_point whole numbers in [qmin, qmax]. A float16 or bfloat16 x gives a result of its own dtype.
     """
+    check_tensor(x)
+    check_flag(symmetric, "symmetric")
     qmin, qmax = qrange(bits, symmetric)
+    _check_axis(x, axis)
     if scale is None or zero_point is None:
         scale, zero_point = quant_params(x, bits, symmetric=symmetric, axis=axis)  # refuses NaN/Inf in x
     else:
+        scale, zero_point = _check_scale(scale, x, axis), _check_zero_point(zero_point, qmin, qmax, x, axis)
         _check_finite(x)
-    scale, zero_point = _broadcast(torch.as_tensor(scale), x, axis), _broadcast(torch.as_tensor(zero_point), x, axis)
-    q = torch.clamp(round_ste(x / scale) + zero_point, qmin, qmax)
-    return (q - zero_point) * scale
+    scale, zero_point = _broadcast(scale, x, axis), _broadcast(zero_point, x, axis)
+    xf = x.float() if x.dtype in HALF_DTYPES else x  # the grid arithmetic in float32, the result in x's dtype
+    q = torch.clamp(round_ste(xf / scale) + zero_point, qmin, qmax)
+    out = (q - zero_point) * scale
+    return out.to(x.dtype) if x.is_floating_point() else out
 
 
 class FakeQuantMixin:
@@ -165,10 +231,13 @@ SWAPS = {nn.Linear: FakeQuantLinear, nn.Conv2d: FakeQuantConv2d}
 def swap_fake_quant(model: nn.Module, bits: int = 8, *, per_channel: bool = True, symmetric: bool = True) -> nn.Module:
     """Swap every Linear and Conv2d for its fake-quant twin, in place (the parameters are the same objects).
 
-    Train the result with `mp.fit` for quantization-aware training; `strip_fake_quant` ends it.
+    Train the result with `mp.fit` for quantization-aware training; `strip_fake_quant` ends it. Float16 and
+    bfloat16 models keep their dtype (the grid is computed in float32, the weights stay in their dtype).
     """
-    check_model(model)
+    model_arg(model)
     check_bits(bits)
+    check_flag(per_channel, "per_channel")
+    check_flag(symmetric, "symmetric")
     targets = [m for m in model.modules() if type(m) in SWAPS or isinstance(m, FakeQuantMixin)]
     if not targets:
         raise ValueError("the model has no nn.Linear or nn.Conv2d layer to quantize")
@@ -184,7 +253,12 @@ def swap_fake_quant(model: nn.Module, bits: int = 8, *, per_channel: bool = True
 
 def strip_fake_quant(model: nn.Module) -> nn.Module:
     """Write the quantized values into the weights and swap the plain layers back, in place."""
-    check_model(model)
+    model_arg(model)
+    bad = [name for name, m in model.named_modules() if isinstance(m, FakeQuantMixin)
+           and not bool(torch.isfinite(m.weight).all())]
+    if bad:  # checked for every layer before any is written, so a refused model is left as it was
+        raise ValueError(f"the weights of {bad} contain NaN or Inf; quantization needs finite values "
+                         f"(reload or re-initialise the model)")
     for module in model.modules():
         if isinstance(module, FakeQuantMixin):
             with torch.no_grad():
@@ -195,5 +269,10 @@ def strip_fake_quant(model: nn.Module) -> nn.Module:
 
 
 def quantize_weights(model: nn.Module, bits: int = 8, *, per_channel: bool = True, symmetric: bool = True) -> nn.Module:
-    """Post-training quantization from scratch: a copy whose Linear/Conv2d weights are on a `bits`-bit grid."""
+    """Post-training quantization from scratch: a copy whose Linear/Conv2d weights are on a `bits`-bit grid
+    (float16 and bfloat16 models keep their dtype)."""
+    model_arg(model)
+    check_bits(bits)
+    check_flag(per_channel, "per_channel")
+    check_flag(symmetric, "symmetric")
     return strip_fake_quant(swap_fake_quant(copy.deepcopy(model), bits, per_channel=per_channel, symmetric=symmetric))

@@ -17,8 +17,33 @@ from torch import nn
 
 from minprune.devices import example_input
 from minprune.layers import set_module
+from minprune.validate import float_dtype, model_arg, non_negative_int
 
 UNIT_PARTS = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.Dropout)
+
+
+def _check_input(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor (an input batch), got {type(x).__name__}")
+
+
+def _names_arg(names) -> list[str]:
+    """`names` as a list of module names: one name or a list/tuple of names; else TypeError."""
+    listed = [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else None
+    if listed is None or not all(isinstance(n, str) for n in listed):
+        raise TypeError(f"names must be a block name or a list of names such as ['layers.0'], got {names!r:.60}")
+    return listed
+
+
+def _check_labels(y, x: torch.Tensor) -> None:
+    """y: None, or one class index (int64) per example of x."""
+    if y is None:
+        return
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        kind = f"a {y.dtype} tensor" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise TypeError(f"y must be None or an integer tensor of class indices, got {kind}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must hold one class index per example of x: shape ({x.shape[0]},), got {tuple(y.shape)}")
 
 
 def _is_block(mod: nn.Module) -> bool:
@@ -34,9 +59,16 @@ def _is_unit(mod: nn.Module) -> bool:
 def droppable(model: nn.Module, example: torch.Tensor | None = None) -> list[str]:
     """Names of the residual blocks and layer units whose output has the same shape as their input.
 
+    example defaults to zeros shaped (1, *model.input_shape) in the model's dtype (float16 and bfloat16 work).
     See notebooks/06_structured_pruning.ipynb.
     """
-    example = example if example is not None else example_input(model)
+    model_arg(model)
+    if example is None:
+        example = example_input(model)
+        if example is None:
+            raise ValueError("pass example=torch.zeros(1, C, H, W); the model does not record input_shape")
+        example = example.to(float_dtype(model))
+    _check_input(example, "example")
     shapes, handles = {}, []
     for name, mod in model.named_modules():
         if name and (_is_block(mod) or _is_unit(mod)):
@@ -58,7 +90,7 @@ def drop_blocks(model: nn.Module, names, *, example: torch.Tensor | None = None)
 
     See notebooks/06_structured_pruning.ipynb.
     """
-    names = [names] if isinstance(names, str) else list(names)
+    names = _names_arg(names)
     allowed = droppable(model, example)
     for name in names:
         if name not in allowed:
@@ -75,12 +107,18 @@ def block_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     """Importance of each droppable block: the loss increase on (x, y) when it is removed.
 
     Without labels y: the relative change of the logits, ||f(x) - f_without(x)|| / ||f(x)||.
-    See notebooks/06_structured_pruning.ipynb.
+    Float16 and bfloat16 models work (x of their dtype). See notebooks/06_structured_pruning.ipynb.
     """
+    model_arg(model)
+    _check_input(x, "x")
+    _check_labels(y, x)
     was_training = model.training
     model.eval()
     try:
         reference = model(x)
+        if y is not None and reference.dim() == 2 and not bool(((y >= 0) & (y < reference.shape[1])).all()):
+            raise ValueError(f"y must hold class indices in [0, {reference.shape[1]}) (the model's outputs), got "
+                             f"values from {int(y.min())} to {int(y.max())}")
         base = F.cross_entropy(reference, y).item() if y is not None else 0.0
         scores = {}
         for name in droppable(model, x[:1]):
@@ -99,8 +137,9 @@ def prune_blocks(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
 
     See notebooks/06_structured_pruning.ipynb.
     """
+    non_negative_int(n, "n")  # before the scores are computed
     scores = block_scores(model, x, y)
-    if not isinstance(n, int) or not 0 <= n <= len(scores):
+    if not 0 <= n <= len(scores):
         raise ValueError(f"n must be an int in [0, {len(scores)}] (the droppable blocks), got {n!r}")
     lowest = sorted(scores, key=scores.get)[:n]
     return drop_blocks(model, lowest, example=x[:1])

@@ -30,6 +30,8 @@ from minprune.structured.channel_groups import (
 from minprune.structured.channel_rules import rule_for
 from minprune.structured.fx_nodes import flat_values, node_shape, trace_module, where
 from minprune.structured.shared import tie_shared_parameters
+from minprune.train import check_model
+from minprune.validate import float_dtype
 
 __all__ = ["DependencyError", "DependencyGraph", "Group", "groups_table", "plot_groups", "trace_groups"]
 
@@ -276,13 +278,15 @@ def _check_tensors(name: str, mod, tensors: dict, size: int, what: str) -> None:
 def trace_groups(model: nn.Module, example: torch.Tensor | None = None) -> DependencyGraph:
     """Trace `model` and return its coupled channel groups (the model is not changed).
 
-    example: one input batch; defaults to zeros shaped (1, *model.input_shape).
-    See notebooks/06_structured_pruning.ipynb.
+    example: one input batch; defaults to zeros shaped (1, *model.input_shape), in the model's float dtype (a
+    float16 or bfloat16 model is traced on an example of its dtype). Only shapes are read, so a model on the meta
+    device can be traced. See notebooks/06_structured_pruning.ipynb.
     """
+    check_model(model)
     if example is None:
         if not hasattr(model, "input_shape"):
             raise ValueError("pass example=torch.zeros(1, C, H, W); the model does not record input_shape")
-        example = example_input(model)  # on the model's device
+        example = example_input(model).to(float_dtype(model))  # on the model's device, in its dtype
     if not isinstance(example, torch.Tensor):
         raise TypeError(f"example must be a tensor (one input batch), got {type(example).__name__}")
     was_training = model.training

@@ -19,6 +19,11 @@ from minprune.masked import make_permanent
 from minprune.structured.channel_groups import DependencyError, DependencyGraph
 from minprune.structured.channel_rules import rule_for
 from minprune.structured.fx_nodes import trace_module
+from minprune.validate import finite_number, model_arg
+
+# relative difference allowed between the compacted model and its masked equivalent, per dtype: the two sum the
+# same products in another order, so the rounding error of the dtype (eps: 1e-16, 1e-7, 1e-3, 8e-3) sets the limit
+TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
 def input_index(graph: DependencyGraph, space, keep: dict) -> torch.Tensor:
@@ -121,11 +126,21 @@ def _with_kept_norms(model: nn.Module, graph: DependencyGraph, keep: dict) -> nn
 
 def masked_equivalent(model: nn.Module, keep: dict, graph: DependencyGraph) -> nn.Module:
     """A full-size copy of `model` in which every entry that `remove_channels(model, keep, graph)` deletes is zero."""
+    model_arg(model)
+    _check_graph_and_keep(graph, keep)
     masked = make_permanent(copy.deepcopy(model))
     _zero_removed(masked, graph, keep)
     if any(gid in keep for gid in graph.statistics.values()):
         masked = _with_kept_norms(masked, graph, keep)
     return masked.eval()
+
+
+def _check_graph_and_keep(graph, keep) -> None:
+    if not isinstance(graph, DependencyGraph):
+        raise TypeError(f"graph must be the DependencyGraph returned by trace_groups(model), "
+                        f"got {type(graph).__name__}")
+    if not isinstance(keep, dict):
+        raise TypeError(f"keep must be a dict {{group id: kept channel indices}}, got {type(keep).__name__}")
 
 
 def _probe(example: torch.Tensor) -> torch.Tensor:
@@ -148,7 +163,12 @@ def _leaves(out):
 def check_compacted(model: nn.Module, compacted: nn.Module, keep: dict, graph: DependencyGraph,
                     tolerance: float | None = None) -> float:
     """Relative difference of `compacted` and the masked equivalent on a random batch; DependencyError above
-    `tolerance` (default 1e-4 in float32, 1e-10 in float64). Both run in eval mode; `model` is untouched."""
+    `tolerance` (default by dtype, `TOLERANCES`: 1e-4 in float32, 1e-10 in float64, 1e-2 in float16, 5e-2 in
+    bfloat16). Both run in eval mode; `model` is untouched."""
+    model_arg(model)
+    model_arg(compacted, "compacted")
+    _check_graph_and_keep(graph, keep)
+    finite_number(tolerance, "tolerance", low=0, none_ok=True)
     x = _probe(graph.example)
     masked = masked_equivalent(model, keep, graph)
     was = compacted.training
@@ -169,7 +189,7 @@ def check_compacted(model: nn.Module, compacted: nn.Module, keep: dict, graph: D
         if e.is_floating_point():
             scale = e.abs().max().clamp_min(torch.finfo(e.dtype).tiny)
             error = max(error, float((e - g).abs().max() / scale))
-    limit = tolerance if tolerance is not None else (1e-10 if x.dtype == torch.float64 else 1e-4)
+    limit = tolerance if tolerance is not None else TOLERANCES.get(x.dtype, 1e-4)
     if not error <= limit:
         raise DependencyError(f"the compacted model differs from its masked equivalent by {error:.2g} (relative, "
                               f"limit {limit:g}): an operation in forward was not followed correctly; the model is "

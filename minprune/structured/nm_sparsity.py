@@ -16,15 +16,27 @@ import torch
 from torch import nn
 
 from minprune.train import check_model
+from minprune.validate import check_flag, positive_int
+
+
+def _check_n_m(n, m) -> None:
+    if isinstance(n, bool) or isinstance(m, bool) or not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
+        raise ValueError(f"need integers 0 < n <= m, got n={n!r}, m={m!r}")
+
+
+def _check_scores(scores, name: str = "scores") -> None:
+    if not isinstance(scores, torch.Tensor) or scores.dtype == torch.bool or scores.is_complex():
+        kind = f"a {scores.dtype} tensor" if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise TypeError(f"{name} must be a real-valued tensor shaped like the weight, got {kind}")
 
 
 def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """Keep the `n` highest scores in each group of `m` consecutive entries of every row (dim 0 = rows).
 
-    See notebooks/06_structured_pruning.ipynb.
+    Any real dtype (float16 and bfloat16 too). See notebooks/06_structured_pruning.ipynb.
     """
-    if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-        raise ValueError(f"need integers 0 < n <= m, got n={n!r}, m={m!r}")
+    _check_n_m(n, m)
+    _check_scores(scores)
     if scores.dim() < 2:
         raise ValueError(f"N:M needs a weight with rows (2-D or more), got shape {tuple(scores.shape)}")
     if scores.is_floating_point() and bool(scores.isnan().any()):
@@ -44,6 +56,12 @@ def nm_masks(scores: dict, n: int = 2, m: int = 4, *, strict: bool = False) -> d
 
     See notebooks/06_structured_pruning.ipynb.
     """
+    if not isinstance(scores, dict):
+        raise TypeError(f"scores must be a dict {{parameter name: tensor}}, got {type(scores).__name__}")
+    _check_n_m(n, m)
+    check_flag(strict, "strict")
+    for name, s in scores.items():
+        _check_scores(s, f"scores[{name!r}]")
     masks = {}
     for name, s in scores.items():
         row = s[0].numel() if s.dim() >= 2 else 0
@@ -70,6 +88,12 @@ def nm_report(model: nn.Module, masks: dict, n: int = 2, m: int = 4, *, value_bi
     check_model(model)
     if not isinstance(masks, dict):
         raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
+    for name, mk in masks.items():
+        if not isinstance(mk, torch.Tensor) or mk.dtype != torch.bool:
+            kind = f"a {mk.dtype} tensor" if isinstance(mk, torch.Tensor) else type(mk).__name__
+            raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {kind} for {name!r}")
+    _check_n_m(n, m)
+    positive_int(value_bits, "value_bits")
     dense = sum(mk.numel() for mk in masks.values())  # a mask has its weight's shape (also once applied)
     kept = sum(int(mk.sum()) for mk in masks.values())
     index_bits = max(1, math.ceil(math.log2(m)))
@@ -88,6 +112,8 @@ def to_semi_structured(layer: nn.Linear) -> nn.Linear:
 
     See notebooks/06_structured_pruning.ipynb.
     """
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
     if not semi_structured_supported():
         raise RuntimeError("2:4 semi-structured kernels need a CUDA GPU of compute capability >= 8.0; on CPU "
                            "report storage and MACs with nm_report instead")

@@ -16,6 +16,23 @@ from minprune.unstructured.masks import check_sparsity, n_pruned
 from minprune.validate import positive_int
 
 
+def check_scores(s, name: str, size: int) -> torch.Tensor:
+    """`s` when it is a real 1-D tensor of `size` finite scores; else TypeError / ValueError naming `name`.
+
+    NaN cannot be ranked (every comparison with it is False) and inf sums to NaN, so both are refused.
+    """
+    if not isinstance(s, torch.Tensor) or s.dtype == torch.bool or s.is_complex():
+        kind = f"a {s.dtype} tensor" if isinstance(s, torch.Tensor) else type(s).__name__
+        raise TypeError(f"{name} must be a 1-D tensor of unit scores (numbers), got {kind}")
+    if s.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {tuple(s.shape)}")
+    if s.is_floating_point() and not bool(torch.isfinite(s).all()):
+        bad = int((~torch.isfinite(s)).sum())
+        raise ValueError(f"{name} contains NaN or Inf ({bad} of {size} entries); scores are ranked, so they must be "
+                         f"finite numbers (recompute them from finite weights)")
+    return s
+
+
 def score_groups(graph: DependencyGraph, scores: dict) -> dict[int, torch.Tensor]:
     """One score per channel of each prunable group: the sum of its members' unit scores.
 
@@ -33,8 +50,7 @@ def score_groups(graph: DependencyGraph, scores: dict) -> dict[int, torch.Tensor
         for name in group.producers + group.followers:
             s = scores.get(f"{name}.weight")
             if s is not None:
-                if s.shape != (group.size,):
-                    raise ValueError(f"scores['{name}.weight'] must have shape ({group.size},), got {tuple(s.shape)}")
+                check_scores(s, f"scores['{name}.weight']", group.size)
                 total += s.detach().float().cpu()
                 found = True
         if not found:
@@ -70,9 +86,14 @@ def select_channels(graph: DependencyGraph, group_scores: dict, sparsity, *, sco
     groups = {g.id: g for g in graph.prunable()}
     if not groups:
         return {}
+    if not isinstance(group_scores, dict):
+        raise TypeError(f"group_scores must be a dict {{group id: 1-D tensor}} from score_groups(graph, scores), "
+                        f"got {type(group_scores).__name__}")
     missing = [gid for gid in groups if gid not in group_scores]
     if missing:
         raise ValueError(f"group_scores has no scores for groups {missing}; use score_groups(graph, scores)")
+    for gid, group in groups.items():
+        check_scores(group_scores[gid], f"group_scores[{gid}]", group.size)
     if scope == "global":
         if isinstance(sparsity, dict):
             raise ValueError("scope='global' takes one sparsity for the whole model, not a dict")

@@ -20,9 +20,15 @@ from torch import nn
 from minprune import devices
 from minprune.layers import set_module
 from minprune.table import Table
-from minprune.timing import check_baseline, check_models, speedups_over, time_models
-from minprune.train import check_model
-from minprune.validate import positive_int
+from minprune.timing import check_baseline, check_models, check_warmup, input_shape_arg, speedups_over, time_models
+from minprune.validate import float_model, positive_int
+
+
+def _counts(values, name: str, *, none_ok: bool = False) -> list:
+    """`values` as a list of positive ints (None allowed with none_ok): a list or tuple, not one number."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise TypeError(f"{name} must be a non-empty list or tuple of positive ints, got {values!r:.60}")
+    return [positive_int(v, name, none_ok=none_ok) for v in values]
 
 
 class CSRLinear(nn.Module):
@@ -45,9 +51,10 @@ def to_csr(model: nn.Module) -> nn.Module:
     """A copy of `model` with every nn.Linear replaced by a CSRLinear (masks made permanent first).
 
     The copy is on the CPU (its CSR tensors are no parameters, so it could not say where it runs otherwise).
+    PyTorch's CPU CSR kernels have no float16/bfloat16 version, so those models are refused.
     See notebooks/06_structured_pruning.ipynb.
     """
-    check_model(model)
+    float_model(model, "to_csr")
     new = copy.deepcopy(model).cpu()
     for name, mod in list(new.named_modules()):
         if isinstance(mod, nn.Linear):
@@ -67,9 +74,11 @@ def latency_grid(models: dict[str, nn.Module], input_shape, *, batch_sizes=(1, 8
     Every model runs on its own device; the title says which. See notebooks/06_structured_pruning.ipynb.
     """
     check_models(models)
+    input_shape = input_shape_arg(input_shape)
+    batch_sizes = _counts(batch_sizes, "batch_sizes")
+    threads = _counts(threads, "threads", none_ok=True)
     positive_int(repeats, "repeats")
-    for n_threads in threads:
-        positive_int(n_threads, "threads", none_ok=True)
+    check_warmup(warmup)
     rows = []
     for n_threads in threads:
         for batch in batch_sizes:
@@ -91,6 +100,6 @@ def speedups(models: dict[str, nn.Module], input_shape, *, batch_size: int = 64,
     baseline = check_baseline(models, baseline)
     positive_int(batch_size, "batch_size")
     positive_int(repeats, "repeats")
-    x = torch.randn(batch_size, *input_shape)
+    x = torch.randn(batch_size, *input_shape_arg(input_shape))
     timed = time_models(models, x, threads=threads, rounds=repeats, per_round=1, warmup=2)
     return speedups_over(timed.medians(), baseline)

@@ -23,6 +23,8 @@ from minprune.structured.dependency import trace_groups
 from minprune.structured.equivalence import check_compacted, input_index, kept_indices, kept_params
 from minprune.structured.selection import score_groups, select_channels
 from minprune.structured.shared import reshare, shared_parameters
+from minprune.train import check_finite_weights
+from minprune.validate import check_flag, model_arg
 
 
 def _check_keep(graph: DependencyGraph, keep: dict) -> None:
@@ -30,10 +32,14 @@ def _check_keep(graph: DependencyGraph, keep: dict) -> None:
         raise TypeError(f"keep must be a dict {{group id: kept channel indices}}, got {type(keep).__name__}")
     for gid, idx in keep.items():
         if gid not in graph.groups:
-            raise ValueError(f"keep names group {gid}, which does not exist")
+            raise ValueError(f"keep names group {gid!r}, which does not exist; groups: {list(graph.groups)}")
         group = graph.groups[gid]
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point():
-            raise TypeError(f"keep[{gid}] must be a 1-D integer tensor of channel indices")
+        if (not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point() or idx.is_complex()
+                or idx.dtype == torch.bool):
+            got = f"a {idx.dim()}-D {idx.dtype} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            hint = " (for a bool mask m, pass m.nonzero().flatten())" if getattr(idx, "dtype", None) == torch.bool \
+                else ""
+            raise TypeError(f"keep[{gid}] must be a 1-D integer tensor of channel indices, got {got}{hint}")
         if len(idx) == 0:
             raise ValueError(f"keep[{gid}] is empty: that would remove every channel of {group.producers}")
         if idx.min() < 0 or idx.max() >= group.size or len(torch.unique(idx)) != len(idx):
@@ -114,8 +120,12 @@ def remove_channels(model: nn.Module, keep: dict, graph: DependencyGraph | None 
 
     check: run the copy and its masked equivalent on a random batch shaped like the traced example and raise
     `DependencyError` unless their outputs agree (see `equivalence.check_compacted`).
+    A model with NaN or Inf weights is refused (its compacted copy could not be checked).
     See notebooks/06_structured_pruning.ipynb.
     """
+    model_arg(model)
+    check_flag(check, "check")
+    check_finite_weights(model)
     graph = graph if graph is not None else trace_groups(model, example)
     check_graph(graph)
     _check_keep(graph, keep)
@@ -147,6 +157,7 @@ def channel_masks(model: nn.Module, keep: dict, graph: DependencyGraph) -> dict[
     consumers' columns and the parameters read in forward: the full masked equivalent.)
     See notebooks/06_structured_pruning.ipynb.
     """
+    model_arg(model)
     check_graph(graph)
     _check_keep(graph, keep)
     masks = {}
@@ -172,10 +183,14 @@ def prune_channels(model: nn.Module, sparsity, *, scores: dict | None = None, sc
     scores: unit scores {'<module>.weight': 1-D}; default: L1 norm of each unit's weights.
     round_to: kept channels per group rounded down to a multiple of it (see `select_channels`).
     check: compare the copy with its masked equivalent on a random batch (see `remove_channels`); False skips it.
-    See notebooks/06_structured_pruning.ipynb.
+    Float16 and bfloat16 models are pruned in their dtype (the check's tolerance follows the dtype); a model with
+    NaN or Inf weights is refused, naming the tensor. See notebooks/06_structured_pruning.ipynb.
     """
     from minprune.structured.unit_scores import norm_scores
 
+    model_arg(model)
+    check_flag(check, "check")
+    check_finite_weights(model)
     graph = trace_groups(model, example)
     if not graph.prunable():
         frozen = "; ".join(f"{', '.join(g.producers)}: {g.frozen}" for g in graph.groups.values() if g.producers)

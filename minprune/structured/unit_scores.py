@@ -13,15 +13,32 @@ See notebooks/05_neuron_and_filter_pruning.ipynb.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minprune.batches import check_loader
 from minprune.devices import model_device, resolve, same
 from minprune.masked import copy_model
-from minprune.train import cross_entropy_loss
+from minprune.train import check_finite_weights, check_model, cross_entropy_loss
+from minprune.validate import finite_number, float_dtype, float_model, model_arg, positive_int
 
 UNIT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _check_p(p) -> None:
+    if isinstance(p, bool) or not isinstance(p, int) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+
+
+def _at_least_zero(value, name: str) -> float:
+    """`finite_number(value, name, low=0)`, worded as the documented '<name> must be >= 0'."""
+    try:
+        return finite_number(value, name, low=0)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be >= 0, a finite number, got {value!r}") from exc
 
 
 def unit_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -32,10 +49,14 @@ def unit_layers(model: nn.Module) -> dict[str, nn.Module]:
 def unit_norms(W: torch.Tensor, p: int = 1) -> torch.Tensor:
     """Lp norm of each row of W (one row per neuron or filter): (out, in, *kernel) -> (out,).
 
-    See notebooks/05_neuron_and_filter_pruning.ipynb.
+    Any float dtype; the norms have W's dtype. See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    _check_p(p)
+    if not isinstance(W, torch.Tensor) or not W.is_floating_point():
+        kind = f"a {W.dtype} tensor" if isinstance(W, torch.Tensor) else type(W).__name__
+        raise TypeError(f"W must be a floating-point weight tensor (out, in, *kernel), got {kind}")
+    if W.dim() < 2:
+        raise ValueError(f"W must have one row per unit (2-D or more, (out, in, *kernel)), got shape {tuple(W.shape)}")
     return W.detach().flatten(1).norm(p=p, dim=1)
 
 
@@ -44,10 +65,11 @@ def norm_scores(model: nn.Module, p: int = 1) -> dict[str, torch.Tensor]:
     """Lp norm of each unit's incoming weights: {'<layer>.weight': (out,)}; an embedding's unit is a column of its
     table (one embedding dimension).
 
+    Any float dtype (float16 and bfloat16 too); a meta-device model (no values) is refused.
     See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    _check_p(p)
+    model_arg(model)
     scores = {}
     for name, mod in unit_layers(model).items():
         scores[f"{name}.weight"] = unit_norms(mod.weight, p).cpu()  # weight: (out, in, *kernel)
@@ -63,6 +85,7 @@ def bn_scale_scores(model: nn.Module) -> dict[str, torch.Tensor]:
 
     See notebooks/06_structured_pruning.ipynb.
     """
+    model_arg(model)
     scores = {}
     for name, mod in model.named_modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.weight is not None:
@@ -74,6 +97,7 @@ def bn_scale_scores(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def bn_l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of |gamma| over every BatchNorm: the sparsity-inducing term of network slimming."""
+    check_model(model)
     terms = [m.weight.abs().sum() for m in model.modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
     if not terms:
@@ -86,8 +110,7 @@ def slimming_loss(strength: float = 1e-4):
 
     See notebooks/06_structured_pruning.ipynb.
     """
-    if not strength >= 0:
-        raise ValueError(f"strength must be >= 0, got {strength!r}")
+    strength = _at_least_zero(strength, "strength")
 
     def loss_fn(model, x, y):
         loss, logits = cross_entropy_loss(model, x, y)
@@ -100,9 +123,8 @@ class SlimmingCallback:
     """The same penalty as a `fit(callbacks=[...])` object: a subgradient step on every gamma after each step."""
 
     def __init__(self, strength: float = 1e-4, lr: float = 1e-3):
-        if not strength >= 0 or not lr > 0:
-            raise ValueError(f"need strength >= 0 and lr > 0, got {strength!r}, {lr!r}")
-        self.strength, self.lr = strength, lr
+        self.strength = _at_least_zero(strength, "strength")
+        self.lr = finite_number(lr, "lr", low=0, low_open=True)
 
     @torch.no_grad()
     def on_step_end(self, model, step):
@@ -123,8 +145,31 @@ def _probe_points(model: nn.Module) -> dict[str, nn.Module]:
     return {name: model.get_submodule(after.get(name, name)) for name in layers}
 
 
+def _checked_batches(loader):
+    """The batches of `loader`, its first one checked to be an (x, y) pair of tensors before anything runs."""
+    check_loader(loader)
+    batches = iter(loader)
+    first = next(batches, None)
+    if first is None:
+        return iter(())
+    if not (isinstance(first, (tuple, list)) and len(first) == 2 and all(isinstance(t, torch.Tensor) for t in first)):
+        raise TypeError(f"loader must yield (x, y) batches of tensors such as a DataLoader gives, got a "
+                        f"{type(first).__name__} {first!r:.60}")
+    return chain([first], batches)
+
+
 def _collect(model, loader, max_batches: int, stat_fn, backward: bool, device=None) -> dict[str, torch.Tensor]:
-    """Run up to `max_batches` batches with hooks and average `stat_fn(a, grad) -> (out,)` per unit."""
+    """Run up to `max_batches` batches with hooks and average `stat_fn(a, grad) -> (out,)` per unit.
+
+    Everything is checked before the model is touched: the model (finite float weights; float32/float64 when
+    gradients are taken), max_batches and the loader's first batch.
+    """
+    if backward:
+        float_model(model, "taylor_unit_scores")
+    model_arg(model)
+    check_finite_weights(model)
+    positive_int(max_batches, "max_batches")
+    loader = _checked_batches(loader)
     home, device = model_device(model), resolve(model, device)
     if not same(home, device):  # the caller's model stays where it is
         model = copy_model(model).to(device)
@@ -135,14 +180,15 @@ def _collect(model, loader, max_batches: int, stat_fn, backward: bool, device=No
                 out.retain_grad()
             acts[name] = out
         handles.append(mod.register_forward_hook(hook))
-    device, was_training, n = model_device(model), model.training, 0
+    device, dtype, was_training, n = model_device(model), float_dtype(model), model.training, 0
     model.eval()
     try:
         for x, y in loader:
             if n >= max_batches:
                 break
             with torch.set_grad_enabled(backward):
-                loss, _ = cross_entropy_loss(model, x.to(device), y.to(device))
+                x = x.to(device, dtype) if x.is_floating_point() else x.to(device)  # a float16 model: float16 x
+                loss, _ = cross_entropy_loss(model, x, y.to(device))
                 if backward:
                     model.zero_grad(set_to_none=True)
                     loss.backward()
@@ -173,6 +219,7 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
 def taylor_unit_scores(model: nn.Module, loader, *, max_batches: int = 4, device=None) -> dict[str, torch.Tensor]:
     """First-order Taylor importance of each unit: |mean over positions of a * dL/da|, averaged over examples.
 
+    It takes gradients, so float16 and bfloat16 models are refused (call model.float() first).
     See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
     return _collect(model, loader, max_batches, lambda a, g: _per_channel(a * g).abs().mean(0), backward=True,
@@ -182,11 +229,12 @@ def taylor_unit_scores(model: nn.Module, loader, *, max_batches: int = 4, device
 def activation_scores(model: nn.Module, loader, *, stat: str = "mean", max_batches: int = 4, device=None):
     """Activation statistics after ReLU: stat='mean' (mean activation) or 'apoz' (1 - fraction of zeros).
 
-    Assumes a ReLU follows each unit (after its BatchNorm), as in every minprune model.
+    Assumes a ReLU follows each unit (after its BatchNorm), as in every minprune model. Float16 and bfloat16
+    models work (the batches are cast to the model's dtype, the statistics computed in float32).
     See notebooks/05_neuron_and_filter_pruning.ipynb.
     """
     if stat == "mean":
-        fn = lambda a, g: _per_channel(F.relu(a)).mean(0)  # noqa: E731
+        fn = lambda a, g: _per_channel(F.relu(a).to(_stat_dtype(a))).mean(0)  # noqa: E731
     elif stat == "apoz":
         fn = lambda a, g: 1.0 - _per_channel((a <= 0).to(_stat_dtype(a))).mean(0)  # noqa: E731
     else:

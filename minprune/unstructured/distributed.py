@@ -4,6 +4,7 @@ Masks live in buffers (`weight_mask`), so every rank must hold the same ones. Co
 `broadcast_masks`, or compute them from identical weights on every rank; `masks_agree` checks. Because the
 masked weight is recomputed from `weight_orig * weight_mask` in the forward pass, a pruned weight receives a
 zero gradient on every rank, the all-reduced gradient is zero too, and pruned weights stay exactly zero.
+Masks are bool whatever the weights' dtype, so float16/bfloat16 models work; meta-device models are refused.
 See notebooks/04_fine_tuning.ipynb.
 """
 
@@ -16,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from minprune.masked import get_masks
+from minprune.validate import model_arg, non_negative_int
 
 
 def _require_process_group() -> None:
@@ -26,7 +28,11 @@ def _require_process_group() -> None:
 @torch.no_grad()
 def broadcast_masks(model: nn.Module, src: int = 0) -> nn.Module:
     """Copy rank `src`'s masks into every rank's model (in place; every rank must already be pruned)."""
+    model_arg(model)
+    non_negative_int(src, "src")
     _require_process_group()
+    if src >= dist.get_world_size():
+        raise ValueError(f"src must be a rank in [0, {dist.get_world_size()}), got {src}")
     for name in get_masks(model):
         module = model.get_submodule(name.rpartition(".")[0])
         buffer = getattr(module, f"{name.rpartition('.')[2]}_mask")
@@ -44,6 +50,7 @@ def masks_digest(model: nn.Module) -> str:
 
 def masks_agree(model: nn.Module) -> bool:
     """True when every rank holds exactly the same masks (an all-gather of digests)."""
+    model_arg(model)
     _require_process_group()
     digests = [None] * dist.get_world_size()
     dist.all_gather_object(digests, masks_digest(model))

@@ -4,31 +4,44 @@ Iterative pruning follows Han et al. 2015 ("Learning both weights and connection
 retrain, repeat, each round removing the same fraction of the weights that are still alive.
 Masks stay applied during fine-tuning through the `apply_masks` reparametrisation, so `fit` needs no
 special code. Both functions take `device=None` (meaning `mp.device()`) and move the model there in place,
-like `fit`. See notebooks/04_fine_tuning.ipynb.
+like `fit`, and leave its train/eval flag as they found it. Both train, so they refuse float16/bfloat16 models
+(call model.float() first), and both check every argument, and the first batch of the data on a copy of the
+model, before the model changes. See notebooks/04_fine_tuning.ipynb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from torch import nn
 
 from minprune import devices
-from minprune.masked import get_masks
+from minprune.masked import copy_model, get_masks
 from minprune.train import History, TrainConfig, evaluate, fit
-from minprune.unstructured.masks import check_sparsity, masks_sparsity
+from minprune.unstructured.masks import check_scope, check_scores, check_sparsities, masks_sparsity, name_list
 from minprune.unstructured.prune import prune
-from minprune.validate import non_negative_int
+from minprune.unstructured.scores import check_loader_fits
+from minprune.validate import finite_number, float_model, non_negative_int
 
 
 def _loaders(data, batch_size: int = 64):
     """(train loader, validation loader or None) from a DataSplits or a plain DataLoader."""
     if hasattr(data, "loader") and hasattr(data, "train"):
         return data.loader("train", batch_size), data.loader("val", 500)
-    if data is None or isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+    if data is None or isinstance(data, (str, bytes, Mapping)) or not hasattr(data, "__iter__"):
         raise ValueError(f"fine-tuning needs data: pass a DataSplits (mp.load(...)) or a DataLoader, got {data!r:.60}")
     return data, None
+
+
+def _checked_loaders(model: nn.Module, data, device) -> tuple:
+    """`_loaders(data)` after checking, on a copy of `model`, that it runs on the first training batch; `device`
+    checked too. Nothing of `model` changes."""
+    train_loader, val_loader = _loaders(data)
+    check_loader_fits(model, train_loader, "data")
+    devices.resolve(model, device)  # an unusable device is refused before the model moves
+    return train_loader, val_loader
 
 
 def fine_tune(model: nn.Module, data, config: TrainConfig | None = None, *, progress: bool = False,
@@ -36,11 +49,19 @@ def fine_tune(model: nn.Module, data, config: TrainConfig | None = None, *, prog
     """Train a (pruned) model in place with `mp.fit` (default `TrainConfig(epochs=3)`); masks stay applied.
 
     data: a DataSplits (trains on 'train', validates on 'val') or a training DataLoader. Returns the History.
-    device: as in `fit` (default `mp.device()`). See notebooks/04_fine_tuning.ipynb.
+    device: as in `fit` (default `mp.device()`). float16/bfloat16 models are refused. The train/eval flag is
+    restored afterwards. See notebooks/04_fine_tuning.ipynb.
     """
-    train_loader, val_loader = _loaders(data)
-    return fit(model, train_loader, config or TrainConfig(epochs=3), val_loader=val_loader, progress=progress,
-               device=device)
+    float_model(model, "fine_tune")
+    config = TrainConfig(epochs=3) if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig(epochs=, lr=, optimizer=), got {type(config).__name__}")
+    train_loader, val_loader = _checked_loaders(model, data, device)
+    was_training = model.training
+    try:
+        return fit(model, train_loader, config, val_loader=val_loader, progress=progress, device=device)
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -62,12 +83,12 @@ def _check_config(config: IterativeConfig) -> None:
     non_negative_int(config.epochs, "config.epochs")
     if config.scope not in ("local", "global"):
         raise ValueError(f"config.scope must be 'local' or 'global', got {config.scope!r}")
+    name_list(config.exclude, "config.exclude")
     if config.optimizer not in ("sgd", "adam", "adamw"):
         raise ValueError(f"config.optimizer must be 'sgd', 'adam' or 'adamw', got {config.optimizer!r}")
     if config.eval_split not in ("train", "val", "test"):
         raise ValueError(f"config.eval_split must be 'train', 'val' or 'test', got {config.eval_split!r}")
-    if not isinstance(config.lr, (int, float)) or not config.lr > 0:
-        raise ValueError(f"config.lr must be a number > 0, got {config.lr!r}")
+    finite_number(config.lr, "config.lr", low=0, low_open=True)
 
 
 def _accuracy(model, data, split: str, device) -> float:
@@ -85,24 +106,43 @@ def iterative_prune(model: nn.Module, score_fn: Callable, sparsities, data,
     Pass `iterative_sparsities(0.98, 5)` for Han-style rounds, or a single value for one-shot.
     device: as in `fit`; the model moves there before the first round. See notebooks/04_fine_tuning.ipynb.
     """
-    config = config or IterativeConfig()
+    config = IterativeConfig() if config is None else config
     _check_config(config)
-    _loaders(data)
+    float_model(model, "iterative_prune")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be a function model -> scores (e.g. mp.magnitude_scores), got {score_fn!r}")
-    sparsities = [sparsities] if isinstance(sparsities, (int, float)) else list(sparsities)
-    for s in sparsities:
-        check_sparsity(s)
-    if sparsities != sorted(sparsities):
-        raise ValueError(f"sparsities must not decrease, got {sparsities}")
-    device = devices.place(model, device)
+    sparsities = check_sparsities(sparsities, increasing=True)
+    _checked_loaders(model, data, device)
+    _rehearse_first_round(model, score_fn, sparsities[0], config)
+    was_training = model.training
+    try:
+        return _prune_rounds(model, score_fn, sparsities, data, config, devices.place(model, device))
+    finally:
+        model.train(was_training)
+
+
+def _rehearse_first_round(model: nn.Module, score_fn: Callable, target: float, config: IterativeConfig) -> None:
+    """Score `model` and prune a copy to the first target: whatever the first round would refuse (scores that
+    are not a dict of tensors, an unknown excluded name, a layer left empty, a model already pruned harder)
+    is refused before `model` changes."""
+    scores = score_fn(model)
+    check_scores(scores)
+    with warnings.catch_warnings():  # the first round itself warns, if it must
+        warnings.simplefilter("ignore")
+        prune(copy_model(model), scores, target, scope=check_scope(config.scope), exclude=config.exclude)
+
+
+def _prune_rounds(model: nn.Module, score_fn: Callable, sparsities: list, data, config: IterativeConfig,
+                  device) -> list[dict]:
+    """The rounds of `iterative_prune` once everything is checked: prune, measure, fine-tune, measure."""
     history = []
     for k, target in enumerate(sparsities, start=1):
         prune(model, score_fn(model), target, scope=config.scope, exclude=config.exclude)
         row = {"round": k, "target": target, "sparsity": masks_sparsity(get_masks(model)),
                "acc_pruned": _accuracy(model, data, config.eval_split, device)}
-        fine_tune(model, data, TrainConfig(epochs=config.epochs, lr=config.lr, optimizer=config.optimizer),
-                  device=device)
+        train_loader, val_loader = _loaders(data)
+        fit(model, train_loader, TrainConfig(epochs=config.epochs, lr=config.lr, optimizer=config.optimizer),
+            val_loader=val_loader, progress=False, device=device)
         row["acc"] = _accuracy(model, data, config.eval_split, device)
         history.append(row)
     return history

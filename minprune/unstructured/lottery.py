@@ -5,21 +5,23 @@ step k, Frankle et al. 2020, "Linear mode connectivity"), and repeat. The contro
 freshly drawn random weights (`random_reinit`): a winning ticket trains better than its reinitialisation.
 Masks stay applied through `minprune.apply_masks`, so rewinding writes the `weight_orig` tensors only.
 A snapshot can be written back to the model on any device (`fit` may have moved it since the snapshot).
-See notebooks/07_dynamic_pruning.ipynb.
+Snapshots, rewinding and `random_reinit` work in any float dtype; `find_ticket` trains, so it refuses float16
+and bfloat16 models (call model.float() first). See notebooks/07_dynamic_pruning.ipynb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from minprune.masked import copy_model, get_masks, make_permanent
-from minprune.train import check_model
-from minprune.unstructured.masks import check_sparsity, iterative_sparsities, masks_sparsity
+from minprune.unstructured.masks import check_scope, check_sparsity, iterative_sparsities, masks_sparsity
 from minprune.unstructured.prune import prune
 from minprune.unstructured.scores import magnitude_scores
+from minprune.validate import callable_arg, float_model, model_arg, non_negative_int
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -28,7 +30,7 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     Keys are the plain names ('layers.1.weight', not 'layers.1.weight_orig').
     See notebooks/07_dynamic_pruning.ipynb.
     """
-    check_model(model)
+    model_arg(model)
     state = {}
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if not name.endswith("_mask"):
@@ -51,6 +53,8 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> nn.Module:
 
     See notebooks/07_dynamic_pruning.ipynb.
     """
+    model_arg(model)
+    _check_snapshot(saved)
     storage = _storage(model)
     missing = sorted(set(storage) - set(saved))
     if missing or set(saved) - set(storage):
@@ -70,11 +74,23 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
+def _check_snapshot(saved) -> None:
+    """TypeError/ValueError unless `saved` is a dict {name: tensor with values}, as `snapshot` returns."""
+    if not isinstance(saved, Mapping):
+        raise TypeError(f"saved must be a snapshot dict {{name: tensor}} (mp.snapshot(model)), got "
+                        f"{type(saved).__name__}")
+    for name, t in saved.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"snapshot[{name!r}] must be a tensor, got {type(t).__name__}")
+        if t.is_meta:
+            raise ValueError(f"snapshot[{name!r}] is on the meta device and holds no values")
+
+
 class RewindPoint:
     """A training callback that saves a `snapshot` after step `k` (k=0: call `save(model)` before training)."""
 
     def __init__(self, k: int):
-        if not isinstance(k, int) or k < 0:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be a step >= 0, got {k!r}")
         self.k, self.state = k, None
 
@@ -92,6 +108,8 @@ def random_reinit(model: nn.Module, seed: int = 0) -> nn.Module:
     The weights are drawn on a CPU copy, so the same seed gives the same control on every device.
     See notebooks/07_dynamic_pruning.ipynb.
     """
+    model_arg(model)
+    non_negative_int(seed, "seed")
     fresh = make_permanent(copy_model(model)).cpu()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -107,12 +125,16 @@ def find_ticket(model: nn.Module, train: Callable[[nn.Module], object], final: f
 
     rewind_to: a `snapshot` (default: the weights `model` has now, i.e. rewinding to initialisation).
     Returns one row per round; afterwards `model` is the ticket: final masks, rewound weights, not trained.
-    See notebooks/07_dynamic_pruning.ipynb.
+    Every argument is checked, and the first round's pruning rehearsed on a copy, before `train` runs.
+    float16/bfloat16 models are refused. See notebooks/07_dynamic_pruning.ipynb.
     """
+    float_model(model, "find_ticket")
+    callable_arg(train, "train")
     check_sparsity(final, "final")
     targets = iterative_sparsities(final, rounds)
+    check_scope(scope)
     saved = rewind_to if rewind_to is not None else snapshot(model)
-    rewind(copy_model(model), saved)  # check the snapshot fits before training anything
+    _rehearse_round(model, saved, targets[0], scope)
     rows = []
     for r, target in enumerate(targets, 1):
         result = train(model)
@@ -120,3 +142,12 @@ def find_ticket(model: nn.Module, train: Callable[[nn.Module], object], final: f
         rewind(model, saved)
         rows.append({"round": r, "sparsity": masks_sparsity(get_masks(model)), "train_result": result})
     return rows
+
+
+def _rehearse_round(model: nn.Module, saved: dict, target: float, scope: str) -> None:
+    """Rewind and prune a copy of `model` as the first round will: a snapshot that does not fit, weights that
+    cannot be scored or a model already pruned harder than `target` are refused before anything trains."""
+    twin = rewind(copy_model(model), saved)
+    with warnings.catch_warnings():  # the first round itself warns, if it must
+        warnings.simplefilter("ignore")
+        prune(twin, magnitude_scores(twin), target, scope=scope)

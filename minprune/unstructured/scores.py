@@ -10,11 +10,15 @@ Gradient scores run on a private copy of the model in eval mode, so no .grad, Ba
 or flag of the caller's model changes. That copy runs on `device` (default `mp.device()`), the model itself
 never moves, and the scores come back on the device of the weights they rank, in the weights' dtype (float16
 and bfloat16 weights get float32 scores, random scores are float32), so a float64 model is ranked at float64
-resolution.
+resolution. Magnitude, random and SynFlow scores (SynFlow computes in float64 on its copy) work on float16 and
+bfloat16 models; the gradient scores (Taylor, gradient, SNIP, GraSP) refuse them: call model.float() first.
+Models on the meta device are refused (they hold no weights to score).
 See notebooks/02_importance_scores.ipynb.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +26,15 @@ from torch import nn
 
 from minprune.devices import model_device, resolve
 from minprune.masked import copy_model, effective_parameters, get_masks
-from minprune.unstructured.masks import check_sparsity, iterative_sparsities, prunable_names
+from minprune.unstructured.masks import check_sparsity, iterative_sparsities, name_list, number_arg, prunable_names
 from minprune.unstructured.prune import prune
-from minprune.validate import positive_int
+from minprune.validate import float_model, model_arg, non_negative_int, positive_int
 
 
 def _names(model: nn.Module, names) -> list[str]:
+    model_arg(model)
+    names = prunable_names(model) if names is None else name_list(names, "names")
     params = effective_parameters(model)
-    names = prunable_names(model) if names is None else ([names] if isinstance(names, str) else list(names))
     unknown = [n for n in names if n not in params]
     if unknown:
         raise ValueError(f"unknown parameter name(s) {unknown}; prunable ones are {prunable_names(model)}")
@@ -47,18 +52,22 @@ def _score_dtype(weight: torch.Tensor) -> torch.dtype:
 
 
 def magnitude_scores(model: nn.Module, p: float = 1, names=None) -> dict:
-    """|w|^p per weight: p=1 is L1 magnitude, p=2 is w squared. See notebooks/02_importance_scores.ipynb."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
-        raise ValueError(f"p must be a positive number, got {p!r}")
+    """|w|^p per weight: p=1 is L1 magnitude, p=2 is w squared. Any float dtype (float16/bfloat16 give float32).
+
+    See notebooks/02_importance_scores.ipynb.
+    """
+    number_arg(p, "p", "a positive number (finite: NaN and inf are refused)", low=0, low_open=True)
     params = effective_parameters(model)
     return {n: params[n].detach().abs().to(_score_dtype(params[n])).pow(p) for n in _names(model, names)}
 
 
 def random_scores(model: nn.Module, seed: int = 0, names=None) -> dict:
     """Uniform random scores from a seeded generator: the control. See notebooks/02_importance_scores.ipynb."""
+    non_negative_int(seed, "seed")
+    names = _names(model, names)
     params = effective_parameters(model)
     generator = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(params[n].shape, generator=generator).to(params[n].device) for n in _names(model, names)}
+    return {n: torch.rand(params[n].shape, generator=generator).to(params[n].device) for n in names}
 
 
 def _data_batches(data, batches: int, fn: str):
@@ -68,14 +77,63 @@ def _data_batches(data, batches: int, fn: str):
     positive_int(batches, "batches")
     if hasattr(data, "loader") and hasattr(data, "train"):  # DataSplits
         data = data.loader("train", 64, shuffle=False)
+    check_loader_type(data)
     out = []
-    for x, y in data:
-        out.append((x, y))
+    for batch in data:
+        out.append(check_batch(batch))
         if len(out) == batches:
             break
     if not out:
         raise ValueError(f"{fn} got an empty loader")
     return out
+
+
+def check_loader_type(loader, name: str = "loader") -> None:
+    """TypeError unless `loader` can be iterated for batches (a DataLoader, a list of (x, y) pairs, ...):
+    a str, a dict or a number is refused."""
+    if isinstance(loader, (str, bytes, Mapping)) or not hasattr(loader, "__iter__"):
+        raise TypeError(f"{name} must be a DataLoader or an iterable of (x, y) batches, got "
+                        f"{type(loader).__name__} {loader!r:.60}")
+
+
+def check_batch(batch, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` as an (x, y) pair of tensors (inputs, class labels); TypeError otherwise."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2 or not all(isinstance(t, torch.Tensor) for t in batch):
+        raise TypeError(f"{name} must yield (x, y) pairs of tensors (inputs, class labels), got a batch "
+                        f"{type(batch).__name__} {batch!r:.60}")
+    return batch[0], batch[1]
+
+
+def check_loader_fits(model: nn.Module, loader, name: str = "loader") -> None:
+    """Peek at the first batch of `loader` and run it through a private eval-mode copy of `model` (no gradients),
+    with the cross-entropy loss: ValueError or TypeError, naming `name`, for an empty loader, a batch that is
+    not an (x, y) pair of tensors, or one the model cannot run on (a wrong input shape or dtype, labels out of
+    range). Nothing of `model` changes, so a function that trains can check its data before it starts."""
+    check_loader_type(loader, name)
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise ValueError(f"{name} is an empty loader: it has no batch to run on")
+    x, y = check_batch(batch, name)
+    with torch.no_grad():
+        _loss(copy_model(model).eval(), x, y)
+
+
+def _loss(twin: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross entropy of the private copy on one batch; a batch the model cannot run raises ValueError."""
+    device = model_device(twin)
+    try:
+        return F.cross_entropy(twin(x.to(device)) / temperature, y.to(device))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError) as exc:  # a wrong input size or a label out of range, found inside torch
+        raise ValueError(f"the model cannot run on the loader's batches (x of shape {tuple(x.shape)}, y of shape "
+                         f"{tuple(y.shape)}): {exc}") from None
+
+
+def _gradient_setup(model: nn.Module, loader, batches: int, names, fn: str) -> tuple[list[str], list]:
+    """The checks every gradient score makes before it computes: a float32/float64 model, names, batches."""
+    float_model(model, fn)
+    return _names(model, names), _data_batches(loader, batches, fn)
 
 
 def _scoring_copy(model: nn.Module, names: list[str], device):
@@ -93,8 +151,7 @@ def _scoring_copy(model: nn.Module, names: list[str], device):
 
 def _grads(twin: nn.Module, leaves: dict, x, y) -> dict:
     """dL/d(leaf) for one batch; for a masked tensor that is dL/dw times the mask."""
-    device = model_device(twin)
-    loss = F.cross_entropy(twin(x.to(device)), y.to(device))
+    loss = _loss(twin, x, y)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(leaves.items(), grads)}
 
@@ -121,10 +178,10 @@ def _home(scores: dict, model: nn.Module) -> dict:
 def taylor_scores(model: nn.Module, loader=None, batches: int = 4, names=None, *, device=None) -> dict:
     """First-order Taylor importance |w * dL/dw|, averaged over `batches` batches.
 
-    device: where the private copy computes (default `mp.device()`). See notebooks/02_importance_scores.ipynb.
+    device: where the private copy computes (default `mp.device()`). float16/bfloat16 models are refused (the
+    gradients lose the precision the ranking needs): call model.float() first. See notebooks/02_importance_scores.ipynb.
     """
-    names = _names(model, names)
-    data = _data_batches(loader, batches, "taylor_scores")
+    names, data = _gradient_setup(model, loader, batches, names, "taylor_scores")
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     return _home(_batch_mean(twin, leaves, data, lambda n, g: (_effective(twin, n) * g).abs()), model)
 
@@ -134,8 +191,7 @@ def gradient_scores(model: nn.Module, loader=None, batches: int = 4, names=None,
 
     device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
-    names = _names(model, names)
-    data = _data_batches(loader, batches, "gradient_scores")
+    names, data = _gradient_setup(model, loader, batches, names, "gradient_scores")
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     return _home(_batch_mean(twin, leaves, data, lambda n, g: g.abs()), model)
 
@@ -145,8 +201,7 @@ def snip_scores(model: nn.Module, loader=None, batches: int = 1, names=None, *, 
 
     device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
-    names = _names(model, names)
-    data = _data_batches(loader, batches, "snip_scores")
+    names, data = _gradient_setup(model, loader, batches, names, "snip_scores")
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     mean_grad = _batch_mean(twin, leaves, data, lambda n, g: g)
     raw = {n: (_effective(twin, n) * mean_grad[n]).abs() for n in names}  # mean_grad is in _score_dtype
@@ -161,13 +216,13 @@ def grasp_scores(model: nn.Module, loader=None, batches: int = 1, names=None, te
     GraSP removes the weights whose removal reduces gradient flow least; here they get the lowest scores.
     device: as in `taylor_scores`. See notebooks/02_importance_scores.ipynb.
     """
-    names = _names(model, names)
-    data = _data_batches(loader, batches, "grasp_scores")
+    names, data = _gradient_setup(model, loader, batches, names, "grasp_scores")
+    number_arg(temperature, "temperature", "a positive number (finite: NaN and inf are refused)", low=0, low_open=True)
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
-    device, params = model_device(twin), list(leaves.values())
+    params = list(leaves.values())
     totals = {n: torch.zeros_like(p, dtype=_score_dtype(p)) for n, p in leaves.items()}
     for x, y in data:
-        loss = F.cross_entropy(twin(x.to(device)) / temperature, y.to(device))
+        loss = _loss(twin, x, y, temperature)
         g = torch.autograd.grad(loss, params, create_graph=True)
         z = sum((gi * gi.detach()).sum() for gi in g)  # d z / d w = H g
         hg = torch.autograd.grad(z, params, allow_unused=True)
@@ -190,23 +245,38 @@ def synflow_scores(model: nn.Module, names=None, input_shape=None, *, device=Non
     """SynFlow |w * dR/dw| with R = sum of the outputs of the |w| network on an all-ones input. Data-free.
 
     One pass; `synflow_masks` iterates it, which is how SynFlow avoids layer collapse. It computes in float64,
-    which Apple's `mps` devices lack: pass device='cpu' there. See notebooks/02_importance_scores.ipynb.
+    which Apple's `mps` devices lack: pass device='cpu' there. So float16/bfloat16 models work too (float32
+    scores). See notebooks/02_importance_scores.ipynb.
     """
     names = _names(model, names)
     dtypes = {n: _score_dtype(p) for n, p in effective_parameters(model).items() if n in names}  # before .double()
-    shape = tuple(input_shape or getattr(model, "input_shape", ()))
-    if not shape:
-        raise ValueError("synflow_scores needs input_shape=(C, H, W): the model does not record one")
+    shape = _input_shape(model, input_shape)
     twin, leaves = _scoring_copy(model, names, resolve(model, device))
     _linearise(twin)
     ones = torch.ones(1, *shape, dtype=torch.float64, device=model_device(twin))
-    R = twin(ones).sum()
+    try:
+        R = twin(ones).sum()
+    except RuntimeError as exc:  # an input_shape the model cannot take, found inside torch
+        raise ValueError(f"synflow_scores cannot run the model on an input of shape {tuple(ones.shape)} "
+                         f"(input_shape={shape}): {exc}") from None
     grads = torch.autograd.grad(R, list(leaves.values()), allow_unused=True)
     scores = {}
     for n, g in zip(names, grads):
         g = torch.zeros_like(leaves[n]) if g is None else g
         scores[n] = (_effective(twin, n) * g).abs().to(dtypes[n])
     return _home(scores, model)
+
+
+def _input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
+    """The per-example input shape: `input_shape` (a tuple of positive ints) or the one the model records."""
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if not shape:
+        raise ValueError("synflow_scores needs input_shape=(C, H, W): the model does not record one")
+    if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"input_shape must be a tuple of positive ints such as (1, 28, 28), got {shape!r}")
+    for i, d in enumerate(shape):
+        positive_int(d, f"input_shape[{i}]")
+    return tuple(shape)
 
 
 def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=None, *, device=None) -> dict:
@@ -217,9 +287,9 @@ def synflow_masks(model: nn.Module, sparsity: float, rounds: int = 20, names=Non
     """
     positive_int(rounds, "rounds")
     check_sparsity(sparsity)
+    names = _names(model, names)
     device = resolve(model, device)
     twin = copy_model(model).to(device)
-    names = _names(model, names)
     for step_sparsity in iterative_sparsities(sparsity, rounds):
         prune(twin, synflow_scores(twin, names, device=device), step_sparsity, scope="global")
     masks = get_masks(twin)

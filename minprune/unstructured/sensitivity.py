@@ -2,7 +2,8 @@
 
 Layers whose accuracy holds up at high sparsity can be pruned harder; the scan turns into per-layer
 sparsities (`layer_sparsities`) that plug straight into `make_masks(..., overrides=...)`.
-Every point is measured on a private copy, so the model is the same before and after the scan.
+Every point is measured on a private copy, so the model is the same before and after the scan. The scan
+evaluates accuracy, so float16/bfloat16 models are refused (call model.float() first).
 See notebooks/03_weight_pruning.ipynb.
 """
 
@@ -16,9 +17,10 @@ from torch import nn
 from minprune.masked import copy_model
 from minprune.table import Table
 from minprune.train import evaluate
-from minprune.unstructured.masks import check_sparsity, prunable_names
+from minprune.unstructured.masks import check_scores, check_sparsities, name_list, number_arg, prunable_names
 from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import magnitude_scores
+from minprune.unstructured.scores import check_loader_fits, magnitude_scores
+from minprune.validate import float_model
 
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -43,13 +45,14 @@ def sensitivity_scan(model: nn.Module, loader, sparsities=DEFAULT_GRID, *, names
     """Prune each tensor in `names` alone to every sparsity of the grid (scores from score_fn(model));
     evaluate on `loader`. The model is not changed. See notebooks/03_weight_pruning.ipynb.
     """
+    float_model(model, "sensitivity_scan")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be a function model -> scores (e.g. mp.magnitude_scores), got {score_fn!r}")
-    sparsities = [check_sparsity(s) for s in sparsities]
-    if not sparsities:
-        raise ValueError("sparsities must list at least one value")
-    names = prunable_names(model) if names is None else list(names)
+    sparsities = check_sparsities(sparsities)
+    names = prunable_names(model) if names is None else name_list(names, "names")
+    check_loader_fits(model, loader, "loader")
     scores = score_fn(model)
+    check_scores(scores)
     unknown = [n for n in names if n not in scores]
     if unknown:
         raise ValueError(f"unknown parameter name(s) {unknown}; score_fn scored {list(scores)}")
@@ -70,8 +73,7 @@ def layer_sparsities(result: Sensitivity, max_drop: float = 1.0) -> dict[str, fl
     """
     if not isinstance(result, Sensitivity):
         raise TypeError(f"result must be the Sensitivity that sensitivity_scan returns, got {type(result).__name__}")
-    if max_drop < 0:
-        raise ValueError(f"max_drop must be >= 0 accuracy points, got {max_drop}")
+    number_arg(max_drop, "max_drop", ">= 0 accuracy points (a finite number)", low=0)
     chosen = {}
     for name, accs in result.acc.items():
         ok = [s for s, a in zip(result.sparsities, accs) if a >= result.dense_acc - max_drop]
