@@ -145,8 +145,8 @@ def test_a_threshold_that_empties_a_layer_is_refused_naming_it():
     scores = mp.magnitude_scores(model)
     refused(lambda: mp.prune(model, scores, threshold=1e9), ValueError,
             ["threshold=1000000000.0 would remove every entry of 'layers.1.weight'", "keep at least one"], model)
-    with pytest.raises(ValueError, match="would remove every entry of 'layers.1.weight'"):
-        mp.make_masks(scores, threshold=1e9)
+    masks = mp.make_masks(scores, threshold=1e9)  # a pure function: it shows the emptied masks, prune refuses them
+    assert not any(m.any() for m in masks.values())
 
 
 @pytest.mark.parametrize("how", ["all-false", "with-old-mask"])

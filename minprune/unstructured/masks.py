@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from minprune.layers import prunable_layers
-from minprune.masked import check_mask_values, refuse_emptied
+from minprune.masked import check_mask_values
 from minprune.train import check_model
 from minprune.validate import finite_number, non_negative_int, positive_int
 
@@ -140,8 +140,8 @@ def make_masks(scores: dict, sparsity: float | None = None, *, threshold: float 
                scope: str = "local", overrides: dict | None = None, exclude=()) -> dict:
     """Masks from scores, by target `sparsity` or by `threshold` (give exactly one). Pure function.
 
-    A threshold that would remove every entry of a tensor is refused (sparsity 1.0 is refused too). A global
-    sparsity can still empty a small tensor (layer collapse): the masks show it, and `prune` refuses to apply it.
+    A sparsity of 1.0 is refused. A threshold above every score of a tensor, or a global sparsity that collapses a
+    small tensor, can still empty it: the masks show it (a pure function), and `prune` refuses to apply it.
 
     scope='local': every tensor loses the same fraction; 'global': one ranking across all tensors.
     overrides {name: sparsity} prune those tensors locally at their own sparsity (outside the global pool);
@@ -166,8 +166,6 @@ def make_masks(scores: dict, sparsity: float | None = None, *, threshold: float 
         masks.update(_global_masks(rest, sparsity))
     else:
         masks.update({n: topk_mask(s, sparsity) for n, s in rest.items()})
-    if threshold is not None:  # a sparsity empties one only by collapse or rounding: shown here, `prune` refuses it
-        refuse_emptied(masks, f"threshold={threshold!r}")
     return {n: masks[n] for n in scores if n in masks}  # keep the scores' order
 
 

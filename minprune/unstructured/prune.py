@@ -36,8 +36,9 @@ def prune(model: nn.Module, scores: dict, sparsity: float | None = None, **optio
         s = s.detach()
         ranked[name] = s.masked_fill(~old[name].to(s.device), float("-inf")) if name in old else s
     masks = make_masks(ranked, sparsity, **options)  # checks every option; pure
-    if sparsity is not None:
-        refuse_emptied(masks, f"sparsity={sparsity!r} (scope={options.get('scope', 'local')!r})")  # layer collapse
+    how = (f"sparsity={sparsity!r} (scope={options.get('scope', 'local')!r})" if sparsity is not None
+           else f"threshold={options.get('threshold')!r}")
+    refuse_emptied(masks, how)  # a global sparsity that collapses a layer, or a threshold above all its scores
     masks = _with_old_masks(masks, old)
     apply_masks(model, masks)
     return masks
