@@ -18,6 +18,7 @@ from minprune.files import (
     CheckpointError,
     atomic_write,
     described_model,
+    path_arg,
     read_torch_file,
     refusing,
     seal,
@@ -25,6 +26,7 @@ from minprune.files import (
 )
 from minprune.masked import load_masked_state_dict
 from minprune.models import ARCHS, describe, from_description
+from minprune.validate import model_arg
 
 __all__ = ["CheckpointError", "FORMAT", "atomic_write", "check_description", "load_model", "read_checkpoint",
            "save_model", "tensors_sha256"]
@@ -83,13 +85,15 @@ def save_model(path, model: nn.Module, *, description: dict | None = None, meta:
     Before anything is written, the description is rebuilt and the weights loaded into it (`check_description`),
     so every file `save_model` writes, `load_model` reads back. See notebooks/01_train_baseline.ipynb.
     """
+    path = path_arg(path)
     if not isinstance(model, nn.Module):
         raise TypeError(f"save_model expects a torch.nn.Module, got {type(model).__name__}")
+    model_arg(model)  # a model on the meta device holds no values to save
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict of plain values (or None), got {type(meta).__name__} {meta!r:.60}")
     _check_plain("meta", meta or {})
     description = description if description is not None else describe(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if any(t.is_meta for t in state.values()):
-        raise ValueError("model has tensors on the meta device: they hold no values to save")
     _float_dtype(state)
     check_description(description, model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     payload = seal({"format": FORMAT, "description": description, "meta": dict(meta or {}), "state_dict": state})

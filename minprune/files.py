@@ -126,13 +126,24 @@ def stale_temporary_files(path) -> list[Path]:
     return stale
 
 
+def path_arg(path, name: str = "path") -> Path:
+    """`path` as a Path when it is a str or os.PathLike naming no directory; else TypeError / ValueError naming it."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or path == "":
+        raise TypeError(f"{name} must be a file path (a str or pathlib.Path), got {type(path).__name__} "
+                        f"{path!r:.60}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a directory; give the path of a file in it")
+    return path
+
+
 def atomic_write(path, write_fn) -> Path:
     """Call write_fn(file_object) on a temporary file next to `path`, then rename it into place.
 
     On any failure the temporary file is removed and `path` is untouched; temporary files that killed writes of
     the same `path` left behind are removed first.
     """
-    path = Path(path)
+    path = path_arg(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files(path):
         stale.unlink(missing_ok=True)
@@ -177,7 +188,7 @@ def read_torch_file(path, file_format: str, *, kind: str) -> dict:
 
     `kind` names the file in the errors ("no {kind} file at ...", "... is not a readable {kind} file").
     """
-    path = Path(path)
+    path = path_arg(path)
     if not path.exists():
         raise FileNotFoundError(f"no {kind.removeprefix('minprune ')} file at {path}")
     try:

@@ -230,12 +230,15 @@ def load_masked_state_dict(model: nn.Module, state_dict: dict, *, strict: bool =
     Tensors with a `<name>_mask` entry are masked first (so `<name>_orig` and `<name>_mask` have a place
     to go), then the state_dict is loaded and every effective weight is recomputed. Returns `model`.
     Masks in the state_dict must hold 0/1 values and leave every tensor at least one entry. A state_dict that
-    does not fit raises before `model` changes: ValueError for unknown names or bad masks, torch's RuntimeError
-    (which lists them) for missing or unexpected keys. See notebooks/04_fine_tuning.ipynb.
+    does not fit raises a ValueError before `model` changes: unknown names, bad masks, missing or unexpected keys
+    and shapes that differ (torch's own list of them in the message). See notebooks/04_fine_tuning.ipynb.
     """
     model_arg(model)
     _check_state_dict(state_dict, strict)
-    _load(copy_model(model), state_dict, strict)  # raises on a mismatch before `model` is touched
+    try:
+        _load(copy_model(model), state_dict, strict)  # raises on a mismatch before `model` is touched
+    except RuntimeError as exc:  # load_state_dict's "Error(s) in loading state_dict ...": missing, unexpected, shapes
+        raise ValueError(f"the state_dict does not fit the model: {str(exc)[:600]}") from exc
     return _load(model, state_dict, strict)
 
 

@@ -2139,6 +2139,18 @@ def _compressed_file(tmp):
     return path
 
 
+@case("file-path")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_model(3, model), (model, tmp)
+
+
+@case("save-meta-not-dict")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.save_model(tmp / "m.pt", model, meta="notes"), (model, tmp)
+
+
 @case("compressed-crafted-header")
 def _(tmp):
     import hashlib

@@ -30,6 +30,7 @@ from minprune.files import (
     atomic_write,
     check_model_size,
     count_elements,
+    path_arg,
     read_torch_file,
     refusing,
     seal,
@@ -132,6 +133,7 @@ def save_int8(path, model: Int8Model) -> dict:
 
     Returns {"path", "bytes"}: bytes is the size of the file written. See notebooks/08_quantization.ipynb.
     """
+    path = path_arg(path)
     if not isinstance(model, Int8Model):
         raise TypeError(f"save_int8 expects a model from dynamic_int8, static_int8 or convert_qat_int8, "
                         f"got {type(model).__name__}")
