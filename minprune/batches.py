@@ -2,8 +2,10 @@
 before it changes anything (`fit`, `evaluate`, scores, distillation, the pipeline).
 
 `check_loader` refuses None, strings, dicts and tensors (they iterate, but not over (x, y) batches);
-`peek_batches` reads the first batch and puts the random state back, so a run that follows is unchanged.
-See notebooks/01_train_baseline.ipynb.
+`peek_batches` reads the first batch and puts the random state back, so a run that follows is unchanged;
+`check_batch_fits` runs that batch through the model once, changing nothing, and refuses a batch the model
+cannot run or labels that are not class indices of its outputs (`check_labels`); `peek_fitting_batches` does
+all three. See notebooks/01_train_baseline.ipynb.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from itertools import chain
 
 import torch
 from torch import nn
+
+from minprune.devices import model_device
+from minprune.validate import model_arg
+
+CANNOT_RUN = "the model cannot run on the loader's batches"  # every message of check_batch_fits starts so
+LABEL_DTYPES = (torch.int64, torch.uint8)  # the class-index dtypes cross entropy takes
 
 
 def _loader_error(name: str, what: str) -> TypeError:
@@ -65,14 +73,9 @@ def _check_batch(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def peek_batches(loader, name: str = "loader", *, reiterable: bool = False):
-    """(first batch (x, y), the batches to iterate): the first batch checked before anything changes.
-
-    A re-iterable loader (a DataLoader) is read once with its random state put back, so the run that follows is
-    the same as without the peek; a one-shot iterator is read once and its first batch chained back.
-    Raises TypeError for a loader that is not one, or whose first batch is not an (x, y) pair of tensors, and
-    ValueError for an empty loader.
-    """
+def read_first_batch(loader, name: str = "loader", *, reiterable: bool = False):
+    """(the first batch as it comes, the batches to iterate): `peek_batches` without its check of the batch, for
+    the functions that word that check themselves. ValueError for an empty loader."""
     check_loader(loader, name, reiterable=reiterable)
     if isinstance(loader, Iterator):
         first = next(loader, None)
@@ -83,6 +86,18 @@ def peek_batches(loader, name: str = "loader", *, reiterable: bool = False):
         batches = loader
     if first is None:
         raise ValueError(f"{name} is an empty loader: it yielded no batches")
+    return first, batches
+
+
+def peek_batches(loader, name: str = "loader", *, reiterable: bool = False):
+    """(first batch (x, y), the batches to iterate): the first batch checked before anything changes.
+
+    A re-iterable loader (a DataLoader) is read once with its random state put back, so the run that follows is
+    the same as without the peek; a one-shot iterator is read once and its first batch chained back.
+    Raises TypeError for a loader that is not one, or whose first batch is not an (x, y) pair of tensors, and
+    ValueError for an empty loader.
+    """
+    first, batches = read_first_batch(loader, name, reiterable=reiterable)
     return _check_batch(first, name), batches
 
 
@@ -94,3 +109,84 @@ def input_dtype(model: nn.Module) -> torch.dtype | None:
 
 def to_model_input(x: torch.Tensor, device, dtype) -> torch.Tensor:
     return x.to(device, dtype) if dtype is not None and x.is_floating_point() else x.to(device)
+
+
+@contextmanager
+def _eval_mode_kept(model: nn.Module):
+    """Every module in eval mode for the block; each module's own train/eval flag put back afterwards."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags.items():
+            m.training = training
+
+
+def _expected_input(model: nn.Module) -> str:
+    shape = getattr(model, "input_shape", None)
+    return f"; the model expects input of shape (batch, {', '.join(map(str, shape))})" if shape else ""
+
+
+def _run_once(model: nn.Module, x: torch.Tensor, name: str):
+    """model(x) in eval mode without gradients, where the model sits: nothing of the model changes (BatchNorm
+    statistics neither); a batch it cannot run raises ValueError naming `name` and the expected input shape."""
+    try:
+        with torch.no_grad(), _eval_mode_kept(model):
+            return model(to_model_input(x, model_device(model), input_dtype(model)))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # a wrong input shape or dtype, found inside
+        expected = "" if "expects input of shape" in str(exc) else _expected_input(model)
+        raise ValueError(f"{CANNOT_RUN}: {name} yields x of shape {tuple(x.shape)} ({x.dtype}){expected}: "
+                         f"{exc}") from exc
+
+
+def _label_shape(out, x: torch.Tensor, name: str) -> tuple[int, ...]:
+    """The labels' shape the model's output `out` asks for: (batch,) for (batch, classes) logits."""
+    if not isinstance(out, torch.Tensor) or out.dim() < 2 or len(out) != len(x):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{CANNOT_RUN}: on {name}'s first batch (x of shape {tuple(x.shape)}) the model returns "
+                         f"{got}, not logits of shape ({len(x)}, classes)")
+    return (len(x), *out.shape[2:])
+
+
+def check_labels(y: torch.Tensor, classes: int, name: str = "loader", shape: tuple | None = None) -> None:
+    """Raise ValueError, naming `name`, unless `y` holds integer class indices (int64 or uint8) in [0, classes)
+    of the given `shape` (default: one per example). Reads y only."""
+    accepted = f"integer class indices in [0, {classes})"
+    if y.dtype not in LABEL_DTYPES:
+        raise ValueError(f"{CANNOT_RUN}: {name} yields {y.dtype} labels, but labels must be {accepted} "
+                         f"(torch.long: y.long())")
+    shape = (len(y),) if shape is None else tuple(shape)
+    if tuple(y.shape) != shape:
+        raise ValueError(f"{CANNOT_RUN}: {name} yields labels of shape {tuple(y.shape)}, but the model needs "
+                         f"{shape}: one of {accepted} per example")
+    bad = y[(y < 0) | (y >= classes)]
+    if bad.numel():
+        raise ValueError(f"{CANNOT_RUN}: {name} yields label {int(bad[0])}, but the model has {classes} outputs; "
+                         f"labels must be {accepted}")
+
+
+def check_batch_fits(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], name: str = "loader") -> int:
+    """The model's number of outputs, after running `batch` (x, y), the first batch of `name`, through `model`
+    once without changing it (eval mode, no gradients, on the model's device and dtype; every train/eval flag
+    put back, BatchNorm statistics untouched).
+
+    ValueError naming `name` for a batch the model cannot run (with the input shape it expects), an output that
+    is not (batch, classes) logits, or labels that are not integer class indices in [0, outputs). The one check
+    every function taking data runs before it changes anything; a model on the meta device is refused.
+    """
+    model_arg(model)
+    x, y = batch
+    out = _run_once(model, x, name)
+    shape = _label_shape(out, x, name)
+    check_labels(y, out.shape[1], name, shape)
+    return out.shape[1]
+
+
+def peek_fitting_batches(model: nn.Module, loader, name: str = "loader", *, reiterable: bool = False):
+    """`peek_batches(loader)` whose first batch passed `check_batch_fits(model)`: (first batch, the batches)."""
+    first, batches = peek_batches(loader, name, reiterable=reiterable)
+    check_batch_fits(model, first, name)
+    return first, batches

@@ -6,7 +6,9 @@ and masks applied with `minprune.apply_masks` stay applied while training.
 Devices: `fit` and `evaluate` take `device=None`, meaning `mp.device()` (the GPU if there is one, or
 $MINPRUNE_DEVICE); they move the model there in place and every batch with it (see `minprune.devices`).
 Bad arguments are refused before the model changes: the loaders' first batches are read (and the random state
-put back) before training starts, and a failed call leaves the model's train/eval flag and device as they were.
+put back) and run through the model once in eval mode without gradients (`batches.check_batch_fits`: the input
+shape, and labels that must be class indices of the model's outputs) before training starts, and a failed call
+leaves the model's train/eval flag and device as they were.
 fit trains float32 or float64 models; evaluate also runs float16 and bfloat16 ones (each batch is cast to the
 model's dtype). See notebooks/01_train_baseline.ipynb.
 """
@@ -25,7 +27,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minprune import devices
-from minprune.batches import input_dtype, peek_batches, to_model_input
+from minprune.batches import (
+    check_labels,
+    input_dtype,
+    peek_batches,  # noqa: F401  (kept as train.peek_batches for callers)
+    peek_fitting_batches,
+    to_model_input,
+)
 from minprune.optimizers import check_lr, check_optimizer, check_optimizer_name, make_optimizer
 from minprune.validate import callable_arg, check_flag, float_model, model_arg, non_negative_int
 
@@ -187,8 +195,9 @@ def fit(model: nn.Module, train_loader, config: TrainConfig | None = None, *, va
     loss_fn(model, x, y) -> (loss, logits) replaces cross entropy (distillation, regularisers). callbacks get
     `on_step_end(model, step)` and `on_epoch_end(model, epoch, history)`. device: where to train (default
     `mp.device()`); the model is moved there in place. To continue a History, `history.extend(fit(...))`.
-    Every argument and the loaders' first batches are checked before anything changes; float16 and bfloat16
-    models are refused (call model.float() first). The model's train/eval flag is the caller's afterwards.
+    Every argument is checked, and the first batch of each loader run through the model once (eval mode, no
+    gradients: its shape, labels in [0, outputs)), before anything changes; float16 and bfloat16 models are
+    refused (call model.float() first). The model's train/eval flag is the caller's afterwards.
     See notebooks/01_train_baseline.ipynb.
     """
     float_model(model, "fit")
@@ -205,9 +214,9 @@ def fit(model: nn.Module, train_loader, config: TrainConfig | None = None, *, va
     else:
         opt = config.optimizer
         check_optimizer(opt, model)
-    peek_batches(train_loader, "train_loader", reiterable=True)
-    if val_loader is not None:
-        peek_batches(val_loader, "val_loader", reiterable=True)
+    peek_fitting_batches(model, train_loader, "train_loader", reiterable=True)
+    if val_loader is not None:  # checked now, not after a whole epoch of training
+        peek_fitting_batches(model, val_loader, "val_loader", reiterable=True)
     with _state_kept_on_error(model):
         return _fit_epochs(model, train_loader, config.epochs, opt, loss_fn or cross_entropy_loss, callbacks,
                            val_loader=val_loader, progress=progress, device=device)
@@ -260,10 +269,11 @@ def evaluate(model: nn.Module, loader, *, device=None) -> dict:
 
     device: where to run (default `mp.device()`; an int8 model runs on the CPU); the model is moved there in place.
     float16 and bfloat16 models are evaluated as they are (each batch is cast to the model's dtype; the loss is
-    summed in float32). A model on the meta device is refused.
+    summed in float32). A model on the meta device is refused. The first batch is run once before the model
+    moves (`batches.check_batch_fits`), and every batch's labels must be class indices in [0, outputs).
     """
     model_arg(model)
-    _, batches = peek_batches(loader, "loader")
+    _, batches = peek_fitting_batches(model, loader, "loader")
     device = devices.resolve(model, device)
     dtype = input_dtype(model)
     total_loss, correct, seen = 0.0, 0, 0
@@ -272,6 +282,7 @@ def evaluate(model: nn.Module, loader, *, device=None) -> dict:
         for x, y in batches:
             x, y = to_model_input(x, device, dtype), y.to(device)
             logits = model(x)
+            check_labels(y, logits.shape[1], "loader", (len(x), *logits.shape[2:]))  # later batches too
             summed = logits.float() if logits.dtype in HALF_DTYPES else logits  # float16 sums overflow
             total_loss += F.cross_entropy(summed, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()

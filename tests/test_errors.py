@@ -3372,6 +3372,89 @@ def _(tmp):
     return lambda: mp.rewind(m, [1, 2]), m
 
 
+@case("loader-labels-out-of-range")
+def _(tmp):
+    m = lenet300()
+    labels = DataLoader(TensorDataset(torch.randn(8, 1, 28, 28), torch.full((8,), 99)), batch_size=4)
+    return lambda: mp.fit(m, labels, mp.TrainConfig(epochs=1), progress=False), m
+
+
+# export, deployable copy, equivalence, N:M reports, pruning callbacks (helper G)
+@case("equivalence-keep")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    keep = mp.select_channels(graph, mp.score_groups(graph, mp.norm_scores(model)), 0.5)
+    compacted = mp.remove_channels(model, keep, graph)
+    gid = graph.prunable()[0].id
+    return lambda: mp.check_compacted(model, compacted, {gid: torch.tensor([0, 99])}, graph), (model, compacted)
+
+
+@case("graph-other-model")
+def _(tmp):
+    model = vgg()
+    graph = mp.trace_groups(model)
+    keep = mp.select_channels(graph, mp.score_groups(graph, mp.norm_scores(model)), 0.5)
+    return lambda: mp.masked_equivalent(model, keep, mp.trace_groups(lenet5())), model
+
+
+@case("nm-report-masks-model")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.nm_report(model, {"nonexistent.weight": torch.ones(3, dtype=torch.bool)}), model
+
+
+@case("nm-report-empty-mask")
+def _(tmp):
+    model = lenet300()
+    masks = mp.nm_masks(scores_of(model))
+    masks["layers.1.weight"] = torch.zeros_like(masks["layers.1.weight"])
+    return lambda: mp.nm_report(model, masks), model
+
+
+@case("callback-half")
+def _(tmp):
+    model = lenet300().half()
+    return lambda: mp.GradualPruner(model, lambda step: 0.5), model
+
+
+@case("export-example-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.export_onnx(model, tmp / "m.onnx", example="x"), (model, tmp)
+
+
+@case("export-example-shape")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.export_onnx(model, tmp / "m.onnx", example=torch.zeros(2, 3, 32, 32)), (model, tmp)
+
+
+@case("export-atol")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.export_onnx(model, tmp / "m.onnx", atol=float("nan")), (model, tmp)
+
+
+@case("export-dtype")
+def _(tmp):
+    model = lenet300().half()
+    return lambda: mp.export_onnx(model, tmp / "m.onnx"), (model, tmp)
+
+
+@case("export-meta")
+def _(tmp):
+    with torch.device("meta"):
+        model = lenet300()
+    return lambda: mp.deployable_copy(model), None
+
+
+@case("export-check-type")
+def _(tmp):
+    model = lenet300()
+    return lambda: mp.export_onnx(model, tmp / "m.onnx", check="no"), (model, tmp)
+
+
 # ---- the machinery -------------------------------------------------------------------------------------------
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -379,11 +379,7 @@ def test_evaluate_runs_a_float64_model_on_float32_batches():
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
-def test_masking_and_copying_support_half_precision(dtype):
-    model = _mlp(dtype)
-    dst = sparse_training.DynamicSparseTrainer(model, sparse_training.SparseConfig(sparsity=0.5))
-    assert {p.dtype for p in model.parameters()} == {dtype}
-    assert 0.45 < 1 - sum(int(m.sum()) for m in dst.masks.values()) / sum(m.numel() for m in dst.masks.values())
+def test_narrowing_supports_half_precision(dtype):
     small = gating.narrow_mlp(_mlp(dtype), (10, 5))
     assert {p.dtype for p in small.parameters()} == {dtype}
 

@@ -129,7 +129,7 @@ def test_fine_tune_leaves_the_train_eval_flag_as_it_found_it():
     ({"train": "magnitude"}, TypeError, "train must be a function (callable), got str"),
     ({"rounds": True}, ValueError, "rounds must be a positive int, got True"),
     ({"final": NAN}, ValueError, "final must be a number in [0, 1), got nan"),
-    ({"rewind_to": [1, 2]}, TypeError, "saved must be a snapshot dict"),
+    ({"rewind_to": [1, 2]}, TypeError, "rewind_to must be a snapshot dict"),
 ])
 def test_find_ticket_refuses_before_training(kwargs, error, fragment):
     model, calls = lenet300(), []

@@ -11,6 +11,18 @@ from torch import nn
 from minprune.devices import cpu_only, model_device
 from minprune.masked import copy_model, is_pruned, make_permanent
 from minprune.quantization.uniform import FakeQuantMixin, strip_fake_quant
+from minprune.validate import model_arg
+
+
+def check_deployable(model) -> nn.Module:
+    """`model` when a deployable copy can be made of it; else TypeError (not an nn.Module) or ValueError (PyTorch
+    int8 kernels, or tensors on the meta device, which hold no values to copy). Copies nothing."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if cpu_only(model):  # PyTorch int8 kernels (quantization.int8_modules.Int8Model, torch.ao quantized modules)
+        raise ValueError("this model runs PyTorch int8 kernels, which ONNX export does not support; export the "
+                         "float model and quantize the ONNX file with quantize_onnx (or `--int8` on the CLI)")
+    return model_arg(model)
 
 
 def deployable_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -20,14 +32,11 @@ def deployable_copy(model: nn.Module) -> tuple[nn.Module, list[str]]:
     Returns (copy, notes): the notes say in words what was changed. The one definition of a shipped model:
     `export_onnx` exports it, bench/deploy.py and notebook 11 measure it. PyTorch int8 models are refused (export
     the float model and use `quantize_onnx`); a caller that also measures those (a pipeline's int8 stage) passes
-    them through itself, e.g. `model if devices.cpu_only(model) else deployable_copy(model)[0]`.
+    them through itself, e.g. `model if devices.cpu_only(model) else deployable_copy(model)[0]`. A meta-device
+    model is refused (it holds no weights to copy); float16 and bfloat16 models are copied in their dtype.
     See notebooks/11_deploy.ipynb.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    if cpu_only(model):  # PyTorch int8 kernels (quantization.int8_modules.Int8Model, torch.ao quantized modules)
-        raise ValueError("this model runs PyTorch int8 kernels, which ONNX export does not support; export the "
-                         "float model and quantize the ONNX file with quantize_onnx (or `--int8` on the CLI)")
+    check_deployable(model)
     notes = []
     plain = copy_model(model)
     if model_device(plain).type != "cpu":

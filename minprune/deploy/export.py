@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from minprune.checkpoint import atomic_write
-from minprune.deploy.deployable import deployable_copy
+from minprune.deploy.deployable import check_deployable, deployable_copy
 from minprune.deploy.onnx_int8 import is_weight_only
 from minprune.devices import model_device
-from minprune.validate import positive_int
+from minprune.files import path_arg
+from minprune.validate import check_flag, finite_number, model_arg, positive_int
 
 FORMATS = ("onnx",)
 FLOAT_ATOL = 1e-4  # max |ONNX - PyTorch| on logits for a float export
@@ -64,9 +65,48 @@ def check_format(format: str) -> str:
     return format
 
 
+def _check_example_type(example) -> None:
+    """TypeError/ValueError unless `example` is None or a floating-point tensor holding a batch (dim 0 >= 1)."""
+    if example is None:
+        return
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(f"example must be a tensor, a batch of inputs such as torch.randn(2, *model.input_shape), "
+                        f"got {type(example).__name__} {example!r:.60}")
+    if example.dim() == 0 or len(example) == 0:
+        raise ValueError(f"example must be a batch of inputs (batch, ...) with at least one example, got shape "
+                         f"{tuple(example.shape)}")
+
+
+@torch.no_grad()
+def _check_example_runs(model: nn.Module, x: torch.Tensor) -> None:
+    """ValueError naming `example` unless `model` (in eval mode, its flag put back) runs on the batch `x`: a wrong
+    shape or dtype is refused here, not as a TorchExportError from deep inside the exporter."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises on this input, the input is the cause
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ValueError(f"example of shape {tuple(x.shape)} ({x.dtype}) does not run through the model: {first}; "
+                         f"pass a batch shaped (batch, *model.input_shape) in the model's dtype") from exc
+    finally:
+        model.train(was_training)
+
+
+def _check_float32(model: nn.Module) -> None:
+    """ValueError unless `model`'s floating tensors are all float32: ONNX Runtime runs the exported file (and the
+    check) on float32 inputs, so a float16, bfloat16 or float64 graph would fail inside it. (Not `float_model`:
+    its 'float32 or float64' would be wrong here.)"""
+    for key, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and t.dtype != torch.float32:
+            raise ValueError(f"export_onnx exports float32 models (ONNX Runtime runs the file on float32 inputs); "
+                             f"model has a {t.dtype} tensor ({key!r}): call model.float() first, or export a "
+                             f"float32 copy: copy.deepcopy(model).float()")
+
+
 def _example(model: nn.Module, example, batch: int = 2) -> torch.Tensor:
     if example is not None:
-        return example
+        return example.detach().cpu()
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("pass example=<input tensor>; the model does not record an input_shape")
@@ -88,9 +128,14 @@ def _strip_debug_info(proto: onnx.ModelProto) -> onnx.ModelProto:
 def to_onnx(model: nn.Module, *, example: torch.Tensor | None = None) -> onnx.ModelProto:
     """The ONNX graph of a plain float model, with a dynamic batch dimension (input 'input', output 'logits').
 
-    Uses torch.onnx.export(dynamo=True); takes several seconds. See notebooks/11_deploy.ipynb.
+    Uses torch.onnx.export(dynamo=True); takes several seconds. `example` (default: 2 random inputs of
+    `model.input_shape`) is run through the model first, so a batch of the wrong shape or dtype is refused with a
+    ValueError naming it. See notebooks/11_deploy.ipynb.
     """
+    model_arg(model)
+    _check_example_type(example)
     x = _example(model, example)
+    _check_example_runs(model, x)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: batch},),
                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
@@ -109,8 +154,18 @@ def export_onnx(model: nn.Module, path=None, *, example: torch.Tensor | None = N
     """Export a dense, masked, compacted or fake-quantized model to ONNX, check it in ONNX Runtime, write it.
 
     check=True runs both models on `example` (default: 8 random inputs) and raises ExportError when the
-    logits differ by more than `atol`. `path` (optional) is written atomically. See notebooks/11_deploy.ipynb.
+    logits differ by more than `atol`. `path` (optional) is written atomically. The model must be float32 (ONNX
+    Runtime runs float32; a float16, bfloat16 or float64 model is refused: export `copy.deepcopy(model).float()`).
+    Every argument is checked before the model is copied, and the example is run through the copy before export.
+    See notebooks/11_deploy.ipynb.
     """
+    check_deployable(model)
+    _check_float32(model)
+    path = None if path is None else path_arg(path)
+    _check_example_type(example)
+    check_flag(check, "check")
+    finite_number(atol, "atol", low=0)
+    positive_int(threads, "threads")
     plain, notes = deployable_copy(model)
     proto = to_onnx(plain, example=example)
     result = Exported(proto, notes)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from minprune import devices
-from minprune.batches import check_loader
+from minprune.batches import check_batch_fits, peek_batches
 from minprune.devices import model_device
 from minprune.distillation.augment import check_max_shift, check_mixup, mix_images, mixed_labels, with_shifts
 from minprune.distillation.losses import check_temperature_alpha, hint_loss, kd_loss, number_in
@@ -153,6 +153,15 @@ def distill_loss(teacher: nn.Module, kd: KDConfig | None = None) -> Callable:
     return with_shifts(loss_fn, kd.max_shift)  # max_shift=0: the batches as they come
 
 
+def _check_teacher_fits(teacher: nn.Module, batch, classes: int) -> None:
+    """Run the first batch through the teacher too (`check_batch_fits`): it must take the student's inputs and
+    give as many outputs (`classes`) as the student, or its soft targets cannot be compared with the student's."""
+    teacher_classes = check_batch_fits(teacher, batch, "train_loader (through the teacher)")
+    if teacher_classes != classes:
+        raise ValueError(f"the teacher has {teacher_classes} outputs but the student {classes}: distillation "
+                         f"needs the same classes in both")
+
+
 def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KDConfig | None = None,
                     train: TrainConfig | None = None, **fit_options) -> History:
     """Train `student` in place on the teacher's soft targets (plus hints); returns its History.
@@ -160,8 +169,9 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KD
     kd: what it learns (default `KDConfig()`); train: epochs, lr, optimizer (default `TrainConfig(epochs=3)`).
     fit_options go to `fit`: val_loader, callbacks (such as a mask keeper), progress, device (default
     `mp.device()`; student and teacher both move there, an int8 teacher stays on the CPU). Bad settings fail
-    before training, and a failed call leaves both models as they were (train/eval flag, device); float16 and
-    bfloat16 models are refused (call .float() first). See notebooks/09_distillation.ipynb.
+    before training (the first batch is run once through both models, in eval mode: its shape, labels in
+    [0, outputs), the same number of outputs), and a failed call leaves both models as they were (train/eval
+    flag, device); float16 and bfloat16 models are refused (call .float() first). See notebooks/09_distillation.ipynb.
     """
     float_model(student, "distill_student", "student")
     float_model(teacher, "distill_student", "teacher")
@@ -169,7 +179,8 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KD
         raise ValueError("the student and the teacher must be different models (copy the teacher first)")
     kd, train = _checked_kd(kd), _checked_train(train)
     _check_fit_options(fit_options)
-    check_loader(train_loader, "train_loader", reiterable=True)
+    first, _ = peek_batches(train_loader, "train_loader", reiterable=True)
+    _check_teacher_fits(teacher, first, check_batch_fits(student, first, "train_loader"))
     if kd.hints:
         _hint_pairs(student, teacher, kd.hints)  # fail before training starts
     device = devices.resolve(student, fit_options.pop("device", None))

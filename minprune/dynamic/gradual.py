@@ -25,7 +25,7 @@ from minprune.structured.unit_scores import norm_scores
 from minprune.unstructured.masks import masks_sparsity, prunable_names
 from minprune.unstructured.prune import prune
 from minprune.unstructured.scores import magnitude_scores
-from minprune.validate import callable_arg, finite_number, model_arg, non_negative_int
+from minprune.validate import callable_arg, finite_number, float_model, model_arg, non_negative_int
 
 
 def check_target(value, step: int) -> float:
@@ -44,12 +44,13 @@ class GradualPruner:
     schedule: step -> target sparsity (e.g. `make_schedule('cubic', 0.9, end=500, interval=25)`).
     score_fn: model -> {name: scores}; weight scores (default magnitude), or unit scores with structured=True
     (default L1 norm of each channel). scope: 'local' or 'global' ranking.
-    See notebooks/07_dynamic_pruning.ipynb.
+    The model must be float32 or float64 (it is trained): a float16 or bfloat16 model is refused when the pruner
+    is built, not later by `fit`. See notebooks/07_dynamic_pruning.ipynb.
     """
 
     def __init__(self, model: nn.Module, schedule: Callable[[int], float], *, score_fn: Callable | None = None,
                  scope: str = "local", structured: bool = False, keep_masks: bool = False):
-        model_arg(model)
+        float_model(model, "GradualPruner")  # it prunes while `fit` trains: float16/bfloat16 are refused now
         if not prunable_names(model):
             raise ValueError(f"{type(model).__name__} has no prunable layers (Linear or Conv weights) to prune")
         if not callable(schedule):

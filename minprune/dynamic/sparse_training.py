@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from minprune.unstructured.masks import n_pruned, prunable_names
-from minprune.validate import finite_number, model_arg, non_negative_int, positive_int
+from minprune.validate import finite_number, float_model, model_arg, non_negative_int, positive_int
 
 
 def _fraction(value, name: str, high_open: bool) -> float:
@@ -162,12 +162,13 @@ class DynamicSparseTrainer:
 
     Use: `dst = DynamicSparseTrainer(model, SparseConfig(...)); mp.fit(model, loader, callbacks=[dst])`.
     Records `updates` (one row per layer and update: step, layer, pruned, regrown, sparsity) and, with
-    `keep_masks=True`, a copy of the masks at every update in `snapshots` {step: masks}.
-    See notebooks/07_dynamic_pruning.ipynb.
+    `keep_masks=True`, a copy of the masks at every update in `snapshots` {step: masks}. The model must be float32
+    or float64 (it is trained): float16 and bfloat16 are refused when the trainer is built, before any mask is
+    applied. See notebooks/07_dynamic_pruning.ipynb.
     """
 
     def __init__(self, model: nn.Module, config: SparseConfig | None = None, *, keep_masks: bool = False):
-        model_arg(model)
+        float_model(model, "DynamicSparseTrainer")  # it trains (RigL reads gradients): float16/bfloat16 refused now
         if config is not None and not isinstance(config, SparseConfig):
             raise TypeError(f"config must be a SparseConfig(sparsity=, method=, ...), got {type(config).__name__}")
         if not isinstance(keep_masks, bool):

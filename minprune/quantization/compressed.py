@@ -18,13 +18,12 @@ import hashlib
 import json
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from minprune.files import CheckpointError, atomic_write, count_elements, described_model, refusing
+from minprune.files import CheckpointError, atomic_write, count_elements, described_model, path_arg, refusing
 from minprune.models import describe, from_description
 from minprune.quantization import huffman
 from minprune.validate import positive_int
@@ -104,7 +103,8 @@ def _encode_entry(name: str, t: torch.Tensor, max_gap: int, float_dtype: str) ->
         return entry, centroids.tobytes() + gap_bytes + index_bytes
     dtype = float_dtype if t.is_floating_point() else str(t.dtype).removeprefix("torch.")
     entry.update(kind="dense", dtype=dtype)
-    return entry, t.numpy().astype(dtype).tobytes()
+    values = t.float() if t.is_floating_point() else t  # numpy has no bfloat16: every float goes via float32
+    return entry, values.numpy().astype(dtype).tobytes()
 
 
 _DENSE_DTYPES = ("float16", "float32", "int64", "int32", "uint8", "int8", "bool")
@@ -145,6 +145,7 @@ def save_compressed(path, model: nn.Module, *, max_gap: int = 256, float_dtype: 
     Weight tensors must hold at most 256 distinct nonzero values (prune, then `share_weights`).
     Validates everything before writing anything.
     """
+    path = path_arg(path)
     positive_int(max_gap, "max_gap")
     if float_dtype not in ("float16", "float32"):
         raise ValueError(f"float_dtype must be 'float16' or 'float32', got {float_dtype!r}")
@@ -180,7 +181,7 @@ def _header(path, body: bytes) -> tuple[dict, int]:
 
 def load_compressed(path) -> nn.Module:
     """Read a file written by `save_compressed` and rebuild the model (SHA-256 and every size checked first)."""
-    path = Path(path)
+    path = path_arg(path)
     if not path.exists():
         raise FileNotFoundError(f"no Deep Compression file at {path}")
     data = path.read_bytes()

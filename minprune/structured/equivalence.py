@@ -9,14 +9,12 @@ tracer misread can never pass as a pruned model. See notebooks/06_structured_pru
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from minprune.masked import make_permanent
-from minprune.structured.channel_groups import DependencyError, DependencyGraph
+from minprune.masked import copy_model, make_permanent
+from minprune.structured.channel_groups import DependencyError, DependencyGraph, check_graph
 from minprune.structured.channel_rules import rule_for
 from minprune.structured.fx_nodes import trace_module
 from minprune.validate import finite_number, model_arg
@@ -125,22 +123,100 @@ def _with_kept_norms(model: nn.Module, graph: DependencyGraph, keep: dict) -> nn
 
 
 def masked_equivalent(model: nn.Module, keep: dict, graph: DependencyGraph) -> nn.Module:
-    """A full-size copy of `model` in which every entry that `remove_channels(model, keep, graph)` deletes is zero."""
+    """A full-size copy of `model` in which every entry that `remove_channels(model, keep, graph)` deletes is zero.
+
+    `graph` must be traced from `model` and `keep` must be one `remove_channels` accepts (known groups, distinct
+    indices in range, at least one channel per group); else ValueError/TypeError before anything is copied.
+    """
     model_arg(model)
-    _check_graph_and_keep(graph, keep)
-    masked = make_permanent(copy.deepcopy(model))
+    check_graph(graph)
+    check_graph_fits(model, graph)
+    check_keep(graph, keep)
+    masked = make_permanent(copy_model(model))
     _zero_removed(masked, graph, keep)
     if any(gid in keep for gid in graph.statistics.values()):
         masked = _with_kept_norms(masked, graph, keep)
     return masked.eval()
 
 
-def _check_graph_and_keep(graph, keep) -> None:
-    if not isinstance(graph, DependencyGraph):
-        raise TypeError(f"graph must be the DependencyGraph returned by trace_groups(model), "
-                        f"got {type(graph).__name__}")
+def _space_width(graph: DependencyGraph, space) -> int:
+    """How many features a channel layout holds: each group's channels times the features per channel."""
+    return sum(graph.groups[gid].size * rep for gid, rep in space)
+
+
+def _not_from(model: nn.Module, what: str) -> ValueError:
+    return ValueError(f"graph was not traced from this {type(model).__name__}: {what}; trace it from the model "
+                      f"you pass: graph = trace_groups(model)")
+
+
+def check_graph_fits(model: nn.Module, graph: DependencyGraph) -> None:
+    """Raise ValueError unless `graph` describes `model`: every module it names exists and has a channel rule,
+    its output tensors have as many channels as the graph's groups, and every parameter it names exists.
+
+    A graph traced from another model (another architecture, or the same one at another width) would otherwise
+    zero or slice the wrong entries, or fail deep inside the surgery. Reads shapes only.
+    """
+    modules = dict(model.named_modules())
+    for name in dict.fromkeys([*graph.outputs, *graph.inputs, *graph.follows]):
+        module = modules.get(name)
+        rule = rule_for(module) if module is not None else None
+        if rule is None:
+            kind = "has no such module" if module is None else f"has a {type(module).__name__} there"
+            raise _not_from(model, f"it names module {name!r}, and the model {kind}")
+        out_space = graph.follows.get(name) or ([(graph.outputs[name], 1)] if name in graph.outputs else [])
+        if not out_space or rule.mask is not None or rule.rebuild is not None:
+            continue
+        width = _space_width(graph, out_space)
+        for key, dim in rule.channel_tensors.items():
+            t = getattr(module, key, None)
+            if isinstance(t, torch.Tensor) and t.dim() > dim and t.shape[dim] != width:
+                raise _not_from(model, f"{name}.{key} has {t.shape[dim]} channels along dim {dim}, the graph "
+                                       f"{width}")
+    for key, (dim, space) in graph.params.items():
+        owner, _, attr = key.rpartition(".")
+        t = getattr(modules.get(owner), attr, None)
+        if not isinstance(t, torch.Tensor) or t.dim() <= dim or t.shape[dim] != _space_width(graph, space):
+            raise _not_from(model, f"it names parameter {key!r} with {_space_width(graph, space)} entries along "
+                                   f"dim {dim}, which the model does not have")
+
+
+def _check_indices(gid, idx) -> None:
+    """TypeError unless `idx` (keep[gid]) is a 1-D integer tensor."""
+    if (not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point() or idx.is_complex()
+            or idx.dtype == torch.bool):
+        got = f"a {idx.dim()}-D {idx.dtype} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
+        hint = " (for a bool mask m, pass m.nonzero().flatten())" if getattr(idx, "dtype", None) == torch.bool \
+            else ""
+        raise TypeError(f"keep[{gid}] must be a 1-D integer tensor of channel indices, got {got}{hint}")
+
+
+def _balanced(idx, size: int, blocks: int) -> bool:
+    counts = torch.bincount(idx // (size // blocks), minlength=blocks)
+    return bool((counts == counts[0]).all()) and bool((idx.sort().values == idx).all())
+
+
+def check_keep(graph: DependencyGraph, keep) -> None:
+    """Raise TypeError/ValueError unless `keep` ({group id: kept channel indices}) fits `graph`: known group ids,
+    1-D integer tensors of distinct indices in range, at least one channel kept per group, frozen groups whole,
+    the same number kept in every head of an attention layer. What `remove_channels` and `masked_equivalent` accept.
+    """
     if not isinstance(keep, dict):
         raise TypeError(f"keep must be a dict {{group id: kept channel indices}}, got {type(keep).__name__}")
+    for gid, idx in keep.items():
+        if gid not in graph.groups:
+            raise ValueError(f"keep names group {gid!r}, which does not exist; groups: {list(graph.groups)}")
+        group = graph.groups[gid]
+        _check_indices(gid, idx)
+        if len(idx) == 0:
+            raise ValueError(f"keep[{gid}] is empty: that would remove every channel of {group.producers}")
+        if idx.min() < 0 or idx.max() >= group.size or len(torch.unique(idx)) != len(idx):
+            raise ValueError(f"keep[{gid}] must hold distinct indices in [0, {group.size})")
+        if group.frozen and len(idx) != group.size:
+            raise ValueError(f"channels of {group.producers or 'this group'} cannot be removed: {group.frozen}")
+        blocks = graph.blocks.get(gid, 1)
+        if blocks > 1 and len(idx) != group.size and not _balanced(idx, group.size, blocks):
+            raise ValueError(f"keep[{gid}] must be sorted and keep the same number of channels in each of the "
+                             f"{blocks} heads of {group.followers}")
 
 
 def _probe(example: torch.Tensor) -> torch.Tensor:
@@ -167,7 +243,9 @@ def check_compacted(model: nn.Module, compacted: nn.Module, keep: dict, graph: D
     bfloat16). Both run in eval mode; `model` is untouched."""
     model_arg(model)
     model_arg(compacted, "compacted")
-    _check_graph_and_keep(graph, keep)
+    check_graph(graph)
+    check_graph_fits(model, graph)
+    check_keep(graph, keep)
     finite_number(tolerance, "tolerance", low=0, none_ok=True)
     x = _probe(graph.example)
     masked = masked_equivalent(model, keep, graph)

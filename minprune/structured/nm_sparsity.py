@@ -79,6 +79,28 @@ def is_nm(mask: torch.Tensor, n: int, m: int) -> bool:
     return rows.shape[1] % m == 0 and bool((rows.reshape(rows.shape[0], -1, m).sum(2) <= n).all())
 
 
+def _check_report_masks(model: nn.Module, masks) -> None:
+    """TypeError/ValueError unless `masks` is {parameter name of `model`: bool tensor of its shape} and every mask
+    keeps at least one weight. Reads the model's shapes only (a meta-device model is fine)."""
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
+    shapes = {name.removesuffix("_orig"): p.shape for name, p in model.named_parameters()}
+    for name, mk in masks.items():
+        if not isinstance(mk, torch.Tensor) or mk.dtype != torch.bool:
+            kind = f"a {mk.dtype} tensor" if isinstance(mk, torch.Tensor) else type(mk).__name__
+            raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {kind} for {name!r}")
+        if name not in shapes:
+            raise ValueError(f"masks names unknown parameter name {name!r}; the model has e.g. {list(shapes)[:6]}")
+        if mk.shape != shapes[name]:
+            raise ValueError(f"masks[{name!r}] has shape {tuple(mk.shape)} but the parameter has "
+                             f"{tuple(shapes[name])}")
+        if mk.is_meta:
+            raise ValueError(f"masks[{name!r}] is on the meta device and holds no values")
+        if mk.numel() and not bool(mk.any()):
+            raise ValueError(f"masks[{name!r}] keeps no weight (all False): a layer with no weights left cuts the "
+                             f"network; pass masks that keep at least one weight per layer (nm_masks(scores))")
+
+
 def nm_report(model: nn.Module, masks: dict, n: int = 2, m: int = 4, *, value_bits: int = 16) -> dict:
     """Storage and MACs of the masked layers, dense versus compressed N:M (values + index bits per value).
 
@@ -86,12 +108,7 @@ def nm_report(model: nn.Module, masks: dict, n: int = 2, m: int = 4, *, value_bi
     See notebooks/06_structured_pruning.ipynb.
     """
     check_model(model)
-    if not isinstance(masks, dict):
-        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
-    for name, mk in masks.items():
-        if not isinstance(mk, torch.Tensor) or mk.dtype != torch.bool:
-            kind = f"a {mk.dtype} tensor" if isinstance(mk, torch.Tensor) else type(mk).__name__
-            raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {kind} for {name!r}")
+    _check_report_masks(model, masks)
     _check_n_m(n, m)
     positive_int(value_bits, "value_bits")
     dense = sum(mk.numel() for mk in masks.values())  # a mask has its weight's shape (also once applied)

@@ -16,45 +16,22 @@ import torch
 from torch import nn
 
 from minprune.layers import set_module
-from minprune.masked import make_permanent
+from minprune.masked import copy_model, make_permanent
 from minprune.structured.channel_groups import DependencyGraph, check_graph
 from minprune.structured.channel_rules import ChannelRule, rule_for
 from minprune.structured.dependency import trace_groups
-from minprune.structured.equivalence import check_compacted, input_index, kept_indices, kept_params
+from minprune.structured.equivalence import (
+    check_compacted,
+    check_graph_fits,
+    check_keep,
+    input_index,
+    kept_indices,
+    kept_params,
+)
 from minprune.structured.selection import score_groups, select_channels
 from minprune.structured.shared import reshare, shared_parameters
 from minprune.train import check_finite_weights
 from minprune.validate import check_flag, model_arg
-
-
-def _check_keep(graph: DependencyGraph, keep: dict) -> None:
-    if not isinstance(keep, dict):
-        raise TypeError(f"keep must be a dict {{group id: kept channel indices}}, got {type(keep).__name__}")
-    for gid, idx in keep.items():
-        if gid not in graph.groups:
-            raise ValueError(f"keep names group {gid!r}, which does not exist; groups: {list(graph.groups)}")
-        group = graph.groups[gid]
-        if (not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point() or idx.is_complex()
-                or idx.dtype == torch.bool):
-            got = f"a {idx.dim()}-D {idx.dtype} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            hint = " (for a bool mask m, pass m.nonzero().flatten())" if getattr(idx, "dtype", None) == torch.bool \
-                else ""
-            raise TypeError(f"keep[{gid}] must be a 1-D integer tensor of channel indices, got {got}{hint}")
-        if len(idx) == 0:
-            raise ValueError(f"keep[{gid}] is empty: that would remove every channel of {group.producers}")
-        if idx.min() < 0 or idx.max() >= group.size or len(torch.unique(idx)) != len(idx):
-            raise ValueError(f"keep[{gid}] must hold distinct indices in [0, {group.size})")
-        if group.frozen and len(idx) != group.size:
-            raise ValueError(f"channels of {group.producers or 'this group'} cannot be removed: {group.frozen}")
-        blocks = graph.blocks.get(gid, 1)
-        if blocks > 1 and len(idx) != group.size and not _balanced(idx, group.size, blocks):
-            raise ValueError(f"keep[{gid}] must be sorted and keep the same number of channels in each of the "
-                             f"{blocks} heads of {group.followers}")
-
-
-def _balanced(idx, size: int, blocks: int) -> bool:
-    counts = torch.bincount(idx // (size // blocks), minlength=blocks)
-    return bool((counts == counts[0]).all()) and bool((idx.sort().values == idx).all())
 
 
 def slice_tensor(module: nn.Module, name: str, dim: int, idx: torch.Tensor) -> None:
@@ -128,9 +105,10 @@ def remove_channels(model: nn.Module, keep: dict, graph: DependencyGraph | None 
     check_finite_weights(model)
     graph = graph if graph is not None else trace_groups(model, example)
     check_graph(graph)
-    _check_keep(graph, keep)
+    check_graph_fits(model, graph)
+    check_keep(graph, keep)
     keep = {gid: idx for gid, idx in keep.items() if len(idx) < graph.groups[gid].size}
-    new = copy.deepcopy(model)
+    new = make_permanent(copy_model(model))  # a masked model: its masks folded into the copy (zeros stay zero)
     shared, aliases, modules = shared_parameters(new), _aliases(new), dict(new.named_modules())
     for name in dict.fromkeys([*graph.outputs, *graph.inputs, *graph.follows]):
         out_idx, in_idx = kept_indices(graph, name, keep)
@@ -159,7 +137,8 @@ def channel_masks(model: nn.Module, keep: dict, graph: DependencyGraph) -> dict[
     """
     model_arg(model)
     check_graph(graph)
-    _check_keep(graph, keep)
+    check_graph_fits(model, graph)
+    check_keep(graph, keep)
     masks = {}
     for name, gid in graph.outputs.items():
         if gid not in keep:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minprune.batches import check_loader
+from minprune.batches import check_batch_fits, check_loader
 from minprune.devices import model_device, resolve, same
 from minprune.masked import copy_model
 from minprune.train import check_finite_weights, check_model, cross_entropy_loss
@@ -145,8 +145,9 @@ def _probe_points(model: nn.Module) -> dict[str, nn.Module]:
     return {name: model.get_submodule(after.get(name, name)) for name in layers}
 
 
-def _checked_batches(loader):
-    """The batches of `loader`, its first one checked to be an (x, y) pair of tensors before anything runs."""
+def _checked_batches(model: nn.Module, loader):
+    """The batches of `loader`, read once: its first one checked to be an (x, y) pair of tensors that `model`
+    runs on, with class labels in [0, outputs) (`check_batch_fits`), before anything runs; none for an empty one."""
     check_loader(loader)
     batches = iter(loader)
     first = next(batches, None)
@@ -155,6 +156,7 @@ def _checked_batches(loader):
     if not (isinstance(first, (tuple, list)) and len(first) == 2 and all(isinstance(t, torch.Tensor) for t in first)):
         raise TypeError(f"loader must yield (x, y) batches of tensors such as a DataLoader gives, got a "
                         f"{type(first).__name__} {first!r:.60}")
+    check_batch_fits(model, first, "loader")
     return chain([first], batches)
 
 
@@ -162,14 +164,15 @@ def _collect(model, loader, max_batches: int, stat_fn, backward: bool, device=No
     """Run up to `max_batches` batches with hooks and average `stat_fn(a, grad) -> (out,)` per unit.
 
     Everything is checked before the model is touched: the model (finite float weights; float32/float64 when
-    gradients are taken), max_batches and the loader's first batch.
+    gradients are taken), max_batches and the loader's first batch (run once through the model, labels in
+    [0, outputs)).
     """
     if backward:
         float_model(model, "taylor_unit_scores")
     model_arg(model)
     check_finite_weights(model)
     positive_int(max_batches, "max_batches")
-    loader = _checked_batches(loader)
+    loader = _checked_batches(model, loader)
     home, device = model_device(model), resolve(model, device)
     if not same(home, device):  # the caller's model stays where it is
         model = copy_model(model).to(device)

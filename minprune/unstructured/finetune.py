@@ -5,8 +5,8 @@ retrain, repeat, each round removing the same fraction of the weights that are s
 Masks stay applied during fine-tuning through the `apply_masks` reparametrisation, so `fit` needs no
 special code. Both functions take `device=None` (meaning `mp.device()`) and move the model there in place,
 like `fit`, and leave its train/eval flag as they found it. Both train, so they refuse float16/bfloat16 models
-(call model.float() first), and both check every argument, and the first batch of the data on a copy of the
-model, before the model changes. See notebooks/04_fine_tuning.ipynb.
+(call model.float() first), and both check every argument, and the first batch of the data (run once through the
+model in eval mode, without gradients), before the model changes. See notebooks/04_fine_tuning.ipynb.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from minprune.masked import copy_model, get_masks
 from minprune.train import History, TrainConfig, evaluate, fit
 from minprune.unstructured.masks import check_scope, check_scores, check_sparsities, masks_sparsity, name_list
 from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import check_loader_fits
+from minprune.unstructured.scores import peek_scoring_batch
 from minprune.validate import finite_number, float_model, non_negative_int
 
 
@@ -36,10 +36,11 @@ def _loaders(data, batch_size: int = 64):
 
 
 def _checked_loaders(model: nn.Module, data, device) -> tuple:
-    """`_loaders(data)` after checking, on a copy of `model`, that it runs on the first training batch; `device`
-    checked too. Nothing of `model` changes."""
+    """`_loaders(data)` after checking that `model` runs on the first training batch (`check_batch_fits`: once,
+    in eval mode without gradients) and that its labels are class indices; `device` checked too. Nothing of
+    `model` changes."""
     train_loader, val_loader = _loaders(data)
-    check_loader_fits(model, train_loader, "data")
+    peek_scoring_batch(model, train_loader, "data")
     devices.resolve(model, device)  # an unusable device is refused before the model moves
     return train_loader, val_loader
 

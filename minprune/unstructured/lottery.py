@@ -54,15 +54,20 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> nn.Module:
     See notebooks/07_dynamic_pruning.ipynb.
     """
     model_arg(model)
-    _check_snapshot(saved)
+    return _rewind(model, saved, "saved")
+
+
+@torch.no_grad()
+def _rewind(model: nn.Module, saved, what: str) -> nn.Module:
+    _check_snapshot(saved, what)
     storage = _storage(model)
     missing = sorted(set(storage) - set(saved))
     if missing or set(saved) - set(storage):
-        raise ValueError(f"the snapshot does not match the model (missing {missing[:4]}, "
+        raise ValueError(f"{what} (the snapshot) does not match the model (missing {missing[:4]}, "
                          f"unknown {sorted(set(saved) - set(storage))[:4]})")
     for name, t in saved.items():
         if t.shape != storage[name].shape:
-            raise ValueError(f"snapshot[{name!r}] has shape {tuple(t.shape)}, the model has "
+            raise ValueError(f"{what}[{name!r}] has shape {tuple(t.shape)}, the model has "
                              f"{tuple(storage[name].shape)}")
     for name, t in saved.items():
         storage[name].copy_(t)
@@ -74,16 +79,16 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
-def _check_snapshot(saved) -> None:
+def _check_snapshot(saved, what: str = "saved") -> None:
     """TypeError/ValueError unless `saved` is a dict {name: tensor with values}, as `snapshot` returns."""
     if not isinstance(saved, Mapping):
-        raise TypeError(f"saved must be a snapshot dict {{name: tensor}} (mp.snapshot(model)), got "
+        raise TypeError(f"{what} must be a snapshot dict {{name: tensor}} (mp.snapshot(model)), got "
                         f"{type(saved).__name__}")
     for name, t in saved.items():
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"snapshot[{name!r}] must be a tensor, got {type(t).__name__}")
+            raise TypeError(f"{what}[{name!r}] must be a tensor, got {type(t).__name__}")
         if t.is_meta:
-            raise ValueError(f"snapshot[{name!r}] is on the meta device and holds no values")
+            raise ValueError(f"{what}[{name!r}] is on the meta device and holds no values")
 
 
 class RewindPoint:
@@ -147,7 +152,7 @@ def find_ticket(model: nn.Module, train: Callable[[nn.Module], object], final: f
 def _rehearse_round(model: nn.Module, saved: dict, target: float, scope: str) -> None:
     """Rewind and prune a copy of `model` as the first round will: a snapshot that does not fit, weights that
     cannot be scored or a model already pruned harder than `target` are refused before anything trains."""
-    twin = rewind(copy_model(model), saved)
+    twin = _rewind(copy_model(model), saved, "rewind_to")
     with warnings.catch_warnings():  # the first round itself warns, if it must
         warnings.simplefilter("ignore")
         prune(twin, magnitude_scores(twin), target, scope=scope)

@@ -240,7 +240,7 @@ def check_sparsities(sparsities, *, increasing: bool = False) -> list[float]:
         sparsities = [sparsities]
     if isinstance(sparsities, (str, bytes, dict)) or not hasattr(sparsities, "__iter__"):
         raise TypeError(f"sparsities must be a sparsity in [0, 1) or a list of them, got {sparsities!r:.60}")
-    sparsities = [check_sparsity(s) for s in sparsities]
+    sparsities = [check_sparsity(s, f"sparsities[{i}]: sparsity") for i, s in enumerate(sparsities)]
     if not sparsities:
         raise ValueError("sparsities must list at least one value")
     if increasing and sparsities != sorted(sparsities):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minprune.batches import check_batch_fits, read_first_batch
 from minprune.devices import model_device, resolve
 from minprune.masked import copy_model, effective_parameters, get_masks
 from minprune.unstructured.masks import check_sparsity, iterative_sparsities, name_list, number_arg, prunable_names
@@ -104,18 +105,14 @@ def check_batch(batch, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor
     return batch[0], batch[1]
 
 
-def check_loader_fits(model: nn.Module, loader, name: str = "loader") -> None:
-    """Peek at the first batch of `loader` and run it through a private eval-mode copy of `model` (no gradients),
-    with the cross-entropy loss: ValueError or TypeError, naming `name`, for an empty loader, a batch that is
-    not an (x, y) pair of tensors, or one the model cannot run on (a wrong input shape or dtype, labels out of
-    range). Nothing of `model` changes, so a function that trains can check its data before it starts."""
+def peek_scoring_batch(model: nn.Module, loader, name: str = "loader") -> None:
+    """Check `loader` as the score functions word it (`check_loader_type`, `check_batch`; one-shot iterators and
+    empty loaders are refused) and run its first batch once through `model` (`batches.check_batch_fits`: shape,
+    labels in [0, outputs)). The random state is put back and nothing of `model` changes: for the functions
+    that read the loader again (`sensitivity_scan`, `fine_tune`, `iterative_prune`) before they change anything."""
     check_loader_type(loader, name)
-    batch = next(iter(loader), None)
-    if batch is None:
-        raise ValueError(f"{name} is an empty loader: it has no batch to run on")
-    x, y = check_batch(batch, name)
-    with torch.no_grad():
-        _loss(copy_model(model).eval(), x, y)
+    first, _ = read_first_batch(loader, name, reiterable=True)
+    check_batch_fits(model, check_batch(first, name), name)
 
 
 def _loss(twin: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -131,9 +128,12 @@ def _loss(twin: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float 
 
 
 def _gradient_setup(model: nn.Module, loader, batches: int, names, fn: str) -> tuple[list[str], list]:
-    """The checks every gradient score makes before it computes: a float32/float64 model, names, batches."""
+    """The checks every gradient score makes before it computes: a float32/float64 model, names, batches, and
+    the first batch run once through the model (`check_batch_fits`: its shape, labels in [0, outputs))."""
     float_model(model, fn)
-    return _names(model, names), _data_batches(loader, batches, fn)
+    names, data = _names(model, names), _data_batches(loader, batches, fn)
+    check_batch_fits(model, data[0], "loader")
+    return names, data
 
 
 def _scoring_copy(model: nn.Module, names: list[str], device):

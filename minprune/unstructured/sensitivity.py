@@ -19,7 +19,7 @@ from minprune.table import Table
 from minprune.train import evaluate
 from minprune.unstructured.masks import check_scores, check_sparsities, name_list, number_arg, prunable_names
 from minprune.unstructured.prune import prune
-from minprune.unstructured.scores import check_loader_fits, magnitude_scores
+from minprune.unstructured.scores import magnitude_scores, peek_scoring_batch
 from minprune.validate import float_model
 
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -50,7 +50,7 @@ def sensitivity_scan(model: nn.Module, loader, sparsities=DEFAULT_GRID, *, names
         raise TypeError(f"score_fn must be a function model -> scores (e.g. mp.magnitude_scores), got {score_fn!r}")
     sparsities = check_sparsities(sparsities)
     names = prunable_names(model) if names is None else name_list(names, "names")
-    check_loader_fits(model, loader, "loader")
+    peek_scoring_batch(model, loader, "loader")  # a loader it can read again for every point
     scores = score_fn(model)
     check_scores(scores)
     unknown = [n for n in names if n not in scores]
