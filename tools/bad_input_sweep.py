@@ -86,7 +86,7 @@ def markdown(outcomes, unnamed) -> str:
              f"{len(bad_inputs.ENTRIES)} functions, {len(outcomes)} cases.", "", *counts_table(outcomes), ""]
     lines += ["## Cases that are not clear", ""]
     if not bad:
-        lines.append("None.")
+        lines += ["None.", ""]
     for file, group in by_file(bad).items():
         lines += [f"### {file}", "", "| function | argument | value | class | error | message / detail |",
                   "|---|---|---|---|---|---|"]
