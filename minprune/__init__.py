@@ -93,11 +93,15 @@ _EXPORTS = {
     "timing": ("interleaved_latency", "speedup_spread", "SpeedupSampler", "time_models", "Timings"),
     "train": ("accuracy", "evaluate", "fit", "History", "seed_everything", "TrainConfig"),
     "zoo": ("pretrained",),
+    "tinyvit": ("TinyViT",),
+    "chargpt": ("CharGPT",),
+    "text": ("bits_per_char", "load_text", "perplexity", "TextSplits"),
 }
 
 CORE = (
-    "assets", "batches", "checkpoint", "data", "devices", "energy", "files", "layers", "masked", "measure", "models",
-    "optimizers", "profile", "table", "timing", "train", "validate", "zoo",
+    "assets", "attention_blocks", "batches", "chargpt", "checkpoint", "classifier", "data", "devices", "energy",
+    "files", "layers", "masked", "measure", "models", "optimizers", "profile", "table", "text", "timing", "tinyvit",
+    "train", "validate", "zoo",
 )
 CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
 

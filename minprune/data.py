@@ -1,8 +1,10 @@
-"""Data sets: the embedded 5,000-digit MNIST sample (offline) and full torchvision data sets (online).
+"""Data sets: the embedded 5,000-digit MNIST sample (offline), full torchvision data sets (online) and the
+shipped Python documentation text for character-level language models (offline).
 
-`load(name)` is the one entry point. It returns a `DataSplits` with a fixed, seeded, stratified
+`load(name)` is the one entry point. For images it returns a `DataSplits` with a fixed, seeded, stratified
 train / validation / test split and normalised tensors, plus `loader()` to get DataLoaders.
-See notebooks/00_welcome.ipynb.
+See notebooks/00_welcome.ipynb. For 'pydoc-text' it returns a `minprune.text.TextSplits` (split by position,
+with `encode`, `decode` and a next-character `loader`); see notebooks/12_transformers.ipynb.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 TORCHVISION_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-NAMES = ("mnist-small", *TORCHVISION_SETS)
+NAMES = ("mnist-small", *TORCHVISION_SETS)  # the image sets (what models, recipes and `minprune export` take)
+TEXT_NAMES = ("pydoc-text",)  # text, read one character at a time (minprune/text.py)
+KNOWN_NAMES = (*NAMES, *TEXT_NAMES)  # every name `load` knows
 
 
 SPLITS = ("train", "val", "test")
@@ -88,10 +92,12 @@ class DataSplits:
 
 
 def load(name: str = "mnist-small", *, root=None, download: bool = False, val_size=500, seed: int = 0):
-    """Load a data set by name: 'mnist-small' (embedded, offline), 'mnist', 'fashion-mnist' or 'cifar10'.
+    """Load a data set by name: 'mnist-small' (embedded, offline), 'mnist', 'fashion-mnist' or 'cifar10'
+    (images, a DataSplits), or 'pydoc-text' (embedded text, a TextSplits; see minprune/text.py).
 
     The torchvision sets read from `root` (default ~/.cache/minprune/data) and only download
     when `download=True`. The validation set is carved from the training set, stratified by class.
+    'pydoc-text' is split by position (90% / 5% / 5%), so val_size and seed do not apply to it.
     """
     check_name(name)
     non_negative_int(val_size, "val_size")
@@ -99,15 +105,23 @@ def load(name: str = "mnist-small", *, root=None, download: bool = False, val_si
     check_path(root, "root", none_ok=True)
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False, got {download!r}")
+    if name in TEXT_NAMES:
+        if val_size != 500 or seed != 0:
+            raise ValueError(f"{name!r} is split by position (90% / 5% / 5% of the text), so val_size and seed do "
+                             f"not apply; got val_size={val_size}, seed={seed}. Seed its loaders instead: "
+                             f"splits.loader('train', seed=...)")
+        from minprune.text import load_text
+
+        return load_text(name)
     if name == "mnist-small":
         return _load_mnist_small(val_size=val_size, seed=seed)
     return _load_torchvision(name, root=root, download=download, val_size=val_size, seed=seed)
 
 
 def check_name(name) -> str:
-    """`name` when it is a data set `load` knows; else ValueError listing them (NAMES)."""
-    if not isinstance(name, str) or name not in NAMES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
+    """`name` when it is a data set `load` knows; else ValueError listing them (KNOWN_NAMES)."""
+    if not isinstance(name, str) or name not in KNOWN_NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(KNOWN_NAMES)}")
     return name
 
 

@@ -87,8 +87,11 @@ def layer_sparsity(model: nn.Module, *, weights_only: bool = True) -> dict[str, 
 
 def example_batch(model: nn.Module, input_shape, batch_size: int) -> torch.Tensor:
     """A random input batch of `batch_size` for timing, shaped (batch, *input_shape or model.input_shape), on the
-    model's device and in its float dtype (a float16 model gets a float16 batch)."""
+    model's device and in its float dtype (a float16 model gets a float16 batch); a model that makes its own
+    examples (`model.example_input(batch_size, input_shape)`, e.g. CharGPT's token ids) is asked for them."""
     check_model(model)
+    if callable(getattr(model, "example_input", None)):
+        return model.example_input(batch_size, input_shape)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("pass input_shape=(C, H, W); the model does not record one")

@@ -1,9 +1,11 @@
-"""The four networks every notebook uses, sized to train in seconds on 2 CPU cores.
+"""The networks every notebook uses, sized to train in seconds on 2 CPU cores.
 
 - LeNet-300-100 (LeCun et al. 1998): an MLP, 266,610 parameters.
 - LeNet-5: two convolutions and three Linear layers, 61,706 parameters.
 - SmallVGG: conv-BN-ReLU stages, the classic filter-pruning target.
 - SmallResNet: basic residual blocks (He et al. 2016), where channels are tied across additions.
+- TinyViT (tinyvit.py): a Vision Transformer on 7x7 patches, about 139k parameters.
+- CharGPT (chargpt.py): a character-level GPT, (batch, t) token ids -> (batch, t, vocab) logits.
 
 Every model is built from a plain description `{"arch": name, **kwargs}` (see `describe`/`build`),
 so checkpoints store a state_dict plus that description and never a pickled module.
@@ -17,29 +19,14 @@ import inspect
 import torch
 from torch import nn
 
+from minprune.chargpt import CharGPT, check_gpt_sizes
+from minprune.classifier import Classifier, check_input_shape
 from minprune.layers import SPEC_TYPES, module_from_spec, module_spec, set_module
+from minprune.tinyvit import TinyViT, check_vit_sizes
 from minprune.validate import positive_int
 
-
-def check_input_shape(module, args):
-    """Forward pre-hook: refuse inputs whose per-example shape is not the model's `input_shape`."""
-    x = args[0]
-    expected = tuple(module.input_shape)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{type(module).__name__} expects a tensor, got {type(x).__name__}")
-    if tuple(x.shape[1:]) != expected:
-        raise ValueError(f"{type(module).__name__} expects input of shape (batch, {', '.join(map(str, expected))}), "
-                         f"got {tuple(x.shape)}")
-
-
-class Classifier(nn.Module):
-    """Base class: remembers its constructor arguments and checks input shapes."""
-
-    def __init__(self, input_shape, **kwargs):
-        super().__init__()
-        self.input_shape = tuple(input_shape)
-        self.config = {"input_shape": list(input_shape), **kwargs}
-        self.register_forward_pre_hook(check_input_shape)
+__all__ = ["ARCHS", "CharGPT", "Classifier", "TinyViT", "build", "check_input_shape", "describe",
+           "from_description"]
 
 
 class LeNet300100(Classifier):
@@ -142,11 +129,13 @@ class SmallResNet(Classifier):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
 
 
-ARCHS = {"lenet300": LeNet300100, "lenet5": LeNet5, "vgg": SmallVGG, "resnet": SmallResNet}
+ARCHS = {"lenet300": LeNet300100, "lenet5": LeNet5, "vgg": SmallVGG, "resnet": SmallResNet, "tinyvit": TinyViT,
+         "chargpt": CharGPT}
 
 
 def build(arch: str, **kwargs) -> nn.Module:
-    """Build a model by name ('lenet300', 'lenet5', 'vgg', 'resnet') with its keyword arguments."""
+    """Build a model by name ('lenet300', 'lenet5', 'vgg', 'resnet', 'tinyvit', 'chargpt') with its keyword
+    arguments."""
     if arch not in ARCHS:
         raise ValueError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
     allowed = [p for p in inspect.signature(ARCHS[arch]).parameters if p != "self"]
@@ -168,6 +157,8 @@ def _sizes(value, name: str) -> list:
 
 def _check_sizes(arch: str, kwargs: dict) -> None:
     """Refuse sizes that no model of `arch` can have (a list of the wrong length, 0 or -1 channels, a bool)."""
+    if arch == "chargpt":
+        return check_gpt_sizes(_plain(kwargs))
     shape = _sizes(kwargs.get("input_shape", (1, 28, 28)), "input_shape")
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {shape}")
@@ -183,6 +174,8 @@ def _check_sizes(arch: str, kwargs: dict) -> None:
                          f"{kwargs.get('blocks')}")
     if arch == "lenet5" and ((shape[1] + (4 if shape[1] == 28 else 0) - 4) // 2 - 4) // 2 < 1:
         raise ValueError(f"lenet5 needs images of at least 16x16, got input_shape={shape}")
+    if arch == "tinyvit":
+        check_vit_sizes(shape, _plain(kwargs))
 
 
 def describe(model: nn.Module) -> dict:

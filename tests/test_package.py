@@ -24,7 +24,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_the_wheel_holds_the_package_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "minprune/assets/mnist_small.npz" in names
+    assert "minprune/assets/mnist_small.npz" in names and "minprune/assets/pydoc_topics.txt.xz" in names
     assert {Path(n).name for n in names if n.startswith("minprune/assets/recipes/")} >= {"tiny.toml",
                                                                                           "lenet5-capstone.toml"}
     shipped = {Path(p).name for p in (ROOT / "minprune" / "assets" / "baselines").glob("*.pt")}

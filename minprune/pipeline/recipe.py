@@ -32,7 +32,7 @@ from minprune.pipeline.config import (  # noqa: F401 (the sections are re-export
 from minprune.pipeline.registry import score_names
 
 CHOICES = {
-    "base.arch": tuple(ARCHS),
+    "base.arch": tuple(a for a in ARCHS if a != "chargpt"),  # the pipeline prunes image classifiers
     "base.data": DATA_NAMES,
     "base.source": ("pretrained", "train"),
     "prune.method": ("weight", "structured", "none"),
