@@ -143,12 +143,13 @@ def _run_once(model: nn.Module, x: torch.Tensor, name: str):
 
 
 def _label_shape(out, x: torch.Tensor, name: str) -> tuple[int, ...]:
-    """The labels' shape the model's output `out` asks for: (batch,) for (batch, classes) logits."""
+    """The labels' shape the model's output `out` asks for: the output's shape without its last axis, the classes
+    ((batch,) for (batch, classes) logits; (batch, t) for a sequence model's (batch, t, vocabulary) logits)."""
     if not isinstance(out, torch.Tensor) or out.dim() < 2 or len(out) != len(x):
         got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"{CANNOT_RUN}: on {name}'s first batch (x of shape {tuple(x.shape)}) the model returns "
-                         f"{got}, not logits of shape ({len(x)}, classes)")
-    return (len(x), *out.shape[2:])
+                         f"{got}, not logits of shape ({len(x)}, classes) or ({len(x)}, ..., classes)")
+    return tuple(out.shape[:-1])
 
 
 def check_labels(y: torch.Tensor, classes: int, name: str = "loader", shape: tuple | None = None) -> None:
@@ -181,8 +182,8 @@ def check_batch_fits(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
     x, y = batch
     out = _run_once(model, x, name)
     shape = _label_shape(out, x, name)
-    check_labels(y, out.shape[1], name, shape)
-    return out.shape[1]
+    check_labels(y, out.shape[-1], name, shape)
+    return out.shape[-1]
 
 
 def peek_fitting_batches(model: nn.Module, loader, name: str = "loader", *, reiterable: bool = False):

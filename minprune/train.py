@@ -27,13 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minprune import devices
-from minprune.batches import (
-    check_labels,
-    input_dtype,
-    peek_batches,  # noqa: F401  (kept as train.peek_batches for callers)
-    peek_fitting_batches,
-    to_model_input,
-)
+from minprune.batches import check_labels, input_dtype, peek_fitting_batches, to_model_input
 from minprune.optimizers import check_lr, check_optimizer, check_optimizer_name, make_optimizer
 from minprune.validate import callable_arg, check_flag, float_model, model_arg, non_negative_int
 
@@ -110,9 +104,14 @@ class History:
 
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """The default loss function of `fit`: returns (loss, logits)."""
+    """The default loss function of `fit`: returns (loss, logits). Classes are the logits' last axis, so a sequence
+    model's (batch, t, vocabulary) logits and (batch, t) next-token labels work as (batch, classes) and (batch,)."""
     logits = model(x)
-    return F.cross_entropy(logits, y), logits
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten()), logits
+
+
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> int:
+    return int((logits.argmax(-1) == y).sum())  # the classes are the last axis
 
 
 @dataclass(frozen=True)
@@ -182,9 +181,9 @@ def _train_epoch(model: nn.Module, batches, opt, loss_fn: Callable, callbacks: l
         opt.step()
         step += 1
         _call(callbacks, "on_step_end", model, step)
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
+        total_loss += loss.item() * y.numel()
+        correct += _correct(logits, y)
+        seen += y.numel()
     return total_loss / seen, 100.0 * correct / seen, step
 
 
@@ -266,6 +265,7 @@ def eval_mode(model: nn.Module):
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device=None) -> dict:
     """Mean cross-entropy loss and accuracy (in percent) of `model` on `loader`; leaves train/eval mode as it was.
+    Per label: a sequence model's loss is the mean over every position, in nats (`text.perplexity(loss)`).
 
     device: where to run (default `mp.device()`; an int8 model runs on the CPU); the model is moved there in place.
     float16 and bfloat16 models are evaluated as they are (each batch is cast to the model's dtype; the loss is
@@ -282,11 +282,11 @@ def evaluate(model: nn.Module, loader, *, device=None) -> dict:
         for x, y in batches:
             x, y = to_model_input(x, device, dtype), y.to(device)
             logits = model(x)
-            check_labels(y, logits.shape[1], "loader", (len(x), *logits.shape[2:]))  # later batches too
+            check_labels(y, logits.shape[-1], "loader", tuple(logits.shape[:-1]))  # later batches too
             summed = logits.float() if logits.dtype in HALF_DTYPES else logits  # float16 sums overflow
-            total_loss += F.cross_entropy(summed, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+            total_loss += F.cross_entropy(summed.flatten(0, -2), y.flatten(), reduction="sum").item()
+            correct += _correct(logits, y)
+            seen += y.numel()
     return {"loss": total_loss / seen, "acc": 100.0 * correct / seen}
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
-from minprune import train
+from minprune import batches, train
 from minprune.distillation import augment, losses, student, teacher
 from minprune.dynamic import gating, gradual, schedules, sparse_training
 from minprune.pipeline import pareto, recipe, registry, report, runner, stages
@@ -273,7 +273,7 @@ def test_evaluate_reads_a_one_shot_iterator_in_full():
 def test_the_peek_at_the_first_batch_leaves_the_random_state():
     loader = _loader(shuffle=True)
     global_state, loader_state = torch.random.get_rng_state(), loader.generator.get_state()
-    train.peek_batches(loader, "train_loader", reiterable=True)
+    batches.peek_batches(loader, "train_loader", reiterable=True)
     assert torch.equal(torch.random.get_rng_state(), global_state)
     assert torch.equal(loader.generator.get_state(), loader_state)
 
