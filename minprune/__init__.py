@@ -2,8 +2,8 @@
 
 The package is the map of the course: a small core (data, models, layers, masked, train, files, checkpoint, zoo,
 measure, timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured`
-(05-06), `dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11) and `course`
-(checks, widgets, plots).
+(05-06), `dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11), `transformers`
+(12, heads and MLP neurons of TinyViT and CharGPT) and `course` (checks, widgets, plots).
 
 The functional API is flat: `mp.prune`, `mp.quantize`, `mp.fit`, ... (`__all__`: functions and classes only).
 Nothing is imported until it is used (PEP 562): `import minprune` is quick, and `mp.fit` loads only what training
@@ -94,6 +94,8 @@ _EXPORTS = {
     "train": ("accuracy", "evaluate", "fit", "History", "seed_everything", "TrainConfig"),
     "zoo": ("pretrained",),
     "tinyvit": ("TinyViT",),
+    "transformers.heads": ("head_ablation", "head_scores", "mask_heads", "prune_heads", "select_heads"),
+    "transformers.mlp_neurons": ("mask_neurons", "neuron_scores", "prune_mlp", "select_neurons"),
     "chargpt": ("CharGPT",),
     "text": ("bits_per_char", "load_text", "perplexity", "TextSplits"),
 }
@@ -103,7 +105,8 @@ CORE = (
     "files", "layers", "masked", "measure", "models", "optimizers", "profile", "table", "text", "timing", "tinyvit",
     "train", "validate", "zoo",
 )
-CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course")
+CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course",
+            "transformers")
 
 __all__ = sorted({name for names in _EXPORTS.values() for name in names}, key=str.lower)
 __getattr__, __dir__ = lazy_attributes(__name__, modules=CORE + CHAPTERS, exports=_EXPORTS)

@@ -4,9 +4,10 @@ Attention is written out, not taken from `nn.MultiheadAttention`: `q`, `k`, `v` 
 `proj` are four plain `nn.Linear` layers, heads are split with view/transpose. Head h owns rows
 [h * head_dim, (h + 1) * head_dim) of q, k and v and the same columns of proj, so a learner can see each head's
 weights, score them and prune them like any other Linear layer; torch's fused MultiheadAttention keeps q/k/v in
-one `in_proj_weight` and runs a fused kernel, hiding them. head_dim is read from the layers
-(`q.out_features // heads`), so a block whose heads were narrowed keeps running.
-Used by tinyvit.py and chargpt.py.
+one `in_proj_weight` and runs a fused kernel, hiding them. The block stores `head_dim` (dim // heads) and reads
+the number of heads from the layers (`q.out_features // head_dim`): a block whose whole heads were removed
+(transformers/heads.py) keeps running, and since a model's description records the resized q/k/v/proj layers
+(models.describe), it saves and loads back with the heads it kept. Used by tinyvit.py and chargpt.py.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, *, causal: bool = False):
         super().__init__()
-        self.heads, self.causal = heads, causal
+        self.head_dim, self.causal = dim // heads, causal
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
+
+    @property
+    def heads(self) -> int:
+        """The number of heads, read from the layers: q's rows come in blocks of head_dim, one per head."""
+        return self.q.out_features // self.head_dim
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)."""
         b, t, _ = x.shape
-        return x.view(b, t, self.heads, -1).transpose(1, 2)
+        return x.view(b, t, -1, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
