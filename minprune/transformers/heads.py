@@ -22,23 +22,19 @@ from minprune.train import evaluate
 from minprune.transformers.units import (
     check_keep,
     check_norm,
+    layers_of,
     refuse_masked,
     select_units,
     slice_linear,
     unit_rows,
     zero_columns,
 )
-from minprune.validate import model_arg, positive_int
+from minprune.validate import positive_int
 
 
 def attention_layers(model: nn.Module) -> dict[str, SelfAttention]:
     """{module name: SelfAttention} of every attention layer of `model`, in module order; ValueError for none."""
-    model_arg(model)
-    found = {name: mod for name, mod in model.named_modules() if isinstance(mod, SelfAttention)}
-    if not found:
-        raise ValueError(f"model ({type(model).__name__}) has no SelfAttention layers (minprune.attention_blocks, "
-                         f"as in TinyViT and CharGPT), so it has no heads to prune")
-    return found
+    return layers_of(model, SelfAttention, "heads")
 
 
 def head_counts(model: nn.Module) -> dict[str, int]:

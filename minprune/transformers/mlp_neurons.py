@@ -15,18 +15,20 @@ from torch import nn
 
 from minprune.attention_blocks import MLP
 from minprune.masked import copy_model
-from minprune.transformers.units import check_keep, check_norm, refuse_masked, select_units, slice_linear, zero_columns
-from minprune.validate import model_arg
+from minprune.transformers.units import (
+    check_keep,
+    check_norm,
+    layers_of,
+    refuse_masked,
+    select_units,
+    slice_linear,
+    zero_columns,
+)
 
 
 def mlp_layers(model: nn.Module) -> dict[str, MLP]:
     """{module name: MLP} of every transformer MLP of `model`, in module order; ValueError for none."""
-    model_arg(model)
-    found = {name: mod for name, mod in model.named_modules() if isinstance(mod, MLP)}
-    if not found:
-        raise ValueError(f"model ({type(model).__name__}) has no MLP layers (minprune.attention_blocks, as in TinyViT "
-                         f"and CharGPT), so it has no MLP neurons to prune")
-    return found
+    return layers_of(model, MLP, "MLP neurons")
 
 
 def neuron_counts(model: nn.Module) -> dict[str, int]:

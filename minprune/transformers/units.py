@@ -16,6 +16,7 @@ from torch import nn
 from minprune.masked import get_masks
 from minprune.structured.selection import check_scores
 from minprune.unstructured.masks import check_sparsity, n_pruned
+from minprune.validate import model_arg
 
 NORMS = {"l1": 1, "l2": 2}
 
@@ -135,3 +136,14 @@ def zero_columns(layer: nn.Linear, cols: torch.Tensor) -> None:
         t = getattr(layer, attr, None)
         if isinstance(t, torch.Tensor):
             t[:, cols.to(t.device)] = 0
+
+
+def layers_of(model: nn.Module, kind: type, what: str) -> dict:
+    """{module name: module} of every `kind` module of `model`, in module order; ValueError when there is none
+    (`what` names the units the caller would prune)."""
+    model_arg(model)
+    found = {name: mod for name, mod in model.named_modules() if isinstance(mod, kind)}
+    if not found:
+        raise ValueError(f"model ({type(model).__name__}) has no {kind.__name__} layers (minprune.attention_blocks, "
+                         f"as in TinyViT and CharGPT), so it has no {what} to prune")
+    return found
