@@ -24,9 +24,10 @@ from minprune.deploy.cli import add_export_parser
 from minprune.files import atomic_write
 from minprune.measure import LatencyOptions, compare
 from minprune.pipeline.recipe import PipelineConfig, from_dict, load_recipe, to_dict
-from minprune.zoo import BASELINE_RECIPES, pretrained
+from minprune.zoo import BASELINE_RECIPES, default_dataset, pretrained
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+IMAGE_BASELINES = [arch for arch in BASELINE_RECIPES if default_dataset(arch) == "mnist-small"]  # demo's choices
 
 # The pipeline `demo` runs after the baselines: LeNet-5, half of its channels removed, distilled, int8.
 DEMO_PIPELINE = {
@@ -133,8 +134,8 @@ def add_demo(sub) -> None:
     p = _parser(sub, "demo", help="load the baselines, measure them, and run the compression pipeline",
                 description="Baselines on the embedded data, then LeNet-5 pruned, distilled and quantized.",
                 examples=["demo", "demo --models lenet5 vgg --skip-pipeline", "demo --threads 2"])
-    p.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=list(BASELINE_RECIPES),
-                   metavar="ARCH", help=f"baselines to measure, from: {', '.join(BASELINE_RECIPES)} "
+    p.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=IMAGE_BASELINES,
+                   metavar="ARCH", help=f"baselines to measure, from: {', '.join(IMAGE_BASELINES)} "
                                         "(default: %(default)s)")
     p.add_argument("--retrain", action="store_true",
                    help="train the baselines again on this machine instead of loading the shipped files")

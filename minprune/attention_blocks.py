@@ -37,15 +37,26 @@ class SelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, -1, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, log_size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output (batch, tokens, dim), attention probabilities (batch, heads, tokens, tokens)).
+
+        log_size (batch, tokens), optional: added to every query's score for each key, so a key that stands for
+        n merged tokens counts n times ("proportional attention" of token merging, transformers/tokens.py).
+        """
         b, t, _ = x.shape
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (batch, heads, tokens, tokens)
+        if log_size is not None:
+            scores = scores + log_size[:, None, None, :]
         if self.causal:
             future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
-        out = scores.softmax(dim=-1) @ v  # (batch, heads, tokens, head_dim)
-        return self.proj(out.transpose(1, 2).reshape(b, t, -1))
+        probs = scores.softmax(dim=-1)
+        out = probs @ v  # (batch, heads, tokens, head_dim)
+        return self.proj(out.transpose(1, 2).reshape(b, t, -1)), probs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(x)[0]
 
 
 class MLP(nn.Module):

@@ -3455,6 +3455,153 @@ def _(tmp):
     return lambda: mp.export_onnx(model, tmp / "m.onnx", check="no"), (model, tmp)
 
 
+# transformers, TinyViT, CharGPT, text
+def small_vit():
+    torch.manual_seed(0)
+    return mp.build("tinyvit", dim=32, depth=2, heads=4)
+
+
+def small_gpt():
+    torch.manual_seed(0)
+    return mp.build("chargpt", n_layer=2, n_embd=32, n_head=4, block_size=16)
+
+
+@case("heads-no-attention")
+def _(tmp):
+    m = lenet5()
+    return lambda: mp.head_scores(m), m
+
+
+@case("heads-norm")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.neuron_scores(m, norm="l3"), m
+
+
+@case("heads-keep-type")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.prune_heads(m, [0, 1]), m
+
+
+@case("heads-keep-name")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.mask_heads(m, {"blocks.9.attn": [0]}), m
+
+
+@case("heads-keep-range")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.prune_heads(m, {"blocks.0.attn": [0, 7]}), m
+
+
+@case("heads-keep-empty")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.prune_mlp(m, {"blocks.0.mlp": []}), m
+
+
+@case("heads-keep-repeated")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.prune_heads(m, {"blocks.0.attn": [1, 1]}), m
+
+
+@case("heads-keep-float")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.mask_neurons(m, {"blocks.0.mlp": [0.5]}), m
+
+
+@case("heads-masked")
+def _(tmp):
+    m = small_vit()
+    torch.nn.utils.prune.l1_unstructured(m.blocks[0].attn.q, "weight", 0.5)
+    return lambda: mp.prune_heads(m, {"blocks.0.attn": [0]}), m
+
+
+@case("heads-select-fraction")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.select_heads(mp.head_scores(m), 1.0), m
+
+
+@case("heads-select-scope")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.select_neurons(mp.neuron_scores(m), 0.5, scope="all"), m
+
+
+@case("heads-select-nan")
+def _(tmp):
+    scores = {"blocks.0.attn": torch.tensor([1.0, float("nan"), 0.0, 1.0])}
+    return lambda: mp.select_heads(scores, 0.5), scores
+
+
+@case("heads-ablation-batches")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.head_ablation(m, loader(), max_batches=0), m
+
+
+@case("heads-ablation-loader")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.head_ablation(m, None), m
+
+
+@case("vit-sizes")
+def _(tmp):
+    return lambda: mp.build("tinyvit", dim=30, heads=4), ()
+
+
+@case("gpt-sizes")
+def _(tmp):
+    return lambda: mp.build("chargpt", n_embd=30, n_head=4), ()
+
+
+@case("gpt-float-tokens")
+def _(tmp):
+    m, x = small_gpt(), {"x": torch.zeros(2, 8)}
+    return lambda: m(x["x"]), (m, x)
+
+
+@case("gpt-token-range")
+def _(tmp):
+    m = small_gpt()
+    return lambda: m.generate(torch.full((1, 4), 200), 3), m
+
+
+@case("gpt-too-long")
+def _(tmp):
+    m = small_gpt()
+    return lambda: m(torch.zeros(2, 17, dtype=torch.long)), m
+
+
+@case("gpt-temperature")
+def _(tmp):
+    m = small_gpt()
+    return lambda: m.generate(torch.zeros(1, 1, dtype=torch.long), 5, temperature=-1), m
+
+
+@case("text-seq-len")
+def _(tmp):
+    text = mp.load("pydoc-text")
+    return lambda: text.loader("val", 30000), ()
+
+
+@case("text-nll")
+def _(tmp):
+    from minprune import text
+    return lambda: text.bits_per_char(float("nan")), ()
+
+
+@case("baseline-data")
+def _(tmp):
+    return lambda: mp.pretrained("chargpt", "mnist-small"), ()
+
+
 # ---- the machinery -------------------------------------------------------------------------------------------
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

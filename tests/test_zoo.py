@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -60,15 +61,36 @@ def test_demo_command_prints_the_table(monkeypatch, capsys):
 # --- shipped baselines: the same weights on every machine -----------------------------------------------------
 
 def _shipped(arch):
-    return baselines_dir() / zoo.baseline_filename(arch, "mnist-small", 0, zoo.BASELINE_RECIPES[arch])
+    return baselines_dir() / zoo.baseline_filename(arch, zoo.default_dataset(arch), 0, zoo.BASELINE_RECIPES[arch])
 
 
 @pytest.mark.parametrize("arch", sorted(zoo.BASELINE_RECIPES))
 def test_every_baseline_ships_with_its_recipe(arch):
     model, meta = mp.load_model(_shipped(arch))
-    assert meta["recipe"] == asdict(zoo.BASELINE_RECIPES[arch]) and meta["data"] == "mnist-small"
+    assert meta["recipe"] == asdict(zoo.BASELINE_RECIPES[arch]) and meta["data"] == zoo.default_dataset(arch)
     assert mp.count_params(model) == mp.count_params(mp.build(arch))
-    assert meta["test_acc"] > 90
+    if arch == "chargpt":  # next-character prediction on the documentation topics (103 characters)
+        assert meta["test_perplexity"] < 5 and meta["test_bits_per_char"] < 2.5
+        assert math.isclose(meta["test_perplexity"], math.exp(meta["test_loss"]))
+    else:
+        assert meta["test_acc"] > 90
+
+
+def test_the_language_model_reads_text_and_the_image_models_images():
+    assert zoo.default_dataset("chargpt") == "pydoc-text" and zoo.default_dataset("tinyvit") == "mnist-small"
+    with pytest.raises(ValueError, match="'tinyvit' reads images; it has no baseline on 'pydoc-text'"):
+        mp.pretrained("tinyvit", "pydoc-text")
+    with pytest.raises(ValueError, match="unknown data set"):
+        mp.pretrained("chargpt", "wikitext")
+
+
+def test_the_shipped_language_model_writes_english_like_text():
+    model = mp.pretrained("chargpt", progress=False)
+    text = mp.load("pydoc-text")
+    out = text.decode(model.generate(text.encode("The ")[None], 80, temperature=0)[0])
+    words = out.split()
+    assert out.startswith("The ") and len(words) >= 8
+    assert sum(w.strip(".,:;()'\"").isalpha() for w in words) >= len(words) // 2
 
 
 def test_pretrained_loads_the_shipped_file_and_trains_nothing(monkeypatch, capsys):

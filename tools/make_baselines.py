@@ -10,6 +10,7 @@ there, these files are reproduced bit for bit, and the committed notebook output
 
     python tools/make_baselines.py           # write the files (refuses unless the reference kernels are active)
     python tools/make_baselines.py --check   # train again in a temporary folder and compare tensor hashes
+    python tools/make_baselines.py --only tinyvit chargpt   # just these (file names starting with them)
 """
 
 from __future__ import annotations
@@ -41,17 +42,20 @@ def reference_problem() -> str | None:
 def jobs():
     """(file name, train function) for every shipped file."""
     for arch, recipe in zoo.BASELINE_RECIPES.items():
-        name = zoo.baseline_filename(arch, "mnist-small", 0, recipe)
+        name = zoo.baseline_filename(arch, zoo.default_dataset(arch), 0, recipe)
         yield name, lambda arch=arch, recipe=recipe: zoo.train_baseline(arch, recipe=recipe, progress=False)
     kwargs = {k: v for k, v in TEACHER.items() if k not in ("arch", "dataset")}
     yield (shift_teacher_filename(TEACHER["arch"], TEACHER["dataset"], **kwargs),
            lambda: train_shift_teacher(TEACHER["arch"], TEACHER["dataset"], **kwargs))
 
 
-def build(out: Path) -> dict[str, str]:
-    """Train every baseline into `out`; returns {file name: tensor hash}."""
+def build(out: Path, only: list[str] | None = None) -> dict[str, str]:
+    """Train every baseline (or those whose file name starts with one of `only`) into `out`; returns
+    {file name: tensor hash}."""
     hashes = {}
     for name, train in jobs():
+        if only and not any(name.startswith(prefix + "-") for prefix in only):
+            continue
         model, meta = train()
         save_model(out / name, model, meta=meta)
         hashes[name] = tensors_sha256(model.state_dict())
@@ -59,10 +63,10 @@ def build(out: Path) -> dict[str, str]:
     return hashes
 
 
-def check() -> int:
+def check(only: list[str] | None = None) -> int:
     """Retrain in a temporary folder; 0 when every tensor equals the shipped file's."""
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = build(Path(tmp))
+        fresh = build(Path(tmp), only)
     differ = [name for name, digest in fresh.items()
               if tensors_sha256(read_checkpoint(baselines_dir() / name)["state_dict"]) != digest]
     for name in fresh:
@@ -73,6 +77,7 @@ def check() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="retrain and compare with the shipped files")
+    parser.add_argument("--only", nargs="+", metavar="ARCH", help="only these baselines (e.g. tinyvit chargpt)")
     parser.add_argument("--any-cpu", action="store_true", help="write even without the reference kernels")
     args = parser.parse_args(argv)
     torch.set_num_threads(REFERENCE_THREADS)
@@ -81,8 +86,8 @@ def main(argv=None) -> int:
         print(f"refusing: {problem}; run `make baselines`, or pass --any-cpu", file=sys.stderr)
         return 2
     if args.check:
-        return check()
-    build(baselines_dir())
+        return check(args.only)
+    build(baselines_dir(), args.only)
     return 0
 
 
