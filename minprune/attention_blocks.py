@@ -4,7 +4,9 @@ Attention is written out, not taken from `nn.MultiheadAttention`: `q`, `k`, `v` 
 `proj` are four plain `nn.Linear` layers, heads are split with view/transpose. Head h owns rows
 [h * head_dim, (h + 1) * head_dim) of q, k and v and the same columns of proj, so a learner can see each head's
 weights, score them and prune them like any other Linear layer; torch's fused MultiheadAttention keeps q/k/v in
-one `in_proj_weight` and runs a fused kernel, hiding them. The block stores `head_dim` (dim // heads) and reads
+one `in_proj_weight` and runs a fused kernel, hiding them. The attention width (heads * head_dim) is its own size,
+not tied to the residual width `dim` (head_dim defaults to dim // heads), so a model whose residual width was
+pruned (transformers/width.py) keeps its heads whole. The block stores `head_dim` and reads
 the number of heads from the layers (`q.out_features // head_dim`): a block whose whole heads were removed
 (transformers/heads.py) keeps running, and since a model's description records the resized q/k/v/proj layers
 (models.describe), it saves and loads back with the heads it kept. Used by tinyvit.py and chargpt.py.
@@ -19,13 +21,17 @@ from torch import nn
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention on (batch, tokens, dim); causal=True lets token i see only tokens 0..i."""
+    """Multi-head self-attention on (batch, tokens, dim); causal=True lets token i see only tokens 0..i.
 
-    def __init__(self, dim: int, heads: int, *, causal: bool = False):
+    q, k and v map dim -> heads * head_dim (head_dim defaults to dim // heads) and proj maps it back to dim.
+    """
+
+    def __init__(self, dim: int, heads: int, *, head_dim: int | None = None, causal: bool = False):
         super().__init__()
-        self.head_dim, self.causal = dim // heads, causal
-        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
+        self.head_dim, self.causal = dim // heads if head_dim is None else head_dim, causal
+        width = heads * self.head_dim
+        self.q, self.k, self.v = nn.Linear(dim, width), nn.Linear(dim, width), nn.Linear(dim, width)
+        self.proj = nn.Linear(width, dim)
 
     @property
     def heads(self) -> int:
@@ -41,7 +47,7 @@ class SelfAttention(nn.Module):
         """(output (batch, tokens, dim), attention probabilities (batch, heads, tokens, tokens)).
 
         log_size (batch, tokens), optional: added to every query's score for each key, so a key that stands for
-        n merged tokens counts n times ("proportional attention" of token merging, transformers/tokens.py).
+        n merged tokens counts n times ("proportional attention" of token merging, transformers/token_merging.py).
         """
         b, t, _ = x.shape
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
@@ -73,9 +79,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, *, causal: bool = False):
+    def __init__(self, dim: int, heads: int, hidden: int, *, head_dim: int | None = None, causal: bool = False):
         super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(dim), SelfAttention(dim, heads, causal=causal)
+        self.ln1, self.attn = nn.LayerNorm(dim), SelfAttention(dim, heads, head_dim=head_dim, causal=causal)
         self.ln2, self.mlp = nn.LayerNorm(dim), MLP(dim, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -112,7 +112,7 @@ def to_model_input(x: torch.Tensor, device, dtype) -> torch.Tensor:
 
 
 @contextmanager
-def _eval_mode_kept(model: nn.Module):
+def eval_mode_kept(model: nn.Module):
     """Every module in eval mode for the block; each module's own train/eval flag put back afterwards."""
     flags = {m: m.training for m in model.modules()}
     model.eval()
@@ -132,7 +132,7 @@ def _run_once(model: nn.Module, x: torch.Tensor, name: str):
     """model(x) in eval mode without gradients, where the model sits: nothing of the model changes (BatchNorm
     statistics neither); a batch it cannot run raises ValueError naming `name` and the expected input shape."""
     try:
-        with torch.no_grad(), _eval_mode_kept(model):
+        with torch.no_grad(), eval_mode_kept(model):
             return model(to_model_input(x, model_device(model), input_dtype(model)))
     except torch.cuda.OutOfMemoryError:
         raise

@@ -3,8 +3,10 @@
 Token embedding plus learned position embedding (up to `block_size` positions), `n_layer` pre-norm blocks of
 causal multi-head self-attention and a GELU MLP (attention_blocks.py: q, k, v and proj are separate Linear
 layers, so each head's weights are plain tensors to score and prune), a final LayerNorm and a Linear head to
-`vocab_size` logits (tied to the token embedding only with tie_weights=True). Input: (batch, t) integer token
-ids, 1 <= t <= block_size; output: (batch, t, vocab_size) logits, where position i depends on tokens 0..i only.
+`vocab_size` logits (tied to the token embedding only with tie_weights=True). head_dim (default n_embd // n_head)
+sets the attention width n_head * head_dim apart from n_embd; the config records it only when given.
+Input: (batch, t) integer token ids, 1 <= t <= block_size; output: (batch, t, vocab_size) logits, where position i
+depends on tokens 0..i only.
 `input_shape = (block_size,)` and `example_input(batch_size)` give the integer examples measuring needs.
 Defaults (vocab_size=103, block_size=64, n_layer=4, n_head=4, n_embd=64, MLP 4 * n_embd): 217,344 parameters.
 """
@@ -51,13 +53,16 @@ class CharGPT(Classifier):
     input_check = staticmethod(_token_hook)
     input_shape_in_config = False
 
-    def __init__(self, vocab_size=103, block_size=64, n_layer=4, n_head=4, n_embd=64, tie_weights=False):
+    def __init__(self, vocab_size=103, block_size=64, n_layer=4, n_head=4, n_embd=64, tie_weights=False,
+                 head_dim=None):
         super().__init__((block_size,), vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                         n_head=n_head, n_embd=n_embd, tie_weights=tie_weights)
+                         n_head=n_head, n_embd=n_embd, tie_weights=tie_weights,
+                         **({} if head_dim is None else {"head_dim": head_dim}))
         self.block_size = block_size
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.pos_emb = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[Block(n_embd, n_head, 4 * n_embd, causal=True) for _ in range(n_layer)])
+        self.blocks = nn.Sequential(*[Block(n_embd, n_head, 4 * n_embd, head_dim=head_dim, causal=True)
+                                      for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         init_transformer(self)
@@ -109,12 +114,13 @@ class CharGPT(Classifier):
 
 
 def check_gpt_sizes(kwargs: dict) -> None:
-    """Refuse CharGPT sizes no model can have: non-positive ints, n_embd not divisible by n_head, a tie_weights
-    that is not a bool (`kwargs` as plain data)."""
+    """Refuse CharGPT sizes no model can have: non-positive ints, n_embd not divisible by n_head (unless head_dim,
+    a positive int or None, is given), a tie_weights that is not a bool (`kwargs` as plain data)."""
     sizes = {key: kwargs.get(key, default) for key, default in
              (("vocab_size", 103), ("block_size", 64), ("n_layer", 4), ("n_head", 4), ("n_embd", 64))}
     sizes = {key: positive_int(value, key) for key, value in sizes.items()}
-    if sizes["n_embd"] % sizes["n_head"]:
+    head_dim = positive_int(kwargs.get("head_dim"), "head_dim", none_ok=True)
+    if head_dim is None and sizes["n_embd"] % sizes["n_head"]:
         raise ValueError(f"n_embd of 'chargpt' must be divisible by n_head, got n_embd={sizes['n_embd']}, "
                          f"n_head={sizes['n_head']}")
     check_flag(kwargs.get("tie_weights", False), "tie_weights")

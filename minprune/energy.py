@@ -6,8 +6,8 @@ The per-operation energies are Horowitz's (ISSCC 2014, "Computing's energy probl
     32-bit read from an 8 KB on-chip SRAM 5 pJ    32-bit read from DRAM 640 pJ
 
 The model (every assumption is a field of `EnergyOptions`, every energy one of `EnergyCosts`):
-- only layers with weights (Linear, Conv) cost anything: BatchNorm is folded into the convolution before
-  deployment, and ReLU and pooling are fused into the layer before them;
+- only layers with weights (Linear, Conv) and attention's two products (q k^T, probs v) cost anything: BatchNorm
+  is folded into the convolution, and ReLU, pooling, softmax and LayerNorm are fused into the layer before them;
 - a MAC is one multiply plus one add at the layer's precision (32: float, 8: int8). Each layer has its own:
   int8 layers of a PyTorch int8 model count at 8 bits, float layers at 32 (a mixed model mixes them);
   `EnergyOptions(bits=8)` or `bits={"classifier.1": 8}` sets it for all or for the named layers, and
@@ -32,20 +32,20 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from minprune.attention_blocks import SelfAttention
 from minprune.devices import model_device
 from minprune.layers import is_prunable
 from minprune.table import Table
+from minprune.train import eval_mode
 from minprune.validate import float_dtype, input_shape_arg, model_arg, non_negative_int
 
 MEMORIES = ("dram", "sram")
+PRECISIONS = (8, 32)
 
 
 @dataclass(frozen=True)
 class EnergyCosts:
-    """Energy per operation in picojoules (pJ); the defaults are Horowitz, ISSCC 2014, 45 nm.
-
-    See notebooks/11_deploy.ipynb.
-    """
+    """Energy per operation in picojoules (pJ); the defaults are Horowitz, ISSCC 2014, 45 nm. See notebooks/11."""
 
     fp32_mult: float = 3.7
     fp32_add: float = 0.9
@@ -83,9 +83,12 @@ def _is_counted(module: nn.Module) -> bool:
 
 
 def _example_input(model: nn.Module, input_shape) -> torch.Tensor:
-    """Zeros (1, *shape) on the model's device, in its float dtype: the counts depend on shapes only, and zeros
-    draw no random numbers (so an estimate leaves the random state, and what a notebook computes after it, as it
-    was)."""
+    """One example (batch 1) on the model's device: the model's own (`measure.example_batch`; CharGPT's: token ids,
+    all 0) if it makes them, else zeros (1, *shape) in its float dtype. Counts depend on shapes only, and zeros draw
+    no random numbers (an estimate leaves the random state, and what a notebook computes after it, as it was)."""
+    if callable(getattr(model, "example_input", None)):
+        from minprune.measure import example_batch  # imported here: measure imports this module
+        return example_batch(model, input_shape, 1)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("pass input_shape=(C, H, W) (or (features,)); the model does not record one")
@@ -99,10 +102,31 @@ def _weights_of(module: nn.Module) -> list[torch.Tensor]:
     return [t for t in (getattr(module, "weight", None), getattr(module, "bias", None)) if t is not None]
 
 
+def _layer_row(name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict:
+    """The `layer_counts` row of one Linear/Conv layer that read `x` and wrote `out`."""
+    params = _weights_of(module)
+    W = params[0]  # Linear (out, in); Conv (out, in / groups, kh, kw)
+    uses = out.numel() // W.shape[0]  # how often each weight is used: output positions per channel
+    return {"layer": name, "macs": W.numel() * uses, "nonzero_macs": int(torch.count_nonzero(W)) * uses,
+            "weights": sum(t.numel() for t in params), "nonzero_weights": sum(int(t.count_nonzero()) for t in params),
+            "activations": x.numel() + out.numel(), "bits": 8 if _is_quantized(module) else 32}
+
+
+def _products_row(name: str, attn: SelfAttention, heads_out: torch.Tensor) -> dict:
+    """The row of an attention's products q k^T and probs v from proj's input (batch, tokens, heads * head_dim):
+    2 tokens^2 head_dim MACs a head; it reads q, k, v, writes out, and writes and reads the scores once."""
+    t = heads_out.shape[-2]
+    scores = heads_out.numel() // heads_out.shape[-1] * attn.heads * t
+    macs = 2 * heads_out.numel() * t
+    return {"layer": f"{name}.products", "macs": macs, "nonzero_macs": macs, "weights": 0, "nonzero_weights": 0,
+            "activations": 4 * heads_out.numel() + 2 * scores, "bits": 32}
+
+
 @torch.no_grad()
 def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
     """Per Linear/Conv layer (float or PyTorch int8), for one example: MACs (dense and nonzero-only), weights,
-    activations, and the precision the model stores it in.
+    activations, its precision; a self-attention adds "<name>.products" (q k^T, probs v: no weights, so the MACs
+    are `count_macs`'s).
 
     Returns [{"layer", "macs", "nonzero_macs", "weights", "nonzero_weights", "activations", "bits"}] where
     `weights` counts weight and bias values, `activations` counts input plus output values and `bits` is 8
@@ -112,35 +136,22 @@ def layer_counts(model: nn.Module, input_shape=None) -> list[dict]:
     model_arg(model)
     x = _example_input(model, input_shape)
     rows, handles = [], []
-
-    def record(name):
-        def hook(module, args, out):
-            params = _weights_of(module)
-            W = params[0]  # Linear (out, in); Conv (out, in / groups, kh, kw)
-            uses = out.numel() // W.shape[0]  # how often each weight is used: output positions per channel
-            rows.append({"layer": name, "macs": W.numel() * uses, "nonzero_macs": int(torch.count_nonzero(W)) * uses,
-                         "weights": sum(t.numel() for t in params),
-                         "nonzero_weights": sum(int(torch.count_nonzero(t)) for t in params),
-                         "activations": args[0].numel() + out.numel(), "bits": 8 if _is_quantized(module) else 32})
-        return hook
-
     for name, module in model.named_modules():
+        if isinstance(module, SelfAttention):  # hooked on proj (also run by `attend`), before proj's own row
+            handles.append(module.proj.register_forward_hook(
+                lambda m, args, out, name=name, attn=module: rows.append(_products_row(name, attn, args[0]))))
         if _is_counted(module):
-            handles.append(module.register_forward_hook(record(name)))
-    was_training = model.training
-    model.eval()
+            handles.append(module.register_forward_hook(
+                lambda m, args, out, name=name: rows.append(_layer_row(name, m, args[0], out))))
     try:
-        model(x)
+        with eval_mode(model):
+            model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     if not rows:
         raise ValueError("the model has no Linear or Conv layer: nothing to estimate")
     return rows
-
-
-PRECISIONS = (8, 32)
 
 
 def _check_precision(arg: str, bits, layers: list[str] | None = None) -> None:
@@ -226,8 +237,7 @@ def _check_counts(counts) -> None:
                          f"missing {missing}")
 
 
-def layer_energy(counts: dict, *, options: EnergyOptions = EACH_LAYER_OWN, costs: EnergyCosts = HOROWITZ_45NM
-                 ) -> dict:
+def layer_energy(counts: dict, *, options: EnergyOptions = EACH_LAYER_OWN, costs: EnergyCosts = HOROWITZ_45NM) -> dict:
     """Energy in pJ of one layer from its `layer_counts` row: compute, weight fetch, activation traffic.
 
     MACs and activations count at the layer's compute precision, weights at its weight precision (see

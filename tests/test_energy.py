@@ -211,3 +211,51 @@ def test_estimate_draws_no_random_numbers():
     torch.manual_seed(0)
     mp.build("lenet5")
     assert torch.equal(torch.rand(1), after_estimate)
+
+
+# ---- transformers: integer inputs, attention products -------------------------------------------------------
+
+def _gpt(**kwargs):
+    torch.manual_seed(0)
+    return mp.build("chargpt", n_layer=2, n_embd=32, n_head=4, block_size=16, **kwargs)
+
+
+@pytest.mark.parametrize("build", [_gpt, lambda: _gpt(tie_weights=True),
+                                   lambda: mp.build("tinyvit", dim=32, depth=2, heads=4)])
+def test_transformer_macs_agree_with_flop_counter(build):
+    model = build()
+    assert estimate_energy(model)["macs"] == mp.count_macs(model)
+    table = energy_table(model)
+    assert sum(table.column("MACs")) == mp.count_macs(model)
+    total_nj = sum(sum(row[c] for c in ("compute nJ", "weights nJ", "activations nJ")) for row in table.rows)
+    assert total_nj / 1e3 == pytest.approx(estimate_energy(model)["total_uj"])
+
+
+def test_chargpt_counts_by_hand_on_its_own_token_ids():
+    model = _gpt()  # t = block_size = 16 token ids (CharGPT's example_input), dim 32, 4 heads, MLP 128, vocab 103
+    rows = {r["layer"]: r for r in layer_counts(model)}
+    assert rows["blocks.0.attn.q"]["macs"] == 16 * 32 * 32 and rows["blocks.1.mlp.fc1"]["macs"] == 16 * 32 * 128
+    assert rows["head"]["macs"] == 16 * 32 * 103 and rows["head"]["weights"] == 32 * 103
+    # q k^T and probs v: 2 * 16 * 16 * 32 MACs; reads q, k, v and writes out (4 * 16 * 32), scores 2 * 4 * 16 * 16
+    assert rows["blocks.0.attn.products"] == {"layer": "blocks.0.attn.products", "macs": 16384, "nonzero_macs": 16384,
+                                              "weights": 0, "nonzero_weights": 0, "activations": 4096, "bits": 32}
+    assert estimate_energy(model, (8,))["macs"] == mp.count_macs(model, (8,))  # 8 tokens: shorter sequences
+
+
+def test_head_pruned_transformer_still_matches_the_flop_counter():
+    model = mp.build("tinyvit", dim=32, depth=2, heads=4)
+    pruned = mp.prune_heads(model, {"blocks.0.attn": [0, 2], "blocks.1.attn": [3]})
+    rows = {r["layer"]: r for r in layer_counts(pruned)}
+    assert rows["blocks.1.attn.products"]["macs"] == 2 * 17 * 17 * 8  # 17 tokens, one head of 8 dims
+    assert estimate_energy(pruned)["macs"] == mp.count_macs(pruned) < mp.count_macs(model)
+
+
+def test_integer_input_estimate_leaves_the_model_and_random_state_alone():
+    model = _gpt().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    estimate_energy(model)
+    after_estimate = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(1), after_estimate) and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

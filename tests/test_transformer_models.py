@@ -248,3 +248,27 @@ def test_copy_keeps_the_input_checks():
     gpt = mp.copy_model(mp.build("chargpt"))
     with pytest.raises(TypeError, match="token ids"):
         gpt(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("arch,kwargs", [("tinyvit", {"dim": 40, "heads": 4, "head_dim": 16, "depth": 1}),
+                                         ("chargpt", {**SMALL_GPT, "n_embd": 10, "n_head": 2, "head_dim": 8})])
+def test_head_dim_sets_the_attention_width_apart_from_the_residual_width(tmp_path, arch, kwargs):
+    model = mp.build(arch, **kwargs).eval()
+    dim, heads = (40, 4) if arch == "tinyvit" else (10, 2)
+    attn = model.blocks[0].attn
+    width = heads * kwargs["head_dim"]  # 64 and 16: wider than the residual stream
+    assert attn.q.weight.shape == (width, dim) and attn.proj.weight.shape == (dim, width)
+    assert attn.heads == heads and attn.head_dim == kwargs["head_dim"]
+    description = models.describe(model)
+    assert description["head_dim"] == kwargs["head_dim"] and "shapes" not in description
+    x = torch.randn(2, 1, 28, 28) if arch == "tinyvit" else tokens(2, 5, 11)
+    loaded, _ = mp.load_model(mp.save_model(tmp_path / "m.pt", model))
+    assert torch.equal(loaded.eval()(x), model(x))
+    assert "head_dim" not in models.describe(mp.build(arch))  # recorded only when given: old files stay valid
+
+
+@pytest.mark.parametrize("arch,kwargs", [("tinyvit", {"head_dim": 0}), ("tinyvit", {"head_dim": 2.5}),
+                                         ("chargpt", {"head_dim": True}), ("chargpt", {"head_dim": "8"})])
+def test_bad_head_dim_is_refused(arch, kwargs):
+    with pytest.raises(ValueError, match="head_dim must be a positive int or None"):
+        mp.build(arch, **kwargs)

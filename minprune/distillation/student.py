@@ -31,9 +31,10 @@ FIT_OPTIONS = ("val_loader", "callbacks", "progress", "device")  # what distill_
 class KDConfig:
     """What the student learns from its teacher: `distill_student(student, teacher, loader, KDConfig(alpha=0.5))`.
 
-    temperature, alpha: as in `kd_loss`. hints: module names (or {student_name: teacher_name}) whose feature maps
-    the student should match, weighted by `beta` (`hint_loss`). max_shift > 0: every batch is moved by
-    `random_shift`; mixup > 0: then its images are blended in pairs (`mix_images`, that strength). The teacher
+    temperature, alpha: as in `kd_loss`. hints: module names (or {student_name: teacher_name}) whose outputs the
+    student should match, weighted by `beta` (`hint_loss`, by rank: 4-D feature maps by attention transfer, 3-D
+    hidden states (batch, tokens, dim) by normalised MSE, widths equal). max_shift > 0: every image batch is moved
+    by `random_shift`; mixup > 0: then its images are blended in pairs (`mix_images`, that strength). The teacher
     labels the very images the student sees. Checked when built. See notebooks/09_distillation.ipynb.
     """
 
@@ -146,11 +147,28 @@ def distill_loss(teacher: nn.Module, kd: KDConfig | None = None) -> Callable:
         if kd.mixup:
             y = mixed_labels(y, lam, partner, logits.shape[-1])
         loss = kd_loss(logits, teacher_logits.to(logits.device), y, temperature=kd.temperature, alpha=kd.alpha)
-        for s_name, t_name in pairs.items():
-            loss = loss + kd.beta * hint_loss(s_feats[s_name], t_feats[t_name].to(logits.device))
+        if pairs:
+            loss = loss + kd.beta * _hints_loss(pairs, s_feats, t_feats)
         return loss, logits
 
     return with_shifts(loss_fn, kd.max_shift)  # max_shift=0: the batches as they come
+
+
+def _hints_loss(pairs: Mapping[str, str], s_feats: dict, t_feats: dict):
+    """The sum of `hint_loss` over the hinted pairs (0 for none), on the student's device; a pair `hint_loss`
+    refuses (ranks, widths, sizes) raises its error again naming both modules."""
+    total = 0.0
+    for s_name, t_name in pairs.items():
+        if s_name not in s_feats or t_name not in t_feats:
+            raise ValueError(f"hint {s_name!r} (student) -> {t_name!r} (teacher): the module did not run in the "
+                             f"forward pass, so it has no output to match; hint modules that run")
+        s_feat, t_feat = s_feats[s_name], t_feats[t_name]
+        try:
+            t_feat = t_feat.to(s_feat.device) if isinstance(s_feat, torch.Tensor) else t_feat
+            total = total + hint_loss(s_feat, t_feat)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"hint {s_name!r} (student) -> {t_name!r} (teacher): {exc}") from None
+    return total
 
 
 def _check_teacher_fits(teacher: nn.Module, batch, classes: int) -> None:
@@ -159,7 +177,32 @@ def _check_teacher_fits(teacher: nn.Module, batch, classes: int) -> None:
     teacher_classes = check_batch_fits(teacher, batch, "train_loader (through the teacher)")
     if teacher_classes != classes:
         raise ValueError(f"the teacher has {teacher_classes} outputs but the student {classes}: distillation "
-                         f"needs the same classes in both")
+                         f"needs the same classes in both (for sequence models, the same vocabulary)")
+
+
+def _check_augmentable(kd: KDConfig, x: torch.Tensor) -> None:
+    """ValueError unless the augmentation `kd` asks for fits the first batch's x: shifts need images (batch, C,
+    H, W), mixup floating inputs (token ids cannot be blended)."""
+    got = f"train_loader yields {x.dtype} x of shape {tuple(x.shape)}"
+    if kd.max_shift and x.dim() != 4:
+        raise ValueError(f"KDConfig(max_shift={kd.max_shift}) shifts images (batch, C, H, W), but {got}; "
+                         f"use max_shift=0 for other inputs (a sequence model's token ids)")
+    if kd.mixup and not x.is_floating_point():
+        raise ValueError(f"KDConfig(mixup={kd.mixup}) blends inputs, but {got}, which cannot be blended; "
+                         f"use mixup=0 for integer inputs (a sequence model's token ids)")
+
+
+def _check_fits(student: nn.Module, teacher: nn.Module, batch, kd: KDConfig) -> None:
+    """The first batch through both models once (`check_batch_fits`, eval mode, nothing changes), with the hinted
+    modules' outputs recorded on the way, so that every hint pair is computed once before training."""
+    pairs = _hint_pairs(student, teacher, kd.hints or ())
+    _check_augmentable(kd, batch[0])
+    with _capture(student, pairs) as s_feats:
+        classes = check_batch_fits(student, batch, "train_loader")
+    with _capture(teacher, pairs.values()) as t_feats:
+        _check_teacher_fits(teacher, batch, classes)
+    with torch.no_grad():
+        _hints_loss(pairs, s_feats, t_feats)
 
 
 def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KDConfig | None = None,
@@ -168,10 +211,11 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KD
 
     kd: what it learns (default `KDConfig()`); train: epochs, lr, optimizer (default `TrainConfig(epochs=3)`).
     fit_options go to `fit`: val_loader, callbacks (such as a mask keeper), progress, device (default
-    `mp.device()`; student and teacher both move there, an int8 teacher stays on the CPU). Bad settings fail
-    before training (the first batch is run once through both models, in eval mode: its shape, labels in
-    [0, outputs), the same number of outputs), and a failed call leaves both models as they were (train/eval
-    flag, device); float16 and bfloat16 models are refused (call .float() first). See notebooks/09_distillation.ipynb.
+    `mp.device()`; student and teacher both move there, an int8 teacher stays on the CPU). Sequence models
+    (CharGPT: (batch, t, vocab) logits) distil per position. Bad settings fail before training (the first batch is
+    run once through both models, in eval mode: its shape, labels in [0, outputs), the same number of outputs, every
+    hint pair), and a failed call leaves both models as they were (train/eval flag, device); float16 and bfloat16
+    models are refused (call .float() first). See notebooks/09_distillation.ipynb.
     """
     float_model(student, "distill_student", "student")
     float_model(teacher, "distill_student", "teacher")
@@ -180,9 +224,7 @@ def distill_student(student: nn.Module, teacher: nn.Module, train_loader, kd: KD
     kd, train = _checked_kd(kd), _checked_train(train)
     _check_fit_options(fit_options)
     first, _ = peek_batches(train_loader, "train_loader", reiterable=True)
-    _check_teacher_fits(teacher, first, check_batch_fits(student, first, "train_loader"))
-    if kd.hints:
-        _hint_pairs(student, teacher, kd.hints)  # fail before training starts
+    _check_fits(student, teacher, first, kd)  # fail before training starts
     device = devices.resolve(student, fit_options.pop("device", None))
     loss_fn = distill_loss(teacher, kd)
     teacher_device = model_device(teacher)

@@ -44,11 +44,11 @@ def check_keep(keep, counts: dict[str, int], unit: str) -> dict[str, torch.Tenso
     for name, idx in keep.items():
         if name not in counts:
             raise ValueError(f"keep names {name!r}, which is not a layer with {unit}s; choose from {list(counts)}")
-        out[name] = _indices(idx, f"keep[{name!r}]", counts[name], unit)
+        out[name] = unit_indices(idx, f"keep[{name!r}]", counts[name], unit)
     return out
 
 
-def _indices(idx, what: str, n: int, unit: str) -> torch.Tensor:
+def unit_indices(idx, what: str, n: int, unit: str) -> torch.Tensor:
     if isinstance(idx, torch.Tensor):
         if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex() or idx.dim() != 1:
             raise TypeError(f"{what} must be a 1-D tensor or list of int {unit} indices, got a {idx.dtype} tensor "
