@@ -41,6 +41,7 @@ from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
+from minprune.transformers.depth import drop_blocks as drop_transformer_blocks
 
 KIT = Path(mp.__file__).resolve().parent
 NAN, INF = float("nan"), float("inf")
@@ -86,6 +87,23 @@ def fake_quant_mlp() -> nn.Module:
 
 def int8_mlp() -> nn.Module:
     return mp.dynamic_int8(mlp())
+
+
+def vit() -> nn.Module:
+    """A tiny TinyViT: 16 channels, 2 blocks of 2 heads (head_dim 8), 16 patch tokens."""
+    return mp.build("tinyvit", dim=16, depth=2, heads=2)
+
+
+def gpt() -> nn.Module:
+    """A tiny CharGPT: 16 channels, 2 blocks of 2 heads, block_size 8, the default 103-token vocabulary."""
+    return mp.build("chargpt", n_layer=2, n_embd=16, n_head=2, block_size=8)
+
+
+def token_loader(n: int = 8, t: int = 8, vocab: int = 103) -> DataLoader:
+    """`n` random (token ids, next ids) pairs of length `t` in batches of 4, the same every call."""
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randint(0, vocab, (n, t), generator=g),
+                                    torch.randint(0, vocab, (n, t), generator=g)), batch_size=4)
 
 
 def loader(n: int = 8, shape=(1, 28, 28), labels: int = 10) -> DataLoader:
@@ -264,6 +282,31 @@ KINDS: dict[str, list[Bad]] = {
     "nm_n": [*INTS, const("5 (> m=4)", 5)],
     "block_count": [const("-1", -1), const("True", True), const("2.5", 2.5), const("'3'", "3"), const("nan", NAN),
                     const("99 (more than there are)", 99)],
+    # transformers: indices of residual channels that stay, blocks that go, blocks that prune tokens
+    "channel_keep": [const("'keep'", "keep"), const("3", 3), const("None", None), const("[]", []), const("[99]", [99]),
+                     const("[-1]", [-1]), const("[0, 0]", [0, 0]), const("[0.5]", [0.5]), const("[True]", [True]),
+                     const("float tensor", torch.tensor([0.0, 1.0])), const("bool mask", torch.ones(16).bool()),
+                     const("{'blocks.0': [0]}", {"blocks.0": [0]})],
+    "block_drop": [const("'blocks.0'", "blocks.0"), const("1", 1), const("None", None), const("[99]", [99]),
+                   const("[-1]", [-1]), const("[0, 0]", [0, 0]), const("[0.5]", [0.5]), const("[True]", [True]),
+                   Bad("every block", lambda ref: list(range(len(ref.blocks))))],
+    "block_after": [const("()", ()), const("(99,)", (99,)), const("(-1,)", (-1,)), const("(0, 0)", (0, 0)),
+                    const("1", 1), const("(0.5,)", (0.5,)), const("(True,)", (True,)), const("'0'", "0"),
+                    const("None", None)],
+    "rate": [const("0.0", 0.0), const("-0.1", -0.1), const("1.5", 1.5), const("nan", NAN), const("inf", INF),
+             const("True", True), const("'half'", "half"), const("None", None)],
+    "flag": [const("'yes'", "yes"), const("1", 1), const("None", None)],
+    "merge_r": [const("-1", -1), const("True", True), const("2.5", 2.5), const("'3'", "3"), const("nan", NAN),
+                const("None", None), const("9 (more than half of 16 patches)", 9)],
+    "unit_scores": [const("'scores'", "scores"), const("[1, 2]", [1, 2]), const("shape (2, 2)", torch.ones(2, 2)),
+                    const("empty", torch.ones(0)), const("NaN", torch.tensor([1.0, NAN])),
+                    const("inf", torch.tensor([INF, 1.0]))],
+    "head_keep": [const("'keep'", "keep"), const("[0, 1]", [0, 1]), const("unknown layer", {"blocks.9.attn": [0]}),
+                  const("head 7 of 2", {"blocks.0.attn": [7]}), const("no head", {"blocks.0.attn": []}),
+                  const("[1, 1]", {"blocks.0.attn": [1, 1]}), const("[0.5]", {"blocks.0.attn": [0.5]})],
+    "neuron_keep": [const("'keep'", "keep"), const("[0, 1]", [0, 1]), const("unknown layer", {"blocks.9.mlp": [0]}),
+                    const("neuron 99 of 32", {"blocks.0.mlp": [99]}), const("no neuron", {"blocks.0.mlp": []}),
+                    const("[1, 1]", {"blocks.0.mlp": [1, 1]}), const("[0.5]", {"blocks.0.mlp": [0.5]})],
 }
 
 
@@ -366,6 +409,15 @@ def _gradual_setup(model) -> dict:
 
 def _sparse_setup(model) -> dict:
     return {"callbacks": [mp.DynamicSparseTrainer(model, mp.SparseConfig(sparsity=0.5))]}
+
+
+HEAD_KEEP = {"blocks.0.attn": [1]}  # a valid keep for the tiny vit(): head 1 of block 0's two stays
+NEURON_KEEP = {"blocks.0.mlp": [1, 5]}  # two of block 0's 64 MLP neurons stay
+
+
+def _with_keep(prune: Callable, default: dict) -> Callable:
+    """call(model, keep=None) for a heads / MLP-neuron function that takes keep={layer: indices}."""
+    return lambda m, keep=None: prune(m, copy.deepcopy(default) if keep is None else keep)
 
 
 FRACTION = {"sparsity": "fraction"}
@@ -587,6 +639,87 @@ ENTRIES: list[Entry] = [
               m, input_shape, **({} if options is None else {"options": options})),
           args={"input_shape": "input_shape", "options": "config_object"}, supports=COUNTING),
     Entry("layer_counts", mp.layer_counts, lambda m, input_shape=None: mp.layer_counts(m, input_shape),
+          args={"input_shape": "input_shape"}, supports=COUNTING),
+    # transformers (notebook 12): heads, MLP neurons, residual width, depth, tokens
+    Entry("head_scores", mp.head_scores, lambda m, norm="l1": mp.head_scores(m, norm), model=vit,
+          args={"norm": "choice"}, supports=COUNTING),
+    Entry("mask_heads", mp.mask_heads, _with_keep(mp.mask_heads, HEAD_KEEP), model=vit,
+          args={"keep": "head_keep"}, supports=COUNTING),
+    Entry("prune_heads", mp.prune_heads, _with_keep(mp.prune_heads, HEAD_KEEP), model=vit,
+          args={"keep": "head_keep"}, supports=UNMASKED_ANY_DTYPE),
+    Entry("head_ablation", mp.head_ablation,
+          lambda m, loader, max_batches=1, device=None: mp.head_ablation(m, loader, max_batches=max_batches,
+                                                                         device=device),
+          model=vit, args={"loader": "loader", "max_batches": "positive_int", "device": "device"},
+          defaults=_loader_only, supports=COUNTING),
+    Entry("head_taylor_scores", mp.head_taylor_scores,
+          lambda m, loader, max_batches=1, device=None: mp.head_taylor_scores(m, loader, max_batches=max_batches,
+                                                                              device=device),
+          model=vit, args={"loader": "loader", "max_batches": "positive_int", "device": "device"},
+          defaults=_loader_only),
+    Entry("head_entropy", mp.head_entropy,
+          lambda m, loader, max_batches=1, device=None: mp.head_entropy(m, loader, max_batches=max_batches,
+                                                                        device=device),
+          model=vit, args={"loader": "loader", "max_batches": "positive_int", "device": "device"},
+          defaults=_loader_only, supports=COUNTING),
+    Entry("neuron_scores", mp.neuron_scores, lambda m, norm="l1": mp.neuron_scores(m, norm), model=vit,
+          args={"norm": "choice"}, supports=COUNTING),
+    Entry("mask_neurons", mp.mask_neurons, _with_keep(mp.mask_neurons, NEURON_KEEP), model=vit,
+          args={"keep": "neuron_keep"}, supports=COUNTING),
+    Entry("prune_mlp", mp.prune_mlp, _with_keep(mp.prune_mlp, NEURON_KEEP), model=vit,
+          args={"keep": "neuron_keep"}, supports=UNMASKED_ANY_DTYPE),
+    Entry("prune_width", mp.prune_width, lambda m, keep=(0, 2, 5): mp.prune_width(m, keep), model=vit,
+          args={"keep": "channel_keep"}, supports=UNMASKED_ANY_DTYPE),
+    Entry("prune_width+chargpt", mp.prune_width, lambda m, keep=(0, 2, 5): mp.prune_width(m, keep), model=gpt,
+          args={"keep": "channel_keep"}, supports=UNMASKED_ANY_DTYPE),
+    Entry("mask_width", mp.mask_width, lambda m, keep=(0, 2, 5): mp.mask_width(m, keep), model=vit,
+          args={"keep": "channel_keep"}, supports=COUNTING),
+    Entry("zero_width", mp.zero_width, lambda m, keep=(0, 2, 5): mp.zero_width(m, keep), model=gpt,
+          args={"keep": "channel_keep"}, supports=COUNTING),
+    Entry("width_scores", mp.width_scores,
+          lambda m, norm="l2", max_batches=1: mp.width_scores(m, norm, max_batches=max_batches), model=vit,
+          args={"norm": "choice", "max_batches": "positive_int"}, supports=COUNTING),
+    Entry("width_scores+loader", mp.width_scores,
+          lambda m, loader, max_batches=1: mp.width_scores(m, loader=loader, max_batches=max_batches), model=vit,
+          args={"loader": "loader_or_none", "max_batches": "positive_int"}, defaults=_loader_only),
+    Entry("select_width", mp.select_width, lambda m, scores=None, fraction=0.5: mp.select_width(
+        mp.width_scores(m) if scores is None else scores, fraction), model=vit,
+          args={"scores": "unit_scores", "fraction": "fraction"}, variants=()),
+    Entry("mask_blocks", mp.mask_blocks, lambda m, drop=(0,): mp.mask_blocks(m, drop), model=vit,
+          args={"drop": "block_drop"}, supports=COUNTING),
+    Entry("transformers.drop_blocks", drop_transformer_blocks, lambda m, drop=(0,): drop_transformer_blocks(m, drop),
+          model=gpt, args={"drop": "block_drop"}, supports=COUNTING),
+    Entry("select_blocks", mp.select_blocks, lambda m, scores, n_drop=1: mp.select_blocks(scores, n_drop), model=vit,
+          args={"scores": "unit_scores", "n_drop": "block_count"},
+          defaults=lambda ref: {"scores": torch.tensor([0.2, 0.1])}, variants=()),
+    Entry("block_importance", mp.block_importance,
+          lambda m, loader, max_batches=1: mp.block_importance(m, loader, max_batches), model=vit,
+          args={"loader": "loader", "max_batches": "positive_int"}, defaults=_loader_only),
+    Entry("block_ablation", mp.block_ablation,
+          lambda m, loader, max_batches=1, device=None: mp.block_ablation(m, loader, max_batches=max_batches,
+                                                                          device=device),
+          model=vit, args={"loader": "loader", "max_batches": "positive_int", "device": "device"},
+          defaults=_loader_only, supports=COUNTING),
+    Entry("block_ablation+chargpt", mp.block_ablation,
+          lambda m, loader, max_batches=1: mp.block_ablation(m, loader, max_batches=max_batches), model=gpt,
+          args={"loader": "loader", "max_batches": "positive_int"}, defaults=lambda ref: {"loader": token_loader()},
+          supports=COUNTING),
+    Entry("TokenPruned", mp.TokenPruned, lambda m, keep_rate=0.5, after=(0, 1), fuse=True: mp.TokenPruned(
+        m, keep_rate, after, fuse)(_like(m, example())), model=vit,
+          args={"keep_rate": "rate", "after": "block_after", "fuse": "flag"}, supports=COUNTING),
+    Entry("TokenPruned.kept_patches", mp.TokenPruned, lambda m, x=None: mp.TokenPruned(m, after=(0,)).kept_patches(
+        _like(m, example()) if x is None else x), model=vit, args={"x": "tensor_input"}, supports=COUNTING),
+    Entry("TokenMerged", mp.TokenMerged, lambda m, r=2: mp.TokenMerged(m, r)(_like(m, example())), model=vit,
+          args={"r": "merge_r"}, supports=COUNTING),
+    Entry("TokenMerged.token_sizes", mp.TokenMerged, lambda m, x=None: mp.TokenMerged(m, 2).token_sizes(
+        _like(m, example()) if x is None else x), model=vit, args={"x": "tensor_input"}, supports=COUNTING),
+    Entry("distill_student+chargpt", mp.distill_student,
+          lambda m, teacher, loader, kd=None: mp.distill_student(m, teacher, loader, kd, mp.TrainConfig(epochs=1),
+                                                                 progress=False),
+          model=gpt, args={"teacher": "module", "loader": "loader", "kd": "kd_config"},
+          defaults=lambda ref: {"teacher": gpt(), "loader": token_loader()}, supports=TRAINING),
+    Entry("estimate_energy+chargpt", mp.estimate_energy,
+          lambda m, input_shape=None: mp.estimate_energy(m, input_shape), model=gpt,
           args={"input_shape": "input_shape"}, supports=COUNTING),
     # deployment
     Entry("deployable_copy", mp.deployable_copy, lambda m: mp.deployable_copy(m), supports=COUNTING),

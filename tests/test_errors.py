@@ -21,10 +21,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import minprune as mp
 from minprune import checkpoint
+from minprune.attention_blocks import SelfAttention
 from minprune.files import seal
 from minprune.quantization import huffman
 from minprune.quantization import uniform as quantize
 from minprune.structured import channel_rules
+from minprune.transformers import depth, width
 from minprune.unstructured import sparse_storage
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
@@ -3600,6 +3602,416 @@ def _(tmp):
 @case("baseline-data")
 def _(tmp):
     return lambda: mp.pretrained("chargpt", "mnist-small"), ()
+
+
+# transformers: residual width, depth, tokens (transformers/width.py, depth.py, tokens.py, token_merging.py)
+def vit_batches(n: int = 8):
+    """(x, y) image batches for small_vit (1x28x28, 10 classes)."""
+    return loader(n)
+
+
+def token_batches(high: int = 103, n: int = 8, t: int = 16):
+    """(x, y) batches of token ids in [0, high) for small_gpt, the largest id (high - 1) among them."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, high, (n, t), generator=g)
+    x[0, 0] = high - 1
+    return DataLoader(TensorDataset(x, torch.randint(0, high, (n, t), generator=g)), batch_size=4)
+
+
+@case("heads-entropy-unused")
+def _(tmp):
+    m = small_vit()
+    m.spare = SelfAttention(32, 4)  # registered, never called by forward
+    return lambda: mp.head_entropy(m, vit_batches()), m
+
+@case("heads-taylor-batches")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.head_taylor_scores(m, loader(), max_batches=0), m
+
+
+@case("heads-entropy-loader")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.head_entropy(m, None), m
+
+
+@case("heads-taylor-half")
+def _(tmp):
+    m = small_vit().half()
+    return lambda: mp.head_taylor_scores(m, loader()), m
+
+
+@case("heads-entropy-no-attention")
+def _(tmp):
+    m = lenet5()
+    return lambda: mp.head_entropy(m, loader()), m
+
+
+@case("blocks-transformer")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.drop_blocks(m, ["blocks.1"]), m
+
+
+@case("width-model")
+def _(tmp):
+    model = lenet5()
+    return lambda: width.prune_width(model, [0]), model
+
+
+@case("width-keep-type")
+def _(tmp):
+    m = small_vit()
+    return lambda: width.prune_width(m, {"blocks.0": [1]}), m
+
+
+@case("width-keep-mask")
+def _(tmp):
+    m, keep = small_vit(), {"keep": torch.ones(32, dtype=torch.bool)}
+    return lambda: width.mask_width(m, keep["keep"]), (m, keep)
+
+
+@case("width-masked-copy")
+def _(tmp):
+    m = width.mask_width(small_vit(), list(range(16)))
+    return lambda: width.prune_width(m, [0, 1]), m
+
+
+@case("width-swapped-norm")
+def _(tmp):
+    m = small_vit()
+    m.blocks[0].ln1 = nn.RMSNorm(32)
+    return lambda: width.zero_width(m, [0, 1]), m
+
+
+@case("width-resized")
+def _(tmp):
+    m = small_vit()
+    m.head = nn.Linear(16, 10)
+    return lambda: width.prune_width(m, [0, 1]), m
+
+
+@case("width-max-norm")
+def _(tmp):
+    m = small_gpt()
+    m.tok_emb.max_norm = 1.0
+    return lambda: width.mask_width(m, [0, 1]), m
+
+
+@case("width-head-dims")
+def _(tmp):
+    m = small_vit()
+    m.blocks[1].attn = SelfAttention(32, 2)
+    return lambda: width.prune_width(m, [0, 1]), m
+
+
+@case("width-masked-layers")
+def _(tmp):
+    m = small_vit()
+    mp.apply_masks(m, {"blocks.1.attn.k.weight": torch.rand(32, 32, generator=torch.Generator().manual_seed(0)) > 0.5})
+    return lambda: width.prune_width(m, list(range(16))), m
+
+
+@case("width-scores-batches")
+def _(tmp):
+    m = small_vit()
+    return lambda: width.width_scores(m, max_batches=0), m
+
+
+@case("width-select-shape")
+def _(tmp):
+    scores = {"scores": torch.ones(2, 2)}
+    return lambda: width.select_width(scores["scores"], 0.5), scores
+
+
+@case("width-layernorm-type")
+def _(tmp):
+    layer, kept = nn.Linear(6, 6), {"kept": torch.ones(6, dtype=torch.bool)}
+    return lambda: width.MaskedLayerNorm(layer, kept["kept"]), (layer, kept)
+
+
+@case("width-layernorm-kept-type")
+def _(tmp):
+    norm, kept = nn.LayerNorm(6), {"kept": torch.ones(6)}
+    return lambda: width.MaskedLayerNorm(norm, kept["kept"]), (norm, kept)
+
+
+@case("width-layernorm-kept")
+def _(tmp):
+    norm, kept = nn.LayerNorm(6), {"kept": torch.ones(5, dtype=torch.bool)}
+    return lambda: width.MaskedLayerNorm(norm, kept["kept"]), (norm, kept)
+
+
+@case("depth-model")
+def _(tmp):
+    model = lenet300()
+    return lambda: depth.drop_blocks(model, [0]), model
+
+
+@case("depth-blocks-type")
+def _(tmp):
+    m = small_vit()
+    m.blocks = nn.ModuleList(list(m.blocks))
+    return lambda: depth.mask_blocks(m, [0]), m
+
+
+@case("depth-block-type")
+def _(tmp):
+    m = small_vit()
+    m.blocks[0] = nn.Linear(32, 32)
+    return lambda: depth.block_importance(m, vit_batches()), m
+
+
+@case("depth-drop-all")
+def _(tmp):
+    m = small_gpt()
+    return lambda: depth.drop_blocks(m, [0, 1]), m
+
+
+@case("depth-drop-type")
+def _(tmp):
+    m = small_vit()
+    return lambda: depth.drop_blocks(m, 1), m
+
+
+@case("depth-select-count")
+def _(tmp):
+    scores = {"scores": torch.tensor([0.3, 0.1, 0.2])}
+    return lambda: depth.select_blocks(scores["scores"], 3), scores
+
+
+@case("depth-importance-half")
+def _(tmp):
+    m = small_vit().half()
+    return lambda: depth.block_importance(m, vit_batches()), m
+
+
+@case("tokens-gpt")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.TokenPruned(m), m
+
+
+@case("tokens-model")
+def _(tmp):
+    model = lenet5()
+    return lambda: mp.TokenMerged(model), model
+
+
+@case("tokens-block")
+def _(tmp):
+    m = mp.mask_blocks(small_vit(), [0])
+    return lambda: mp.TokenPruned(m, after=(1,)), m
+
+
+@case("tokens-hooks")
+def _(tmp):
+    m = small_vit()
+    m.blocks[1].attn.register_forward_hook(lambda *args: None)
+    return lambda: mp.TokenMerged(m), m
+
+
+@case("tokens-keep-rate")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, keep_rate=0, after=(0, 1)), m
+
+
+@case("tokens-after-type")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, after=1), m
+
+
+@case("tokens-after-float")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, after=(0.5,)), m
+
+
+@case("tokens-after-empty")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, after=()), m
+
+
+@case("tokens-after-range")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m), m  # the default after=(1, 2) needs 3 blocks
+
+
+@case("tokens-after-repeated")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, after=(1, 1)), m
+
+
+@case("tokens-fuse")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenPruned(m, after=(0, 1), fuse="yes"), m
+
+
+@case("tokens-input")
+def _(tmp):
+    m = small_vit()
+    wrapper = mp.TokenPruned(m, after=(0,))
+    return lambda: wrapper.kept_patches(torch.randn(2, 3, 32, 32)), (m, wrapper)
+
+
+@case("tome-r")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenMerged(m, r=-1), m
+
+
+@case("tome-r-large")
+def _(tmp):
+    m = small_vit()
+    return lambda: mp.TokenMerged(m, r=9), m
+
+
+# distillation of sequence models and hidden states (distillation/losses.py, student.py)
+def logits_and(y, shape=(2, 3, 5)):
+    g = torch.Generator().manual_seed(0)
+    return {"s": torch.randn(*shape, generator=g), "t": torch.randn(*shape, generator=g), "y": y}
+
+
+@case("kd-seq-targets")
+def _(tmp):
+    d = logits_and(torch.zeros(2, dtype=torch.long))
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+@case("kd-target-range")
+def _(tmp):
+    d = logits_and(torch.full((2, 3), 9))
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+@case("kd-target-float")
+def _(tmp):
+    d = logits_and(torch.zeros(4), (4, 5))
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+@case("kd-target-bool")
+def _(tmp):
+    d = logits_and(torch.zeros(4, dtype=torch.bool), (4, 5))
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+@case("kd-logits-dtype")
+def _(tmp):
+    d = {"s": torch.zeros(4, 5, dtype=torch.long), "t": torch.zeros(4, 5, dtype=torch.long),
+         "y": torch.zeros(4, dtype=torch.long)}
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+@case("kd-logits-rank")
+def _(tmp):
+    d = logits_and(torch.tensor(1), (5,))
+    return lambda: mp.kd_loss(d["s"], d["t"], d["y"]), d
+
+
+def states(s_shape, t_shape, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return {"s": torch.randn(*s_shape, generator=g).to(dtype), "t": torch.randn(*t_shape, generator=g).to(dtype)}
+
+
+@case("hidden-width")
+def _(tmp):
+    d = states((2, 5, 16), (2, 5, 32))
+    return lambda: mp.hidden_state_loss(d["s"], d["t"]), d
+
+
+@case("hidden-shape")
+def _(tmp):
+    d = states((2, 5, 16), (2, 4, 16))
+    return lambda: mp.hint_loss(d["s"], d["t"]), d
+
+
+@case("hidden-dtype")
+def _(tmp):
+    d = states((2, 5, 16), (2, 5, 16), torch.long)
+    return lambda: mp.hidden_state_loss(d["s"], d["t"]), d
+
+
+@case("hidden-empty")
+def _(tmp):
+    d = states((2, 0, 4), (2, 0, 4))
+    return lambda: mp.hidden_state_loss(d["s"], d["t"]), d
+
+
+@case("hint-rank")
+def _(tmp):
+    d = states((2, 5, 16), (2, 4, 4, 4))
+    return lambda: mp.hint_loss(d["s"], d["t"]), d
+
+
+@case("hint-dtype")
+def _(tmp):
+    d = states((2, 3, 4, 4), (2, 3, 4, 4), torch.long)
+    return lambda: mp.hint_loss(d["s"], d["t"]), d
+
+
+def gpt_pair(student: dict, teacher: dict):
+    """(student, teacher): two CharGPTs with block_size 16, the teacher in train mode and the student in eval mode
+    (a failed call must keep both flags)."""
+    torch.manual_seed(0)
+    base = {"n_layer": 2, "n_embd": 32, "n_head": 4, "block_size": 16}
+    s, t = mp.build("chargpt", **{**base, **student}), mp.build("chargpt", **{**base, **teacher})
+    return s.eval(), t.train()
+
+
+def distill(student, teacher, data, kd=None):
+    return lambda: mp.distill_student(student, teacher, data, kd, mp.TrainConfig(epochs=1), progress=False,
+                                      device="cpu")
+
+
+@case("distill-vocab")
+def _(tmp):
+    s, t = gpt_pair({}, {"vocab_size": 120})
+    return distill(s, t, token_batches()), (s, t)
+
+
+@case("distill-teacher-tokens")
+def _(tmp):
+    s, t = gpt_pair({}, {"vocab_size": 50})
+    return distill(s, t, token_batches()), (s, t)
+
+
+@case("distill-hint-width")
+def _(tmp):
+    s, t = gpt_pair({"n_embd": 16, "n_head": 2}, {"n_layer": 4})
+    return distill(s, t, token_batches(), mp.KDConfig(hints={"blocks.1": "blocks.3"})), (s, t)
+
+
+@case("distill-hint-unused")
+def _(tmp):
+    s, t = gpt_pair({"n_layer": 1}, {})
+    s.spare, t.spare = nn.Linear(32, 32), nn.Linear(32, 32)  # registered, never called by forward
+    return distill(s, t, token_batches(), mp.KDConfig(hints=["spare"])), (s, t)
+
+
+@case("distill-shift-tokens")
+def _(tmp):
+    s, t = gpt_pair({"n_layer": 1}, {})
+    return distill(s, t, token_batches(), mp.KDConfig(max_shift=1)), (s, t)
+
+
+@case("distill-mixup-tokens")
+def _(tmp):
+    s, t = gpt_pair({"n_layer": 1}, {})
+    return distill(s, t, token_batches(), mp.KDConfig(mixup=1.0)), (s, t)
+
+
+@case("energy-gpt-shape")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.estimate_energy(m, (99,)), m
 
 
 # ---- the machinery -------------------------------------------------------------------------------------------

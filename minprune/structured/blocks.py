@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minprune.attention_blocks import Block
 from minprune.devices import example_input
 from minprune.layers import set_module
 from minprune.validate import float_dtype, model_arg, non_negative_int
@@ -85,12 +86,21 @@ def droppable(model: nn.Module, example: torch.Tensor | None = None) -> list[str
     return [name for name, (shape_in, shape_out) in shapes.items() if shape_in == shape_out]
 
 
+def _refuse_transformer(model) -> None:
+    """ValueError for TinyViT / CharGPT: their blocks go by index through the transformer chapter's drop_blocks."""
+    blocks = getattr(model, "blocks", None)
+    if isinstance(model, nn.Module) and isinstance(blocks, nn.Sequential) and any(isinstance(b, Block) for b in blocks):
+        raise ValueError(f"{type(model).__name__} is a transformer: drop its blocks by index with "
+                         f"mp.transformers.depth.drop_blocks(model, [1]) (notebooks/12_transformers.ipynb)")
+
+
 def drop_blocks(model: nn.Module, names, *, example: torch.Tensor | None = None) -> nn.Module:
     """A copy of `model` with the named blocks / layer units replaced by nn.Identity (`model` is untouched).
 
     See notebooks/06_structured_pruning.ipynb.
     """
     names = _names_arg(names)
+    _refuse_transformer(model)
     allowed = droppable(model, example)
     for name in names:
         if name not in allowed:

@@ -28,7 +28,7 @@ import os
 
 FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"
 VIT_EPOCHS = 1 if FAST else 5  # fine-tuning epochs of the pruned ViT
-GPT_STEPS = 40 if FAST else 600  # training steps of each pruned CharGPT (fine-tuned alone, or distilled)
+GPT_EPOCHS = 1 if FAST else 5  # epochs of 205 steps for each pruned CharGPT (trained alone, or distilled)
 THREADS = 1  # CPU threads for latency
 
 # %%
@@ -200,6 +200,201 @@ display(vit_table)
 # Would you trust it to pick which half of the heads to remove? What does the ablation cost on a model with 12
 # blocks of 12 heads, and on one with 32 blocks of 32 heads?
 
+# %% [markdown]
+# ## 4. Residual width and whole blocks
+# ### The width of the residual stream
+# Every block reads the residual stream through a LayerNorm and writes back into it, so channel `c` of the stream
+# is one unit shared by the patch embedding, the class token, the position embeddings, every `q`, `k`, `v` and
+# `fc1` (their column `c`), every `proj` and `fc2` (their row `c`), every LayerNorm and the classifier. Removing it
+# means slicing all of them together. The one subtlety is the LayerNorm: it normalises with the mean and the
+# variance over *all* channels, so a zeroed channel still changes the others. The masked equivalent
+# (`mp.mask_width`) therefore uses a LayerNorm that takes its statistics over the kept channels only, and
+# `mp.prune_width` computes exactly that, smaller. `mp.width_scores` scores each channel by the norm of all its
+# weights, or, given a loader, by the size of its activations after every LayerNorm (Minitron's score).
+
+# %%
+keep_channels = mp.select_width(mp.width_scores(vit, "l2", loader=val_loader, max_batches=1), 0.25)
+narrow_vit = mp.prune_width(vit, keep_channels)
+with torch.no_grad():
+    print(f"width 64 -> {narrow_vit.embed.out_features}: pruned vs masked, largest output difference "
+          f"{(narrow_vit(x) - mp.mask_width(vit, keep_channels)(x)).abs().max():.1e}")
+
+# %% [markdown]
+# ### Whole blocks (depth)
+# A pre-norm block computes `h + attn(...)` and then `h + mlp(...)`: if a block barely changes the stream, the
+# model barely notices when it goes. ShortGPT measures this as the **Block Influence**, one minus the mean cosine
+# similarity between a token's hidden state entering the block and leaving it. Like the head norms, it is cheap
+# (one forward pass, no labels); the direct measure is again ablation: skip one block at a time
+# (`mp.block_ablation`).
+#
+# ### Exercise 12.3 (5 min): the Block Influence by hand
+# Write `my_block_influence(h_in, h_out)`: both are (batch, tokens, dim) hidden states; return one minus the mean,
+# over every token of every example, of the cosine similarity between `h_in` and `h_out` (a float). By hand: a block
+# that leaves every token unchanged scores 0; one that turns every token by 90 degrees scores 1.
+
+# %%
+# BUILD IT YOURSELF
+# Exercise 12.3 (5 min): 1 - mean cosine similarity of the hidden states entering and leaving a block
+def my_block_influence(h_in, h_out):
+    """1 - mean over tokens of cos(h_in, h_out), as a float."""
+    ### BEGIN SOLUTION
+    return float(1 - torch.nn.functional.cosine_similarity(h_in, h_out, dim=-1).mean())
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+captured = {}
+hook = vit.blocks[2].register_forward_hook(lambda module, args, out: captured.update(h_in=args[0], h_out=out))
+with torch.no_grad():
+    vit(x)
+hook.remove()
+library_influence = mp.block_importance(vit, [(x, torch.zeros(len(x), dtype=torch.long))], max_batches=1)
+mp.course.check.same_value(my_block_influence(captured["h_in"], captured["h_out"]), float(library_influence[2]),
+                           name="my_block_influence(block 2)", atol=1e-5,
+                           hint="cosine over the last (dim) axis, then the mean over batch and tokens")
+
+# %%
+influence = mp.block_importance(vit, val_loader, max_batches=1)
+block_rise = mp.block_ablation(vit, val_loader, max_batches=1)
+print("Block Influence per block:        ", [round(v, 3) for v in influence.tolist()])
+print("loss rise when the block is skipped:", [round(v, 3) for v in block_rise.tolist()])
+drop = mp.select_blocks(influence, 1)
+shallow_vit = mp.transformers.depth.drop_blocks(vit, drop)
+print(f"dropped block {drop}; skipping it computes what mp.mask_blocks computes:",
+      torch.allclose(shallow_vit(x), mp.mask_blocks(vit, drop)(x), atol=1e-5))
+depth_table = mp.compare({"TinyViT": vit, "width 64 -> 48": narrow_vit, f"block {drop[0]} dropped": shallow_vit},
+                         test_loader, timing=mp.LatencyOptions(threads=THREADS))
+display(depth_table)
+
+# %% [markdown]
+# Read the two rows without fine-tuning: a quarter of the width costs more accuracy than a whole block here,
+# because every layer loses those channels, while the block with the smallest influence was nearly an identity.
+# In both cases the first block is the one to keep: it turns the raw patch embeddings into features, so its
+# influence (and its ablation cost) is by far the largest.
+
+# %% [markdown]
+# ## 5. Fewer tokens at inference: EViT and ToMe
+# Everything above makes the model smaller for every input. A ViT can also save work per input: most patches of
+# a digit are black background. Two ways, both without changing a weight:
+#
+# - **token pruning** (EViT, `mp.TokenPruned(model, keep_rate, after)`): in the chosen blocks, between attention and
+#   MLP, keep the patch tokens that the class token attends to most and fuse the rest into one token;
+# - **token merging** (ToMe, `mp.TokenMerged(model, r)`): in every block, average away the `r` pairs of tokens
+#   whose keys are most alike, and let attention count a merged token as many.
+#
+# Which patches survive depends on the image. Here are the patches EViT keeps after block 2 for eight test digits
+# (dimmed: dropped, fused into one token):
+
+# %%
+evit = mp.TokenPruned(vit, keep_rate=0.5, after=(1, 2))
+kept = evit.kept_patches(x[:8])[2]  # (8, kept patches), indices into the 4x4 grid
+grid = vit.input_shape[-1] // vit.patch_size
+fig, axes = plt.subplots(1, 8, figsize=(12, 1.8))
+for i, ax in enumerate(axes):
+    keep_map = torch.zeros(grid * grid)
+    keep_map[kept[i]] = 1
+    shade = keep_map.view(grid, grid).repeat_interleave(vit.patch_size, 0).repeat_interleave(vit.patch_size, 1)
+    ax.imshow(x[i, 0] * (0.25 + 0.75 * shade), cmap="gray")
+    ax.set_title(f"digit {int(splits.sample(8, 'test')[1][i])}", fontsize=9)
+    ax.axis("off")
+fig.tight_layout()
+print(f"{kept.shape[1]} of {grid * grid} patches kept per image; tokens per block:", evit.token_counts())
+
+# %% [markdown]
+# The kept patches follow the strokes: the class token has learned to look where the ink is. Now the trade-off:
+# accuracy against MACs, for several keep rates and merge counts (no fine-tuning).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+token_models = {"dense": vit, **{f"EViT keep {k}": mp.TokenPruned(vit, keep_rate=k, after=(1, 2))
+                                 for k in (0.7, 0.5, 0.3)},
+                **{f"ToMe r={r}": mp.TokenMerged(vit, r=r) for r in (1, 2, 3, 4)}}
+dense_macs = mp.count_macs(vit)
+token_rows = [{"model": name, "MACs": mp.count_macs(m), "MACs removed %": 100 * (1 - mp.count_macs(m) / dense_macs),
+               "acc": mp.accuracy(m, test_loader)} for name, m in token_models.items()]
+token_table = mp.Table(token_rows)
+display(token_table)
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for prefix, marker in (("EViT", "o"), ("ToMe", "s")):
+    pts = [(r["MACs"], r["acc"]) for r in token_rows if r["model"].startswith(prefix)]
+    ax.plot(*zip(*pts), marker=marker, label=prefix)
+ax.scatter([dense_macs], [token_rows[0]["acc"]], color="k", label="dense", zorder=3)
+ax.set_xlabel("MACs per digit")
+ax.set_ylabel("test accuracy (%)")
+ax.legend()
+fig.tight_layout()
+
+# %% [markdown]
+# Without training, merging holds up better than dropping at the same MACs: a merged token keeps an average of
+# what it replaced, a dropped one only its share of the fused token. A little fine-tuning of the wrapped model
+# (its weights are the ViT's, and gradients flow through the kept tokens) teaches the model to live with fewer
+# tokens. And the clock? At this tiny width, the gathers and sorts that choose the tokens cost about as much as
+# the matrix products they save, so the measured latency can even rise: token reduction pays off on ViTs with
+# hundreds of tokens and wide layers, where the products dominate.
+
+# %%
+tuned_evit = mp.copy_model(evit)
+mp.fit(tuned_evit, train_loader, mp.TrainConfig(epochs=VIT_EPOCHS, lr=5e-4), progress=False)
+tome = token_models["ToMe r=3"]
+display(mp.compare({"TinyViT": vit, "EViT keep 0.5": evit, "EViT keep 0.5, fine-tuned": tuned_evit,
+                    "ToMe r=3": tome}, test_loader, timing=mp.LatencyOptions(threads=THREADS)))
+
+# %% [markdown]
+# ### Question 12.4 (5 min)
+# EViT decides which tokens to keep from the class token's attention in the *current* block, ToMe from the
+# similarity of the keys. For a digit drawn small in one corner, which of the two would you expect to keep more
+# useful patches, and why? Which of the two could you use in a language model such as CharGPT, where every token
+# must still produce a prediction?
+
+# %% [markdown]
+# ## 6. A smaller language model, recovered by distillation
+# Now the same tools on CharGPT, the way NVIDIA's Minitron shrinks large language models: drop the block with the
+# smallest influence, halve the MLP width of the others (the residual width stays), and recover with training.
+# Two ways to train the pruned model for the same number of steps: on the text alone (cross-entropy on the next
+# character), or **distilled** from the dense model (`mp.distill_student`: the KL divergence to the teacher's
+# distribution over the next character at every position, which says far more per character than the one right
+# answer does).
+
+# %%
+calibration = text.loader("val", 64, 32)
+gpt_drop = mp.select_blocks(mp.block_importance(gpt, calibration), 1)
+shallow_gpt = mp.transformers.depth.drop_blocks(gpt, gpt_drop)
+student = mp.prune_mlp(shallow_gpt, mp.select_neurons(mp.neuron_scores(shallow_gpt, "l1"), 0.5))
+print(f"dropped block {gpt_drop}, half of the MLP neurons: {mp.count_params(student):,} of "
+      f"{mp.count_params(gpt):,} parameters ({mp.count_params(student) / mp.count_params(gpt):.0%})")
+gpt_train = text.loader("train", 64, 32)
+steps = mp.TrainConfig(epochs=GPT_EPOCHS, lr=1e-3)
+alone = mp.copy_model(student)
+mp.seed_everything(0)
+mp.fit(alone, gpt_train, steps, progress=False)
+taught = mp.copy_model(student)
+mp.seed_everything(0)
+mp.distill_student(taught, gpt, gpt_train, mp.KDConfig(temperature=1.0, alpha=0.5), steps, progress=False)
+gpt_ppl = {name: mp.perplexity(mp.evaluate(m, gpt_test)["loss"])
+           for name, m in (("dense", gpt), ("pruned", student), ("trained alone", alone), ("distilled", taught))}
+print({name: round(p, 3) for name, p in gpt_ppl.items()})
+closed = (gpt_ppl["trained alone"] - gpt_ppl["distilled"]) / (gpt_ppl["trained alone"] - gpt_ppl["dense"])
+print(f"distillation closed {closed:.0%} of the perplexity gap between the student trained alone and the dense model")
+
+# %% [markdown]
+# Pruning alone wrecks the language model (the perplexity of the pruned row), and a few hundred steps of training
+# bring most of it back. Distilled, the same steps go further; the longer both train, the larger the share of the
+# gap that distillation closes (with five epochs each, the distilled student can even match the dense model on
+# the test text). What do they write?
+
+# %%
+for name, model in (("dense", gpt), ("pruned, trained alone", alone), ("pruned, distilled", taught)):
+    print(f"--- {name} ---\n{sample(model, n=160)}\n")
+
+# %% [markdown]
+# ### Question 12.5 (5 min)
+# The student kept the residual width, so its hidden states could also be matched to the teacher's, block for
+# block (`KDConfig(hints={"blocks.0": "blocks.0", ...})`). Which teacher block should the student's block 1 be
+# matched with, now that one block is gone? Why does Minitron prefer pruning width over depth at the same size?
+
 # %%
 # Claims of this notebook, checked.
 rows = {r["model"]: r for r in vit_table.rows}
@@ -208,6 +403,11 @@ assert rows["50% heads + 50% neurons"]["MACs"] < 0.55 * rows["TinyViT"]["MACs"]
 assert rows["... fine-tuned"]["acc"] > rows["TinyViT"]["acc"] - 2
 assert torch.allclose(small_vit(x), masked(x), atol=1e-5)
 assert mp.perplexity(dense_gpt["loss"]) < 4
+assert torch.allclose(shallow_vit(x), mp.mask_blocks(vit, drop)(x), atol=1e-5)
+assert int(influence.argmax()) == 0 and int(block_rise.argmax()) == 0  # the first block matters most
+assert all(r["MACs"] < dense_macs for r in token_rows[1:])
+assert mp.count_params(student) < 0.6 * mp.count_params(gpt)
+assert gpt_ppl["distilled"] < gpt_ppl["trained alone"] < gpt_ppl["pruned"]
 print("all checks passed")
 
 # %% [markdown]
@@ -218,4 +418,10 @@ print("all checks passed")
 # - `mp.head_ablation`: the loss rise of removing each head alone; `mp.head_scores`: weight norms per head;
 # - `mp.select_heads`, `mp.prune_heads`, `mp.mask_heads`: whole heads out of q, k, v and proj, checked equal to
 #   the masked model; `mp.neuron_scores`, `mp.select_neurons`, `mp.prune_mlp`, `mp.mask_neurons`: the same for
-#   MLP neurons.
+#   MLP neurons;
+# - `mp.width_scores`, `mp.select_width`, `mp.prune_width`, `mp.mask_width`: residual channels out of every layer
+#   that reads or writes the stream, LayerNorms included; `mp.block_importance` (Block Influence),
+#   `mp.block_ablation`, `mp.select_blocks`, `mp.mask_blocks`, `mp.transformers.depth.drop_blocks`: whole blocks;
+# - `mp.TokenPruned` (EViT) and `mp.TokenMerged` (ToMe): fewer tokens per image at inference, `kept_patches` and
+#   `token_sizes` to see which; `mp.head_taylor_scores`, `mp.head_entropy`: data-driven head scores;
+# - `mp.distill_student` on a language model: per-position distillation from the dense teacher.
