@@ -68,7 +68,7 @@ def vit_variants(vit) -> dict:
 
 def vit_rows(vit, data, seed: int) -> tuple[list[dict], dict]:
     """One row per ViT variant (params, MACs, accuracy before and after fine-tuning) and the fine-tuned models."""
-    train, test = data.loader("train", 64), data.loader("test", 500)
+    train, test = data.loader("train", 64, seed=seed), data.loader("test", 500)
     rows, tuned = [], {}
     for name, model in vit_variants(vit).items():
         before = mp.accuracy(model, test) if name != "dense" else mp.accuracy(vit, test)

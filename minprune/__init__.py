@@ -3,7 +3,8 @@
 The package is the map of the course: a small core (data, models, layers, masked, train, files, checkpoint, zoo,
 measure, timing, profile, energy) and one subpackage per chapter: `unstructured` (notebooks 02-04), `structured`
 (05-06), `dynamic` (07), `quantization` (08), `distillation` (09), `pipeline` (10), `deploy` (11), `transformers`
-(12, heads and MLP neurons of TinyViT and CharGPT) and `course` (checks, widgets, plots).
+(12, heads, neurons, width, blocks and tokens of TinyViT and CharGPT), `one_shot` (13, OBD, OBS, Wanda, SparseGPT)
+and `course` (checks, widgets, plots).
 
 The functional API is flat: `mp.prune`, `mp.quantize`, `mp.fit`, ... (`__all__`: functions and classes only).
 Nothing is imported until it is used (PEP 562): `import minprune` is quick, and `mp.fit` loads only what training
@@ -102,6 +103,11 @@ _EXPORTS = {
     "transformers.depth": ("block_ablation", "block_importance", "mask_blocks", "select_blocks"),
     "transformers.tokens": ("TokenPruned",),
     "transformers.token_merging": ("TokenMerged",),
+    "one_shot.calibration": ("input_hessians", "input_norms"),
+    "one_shot.obd": ("fisher_diagonal", "hessian_saliency", "obd_scores"),
+    "one_shot.obs": ("damped_inverse", "obs_prune", "obs_prune_layer", "obs_remove", "obs_step"),
+    "one_shot.wanda": ("wanda", "wanda_scores"),
+    "one_shot.sparsegpt": ("sparsegpt",),
     "chargpt": ("CharGPT",),
     "text": ("bits_per_char", "load_text", "perplexity", "TextSplits"),
 }
@@ -112,7 +118,7 @@ CORE = (
     "train", "validate", "zoo",
 )
 CHAPTERS = ("unstructured", "structured", "dynamic", "quantization", "distillation", "pipeline", "deploy", "course",
-            "transformers")
+            "transformers", "one_shot")
 
 __all__ = sorted({name for names in _EXPORTS.values() for name in names}, key=str.lower)
 __getattr__, __dir__ = lazy_attributes(__name__, modules=CORE + CHAPTERS, exports=_EXPORTS)

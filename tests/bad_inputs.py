@@ -304,6 +304,10 @@ KINDS: dict[str, list[Bad]] = {
     "head_keep": [const("'keep'", "keep"), const("[0, 1]", [0, 1]), const("unknown layer", {"blocks.9.attn": [0]}),
                   const("head 7 of 2", {"blocks.0.attn": [7]}), const("no head", {"blocks.0.attn": []}),
                   const("[1, 1]", {"blocks.0.attn": [1, 1]}), const("[0.5]", {"blocks.0.attn": [0.5]})],
+    # one-shot pruning: an N:M pair (keep n of every m weights)
+    "nm_pair": [const("'2:4'", "2:4"), const("3", 3), const("(2,)", (2,)), const("(0, 4)", (0, 4)),
+                const("(5, 4)", (5, 4)), const("(2.0, 4)", (2.0, 4)), const("(True, 4)", (True, 4)),
+                const("(2, 3) (rows of 16 or 8 weights)", (2, 3))],
     "neuron_keep": [const("'keep'", "keep"), const("[0, 1]", [0, 1]), const("unknown layer", {"blocks.9.mlp": [0]}),
                     const("neuron 99 of 32", {"blocks.0.mlp": [99]}), const("no neuron", {"blocks.0.mlp": []}),
                     const("[1, 1]", {"blocks.0.mlp": [1, 1]}), const("[0.5]", {"blocks.0.mlp": [0.5]})],
@@ -366,6 +370,14 @@ def _scores(ref):
 
 def _loader_only(ref):
     return {"loader": loader()}
+
+
+def _batches_only(ref):
+    return {"batches": loader()}
+
+
+def _token_batches(ref):
+    return {"batches": token_loader()}
 
 
 def _graph_keep(ref):
@@ -721,6 +733,50 @@ ENTRIES: list[Entry] = [
     Entry("estimate_energy+chargpt", mp.estimate_energy,
           lambda m, input_shape=None: mp.estimate_energy(m, input_shape), model=gpt,
           args={"input_shape": "input_shape"}, supports=COUNTING),
+    # one-shot pruning (notebook 13): calibration statistics, OBD, OBS, Wanda, SparseGPT
+    Entry("input_hessians", mp.input_hessians,
+          lambda m, batches, names=None, max_batches=1: mp.input_hessians(m, batches, names, max_batches=max_batches),
+          args={"batches": "calibration", "names": "names", "max_batches": "positive_int_or_none"},
+          defaults=_batches_only, supports=COUNTING),
+    Entry("input_norms", mp.input_norms,
+          lambda m, batches, names=None, max_batches=1: mp.input_norms(m, batches, names, max_batches=max_batches),
+          model=gpt, args={"batches": "calibration", "names": "names", "max_batches": "positive_int_or_none"},
+          defaults=_token_batches, supports=COUNTING),
+    Entry("obd_scores", mp.obd_scores,
+          lambda m, batches, kind="hessian", max_batches=1: mp.obd_scores(m, batches, kind=kind,
+                                                                          max_batches=max_batches),
+          args={"batches": "calibration", "kind": "choice", "max_batches": "positive_int_or_none"},
+          defaults=_batches_only),
+    Entry("obd_scores+fisher", mp.obd_scores,
+          lambda m, batches, names=None, loss_fn=None: mp.obd_scores(m, batches, kind="fisher", names=names,
+                                                                      max_batches=1, loss_fn=loss_fn),
+          args={"batches": "loader", "names": "names", "loss_fn": "callable"}, defaults=_batches_only),
+    Entry("obs_prune", mp.obs_prune,
+          lambda m, batches, sparsity=0.5, damp=0.01, names=None: mp.obs_prune(m, batches, sparsity, damp=damp,
+                                                                                names=names, max_batches=1),
+          model=cnn, args={"batches": "calibration", "sparsity": "fraction", "damp": "non_negative_float",
+                           "names": "names"}, defaults=_batches_only),
+    Entry("wanda_scores", mp.wanda_scores,
+          lambda m, batches, names=None, max_batches=1: mp.wanda_scores(m, batches, names, max_batches=max_batches),
+          model=cnn, args={"batches": "calibration", "names": "names", "max_batches": "positive_int_or_none"},
+          defaults=_batches_only, supports=COUNTING),
+    Entry("wanda", mp.wanda,
+          lambda m, batches, sparsity=0.5, nm=None, names=None: mp.wanda(m, batches, sparsity, nm=nm, names=names,
+                                                                         max_batches=1),
+          model=gpt, args={"batches": "calibration", "sparsity": "fraction", "names": "names"},
+          defaults=_token_batches, supports=COUNTING),
+    Entry("wanda+nm", mp.wanda,
+          lambda m, batches, nm=(2, 4): mp.wanda(m, batches, nm=nm, max_batches=1),
+          model=gpt, args={"nm": "nm_pair"}, defaults=_token_batches, supports=COUNTING),
+    Entry("sparsegpt", mp.sparsegpt,
+          lambda m, batches, sparsity=0.5, blocksize=8, damp=0.01, names=None, max_batches=1: mp.sparsegpt(
+              m, batches, sparsity, blocksize=blocksize, damp=damp, names=names, max_batches=max_batches),
+          model=gpt, args={"batches": "calibration", "sparsity": "fraction", "blocksize": "positive_int",
+                           "damp": "non_negative_float", "names": "names", "max_batches": "positive_int_or_none"},
+          defaults=_token_batches, supports=COUNTING),  # float16 is pruned in float64 and written back
+    Entry("sparsegpt+nm", mp.sparsegpt,
+          lambda m, batches, nm=(2, 4): mp.sparsegpt(m, batches, nm=nm, blocksize=8, max_batches=1),
+          model=gpt, args={"nm": "nm_pair"}, defaults=_token_batches, supports=COUNTING),
     # deployment
     Entry("deployable_copy", mp.deployable_copy, lambda m: mp.deployable_copy(m), supports=COUNTING),
     Entry("export_onnx", mp.export_onnx,

@@ -4014,6 +4014,264 @@ def _(tmp):
     return lambda: mp.estimate_energy(m, (99,)), m
 
 
+# one-shot pruning (one_shot/: calibration, obd, obs, wanda, sparsegpt)
+def pixel_batches(n: int = 4):
+    """[(x, y)]: one batch of `n` random MNIST-shaped images with labels, for lenet300."""
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))]
+
+
+def obs_problem(d: int = 8):
+    """(w, H^-1): a row of d weights and the inverse of a positive-definite Hessian H = X^T X / n + I / 10."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(32, d, generator=g, dtype=torch.float64)
+    return torch.randn(d, generator=g, dtype=torch.float64), torch.linalg.inv(X.T @ X / 32 + 0.1 * torch.eye(d,
+                                                                                            dtype=torch.float64))
+
+
+class UnusedLayer(nn.Module):
+    """Three Linear layers, of which forward never calls `b`."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.head(self.a(x))
+
+
+@case("calib-output-only")
+def _(tmp):
+    m = nn.Sequential(nn.Linear(3, 2))
+    return lambda: mp.input_hessians(m, [torch.randn(2, 3)]), m
+
+
+@case("calib-names-unknown")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.wanda(m, pixel_batches(), names=["nope.weight"]), m
+
+
+@case("calib-names-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.input_norms(m, pixel_batches(), names=[3]), m
+
+
+@case("calib-grouped-conv")
+def _(tmp):
+    m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 2, 1))
+    return lambda: mp.sparsegpt(m, [torch.randn(2, 4, 6, 6)]), m
+
+
+@case("calib-shared")
+def _(tmp):
+    m = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 1))
+    m[1].weight = m[0].weight
+    return lambda: mp.sparsegpt(m, [torch.randn(2, 3)]), m
+
+
+@case("calib-nan-weight")
+def _(tmp):
+    m = with_nan(lenet300())
+    return lambda: mp.obd_scores(m, pixel_batches()), m
+
+
+@case("calib-batches-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.input_hessians(m, "data"), m
+
+
+@case("calib-batches-empty")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.sparsegpt(m, []), m
+
+
+@case("calib-batch-item")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.wanda_scores(m, [3]), m
+
+
+@case("calib-cannot-run")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.obs_prune(m, [torch.randn(2, 7)], 0.5), m
+
+
+@case("calib-gpt-floats")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, [torch.randn(2, 16)]), m
+
+
+@case("calib-unused-layer")
+def _(tmp):
+    m = UnusedLayer()
+    return lambda: mp.input_hessians(m, [torch.randn(2, 3)]), m
+
+
+@case("calib-max-batches")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.input_norms(m, pixel_batches(), max_batches=0), m
+
+
+@case("obd-kind")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.obd_scores(m, pixel_batches(), kind="newton"), m
+
+
+@case("obd-half")
+def _(tmp):
+    m = lenet300().half()
+    return lambda: mp.obd_scores(m, pixel_batches(), kind="fisher"), m
+
+
+@case("obd-loss-fn-hessian")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.obd_scores(m, pixel_batches(), loss_fn=lambda model, x, y: model(x).sum()), m
+
+
+@case("obd-loss-fn-output")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.fisher_diagonal(m, pixel_batches(), loss_fn=lambda model, x, y: model(x)), m
+
+
+@case("obd-fisher-labels")
+def _(tmp):
+    m = lenet300()
+    x, _ = pixel_batches()[0]
+    return lambda: mp.obd_scores(m, [(x, torch.full((4,), 99))], kind="fisher"), m
+
+
+@case("obs-wide")
+def _(tmp):
+    m = nn.Sequential(nn.Linear(1100, 4), nn.Linear(4, 2))
+    return lambda: mp.obs_prune(m, [torch.randn(2, 1100)], 0.5), m
+
+
+@case("obs-half")
+def _(tmp):
+    m = lenet300().half()
+    return lambda: mp.obs_prune(m, pixel_batches(), 0.5), m
+
+
+@case("oneshot-sparsity")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, token_batches(), sparsity=1.0), m
+
+
+@case("obs-empties-rows")
+def _(tmp):
+    m = nn.Sequential(nn.Linear(1, 4), nn.Linear(4, 2))
+    return lambda: mp.obs_prune(m, [torch.randn(2, 1)], 0.9), m
+
+
+@case("oneshot-damp")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.obs_prune(m, pixel_batches(), 0.5, damp=-0.01), m
+
+
+@case("obs-singular")
+def _(tmp):
+    H = torch.zeros(8, 8, dtype=torch.float64)
+    return lambda: mp.damped_inverse(H, damp=0.0), {"H": H}
+
+
+@case("obs-q-range")
+def _(tmp):
+    w, H_inv = obs_problem()
+    return lambda: mp.obs_remove(w, H_inv, 8), {"w": w, "H_inv": H_inv}
+
+
+@case("obs-inverse-shape")
+def _(tmp):
+    w, H_inv = obs_problem()
+    return lambda: mp.obs_step(w, H_inv[:4, :4]), {"w": w, "H_inv": H_inv}
+
+
+@case("obs-row-type")
+def _(tmp):
+    _, H_inv = obs_problem()
+    return lambda: mp.obs_step([1.0, 2.0], H_inv), {"H_inv": H_inv}
+
+
+@case("obs-not-finite")
+def _(tmp):
+    w, H_inv = obs_problem()
+    w[0] = float("nan")
+    return lambda: mp.obs_step(w, H_inv), {"w": w, "H_inv": H_inv}
+
+
+@case("obs-all-removed")
+def _(tmp):
+    w, H_inv = obs_problem()
+    return lambda: mp.obs_step(w, H_inv, removed=torch.ones(8, dtype=torch.bool)), {"w": w, "H_inv": H_inv}
+
+
+@case("obs-layer-hessian")
+def _(tmp):
+    W, H = torch.randn(3, 8), torch.eye(8)
+    return lambda: mp.obs_prune_layer(W, H[:5, :5], 0.5), {"W": W, "H": H}
+
+
+@case("oneshot-nm-type")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.wanda(m, pixel_batches(), nm="2:4"), m
+
+
+@case("oneshot-nm-values")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, token_batches(), nm=(3, 2)), m
+
+
+@case("oneshot-nm-and-sparsity")
+def _(tmp):
+    m = lenet300()
+    return lambda: mp.wanda(m, pixel_batches(), 0.7, nm=(2, 4)), m
+
+
+@case("oneshot-nm-rows")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, token_batches(), nm=(3, 64)), m
+
+
+@case("sgpt-blocksize")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, token_batches(), blocksize=0), m
+
+
+@case("sgpt-blocksize-nm")
+def _(tmp):
+    m = small_gpt()
+    return lambda: mp.sparsegpt(m, token_batches(), nm=(2, 4), blocksize=6), m
+
+
+@case("sgpt-not-definite")
+def _(tmp):
+    from minprune.one_shot.sparsegpt import sparsegpt_weight
+    W, H = torch.randn(3, 4), -torch.eye(4, dtype=torch.float64)
+    return lambda: sparsegpt_weight(W, H, damp=0.0), {"W": W, "H": H}
+
+
+@case("sgpt-hessian")
+def _(tmp):
+    from minprune.one_shot.sparsegpt import inverse_hessian_factor
+    return lambda: inverse_hessian_factor([[1.0]]), None
+
+
 # ---- the machinery -------------------------------------------------------------------------------------------
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
