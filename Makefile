@@ -1,4 +1,4 @@
-# minprune: make demo | make test | make lab | make bench | make notebooks | make baselines | make student | make html
+# minprune: make demo | make test | make lab | make bench | make notebooks | make baselines | make student | make nbgrader | make html
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
@@ -8,7 +8,7 @@ REFERENCE_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE
 	MINPRUNE_DEVICE=cpu
 
 .PHONY: install demo test lint unit nbval nbval-other-cpu lab bench notebooks notebook baselines baselines-check gpu-check \
-	student html clean
+	student nbgrader html clean
 
 # The tested set of every package is pinned in constraints.txt; pyproject.toml only gives ranges.
 $(STAMP): pyproject.toml constraints.txt
@@ -71,6 +71,12 @@ baselines-check: install
 # Student notebooks (solutions replaced by stubs, outputs cleared) for a lab hand-out.
 student: install
 	$(PY) -m minprune course student student/
+
+# The course as an nbgrader course in grading/ (one assignment per notebook with exercises), released into
+# grading/release/; then nbgrader autograde (docs/instructor.md). nbgrader calls `alembic`: the venv's bin/ on PATH.
+nbgrader: install
+	$(PY) -m minprune course nbgrader grading/
+	cd grading && PATH=$(abspath $(VENV))/bin:$$PATH $(abspath $(PY)) -m nbgrader generate_assignment "*" --force
 
 # The course as static HTML pages (with the committed outputs) for a course website.
 html: install

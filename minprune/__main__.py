@@ -158,21 +158,28 @@ def add_run(sub) -> None:
 
 
 def course(args) -> int:
-    """Write the student versions of the solution notebooks (solutions stubbed, outputs cleared)."""
-    from minprune.course.student import generate_student_notebooks
+    """Write the student notebooks, or an nbgrader course, from the solution notebooks."""
+    if args.action == "nbgrader":
+        from minprune.course.nbgrader import write_course as write
+    else:
+        from minprune.course.student import generate_student_notebooks as write
 
-    for path in generate_student_notebooks(args.src, args.outdir):
+    for path in write(args.src, args.outdir):
         print(f"wrote {path}")
     return EXIT_OK
 
 
 def add_course(sub) -> None:
-    p = _parser(sub, "course", help="course tools: generate student notebooks",
-                description="Generate student notebooks from the solution notebooks for a lab hand-out: "
-                            "solutions replaced by stubs, outputs cleared.",
-                examples=["course student student/", "course student handout/ --src notebooks"])
-    p.add_argument("action", choices=["student"], help="what to do; 'student': write student notebooks")
-    p.add_argument("outdir", help="folder for the student notebooks (must differ from --src)")
+    p = _parser(sub, "course", help="course tools: generate student notebooks or an nbgrader course",
+                description="Generate student notebooks from the solution notebooks for a lab hand-out "
+                            "(solutions replaced by stubs, outputs cleared), or an nbgrader course folder "
+                            "(nbgrader_config.py and source/<notebook>/, one assignment per notebook with "
+                            "exercises, for nbgrader generate_assignment and autograde).",
+                examples=["course student student/", "course student handout/ --src notebooks",
+                          "course nbgrader grading/"])
+    p.add_argument("action", choices=["student", "nbgrader"],
+                   help="what to do; 'student': write student notebooks; 'nbgrader': write an nbgrader course")
+    p.add_argument("outdir", help="folder for the student notebooks (must differ from --src) or the nbgrader course")
     p.add_argument("--src", default="notebooks", help="folder of the solution notebooks (default: %(default)s)")
     p.set_defaults(func=course)
 

@@ -138,3 +138,57 @@ def test_same_value_checks_a_computed_number(capsys):
 def test_check_failed_is_an_assertion_error():
     assert issubclass(CheckFailed, AssertionError)  # pytest and nbgrader count it as a failed check
     assert callable(check.show_source)
+
+
+def _loss_of(model):
+    return model(torch.ones(1, 2)).sum()
+
+
+def test_gradients_left_on_the_callers_model_fail():
+    def with_backward(model):
+        _loss_of(model).backward()
+        return 1
+
+    def with_autograd_grad(model):
+        torch.autograd.grad(_loss_of(model), list(model.parameters()))
+        return 1
+
+    message = _failure(same_as, with_backward, lambda m: 1, torch.nn.Linear(2, 2))
+    assert "left .grad set on the model's parameter 'weight'" in message and "torch.autograd.grad" in message
+    assert same_as(with_autograd_grad, lambda m: 1, torch.nn.Linear(2, 2), quiet=True)
+    x = torch.ones(2, requires_grad=True)
+    assert "left .grad set on argument 't'" in _failure(same_as, lambda t: t.sum().backward() or 1, lambda t: 1, x)
+
+
+def test_requires_grad_and_train_eval_mode_changes_fail():
+    assert "changed requires_grad" in _failure(same_as, lambda t: t.requires_grad_() or 1, lambda t: 1, torch.ones(2))
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
+    message = _failure(same_as, lambda m: m.eval() and 1, lambda m: 1, model.train())
+    assert "left the model in eval mode (it was in train mode)" in message
+    bn = torch.nn.BatchNorm1d(2).train()
+    message = _failure(same_as, lambda m: m(torch.randn(4, 2)) is None or 1, lambda m: 1, bn)
+    assert "changed the model's buffer 'running_mean'" in message
+
+
+def test_an_exception_inside_the_learners_function_names_its_line():
+    def wrong_axis(W):
+        return W[:, 5]
+
+    message = _failure(same_on, wrong_axis, lambda W: W[5], [(torch.ones(6, 2),)], hint="rows, not columns")
+    assert message.startswith("✗ wrong_axis raised IndexError (case 1 of 1) at line")
+    assert "`return W[:, 5]`" in message and "hint: rows, not columns" in message
+
+
+def test_dtype_strict_names_the_dtypes():
+    found = difference(torch.ones(2), torch.ones(2, dtype=torch.float64), dtype_strict=True)
+    assert found[0] == "result: dtype torch.float64, expected torch.float32"
+    assert difference(torch.ones(2), torch.ones(2, dtype=torch.float64)) is None  # not strict by default
+
+
+def test_a_diagnosis_replaces_the_hint_and_a_failing_diagnosis_says_nothing():
+    criterion = check._Criterion(hint="generic", diagnoses=(lambda case, e, g: 1 / 0,
+                                                            lambda case, e, g: "doubled" if g == 2 * e else None))
+    with pytest.raises(CheckFailed, match="hint: doubled"):
+        check._check_call(lambda x: 2 * x, lambda x: x, (3.0,), {}, criterion)
+    with pytest.raises(CheckFailed, match="hint: generic"):
+        check._check_call(lambda x: x + 1, lambda x: x, (3.0,), {}, criterion)

@@ -95,19 +95,28 @@ def test_bn_scores_need_batchnorm(splits):
         runner.run_stages(config, splits)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(1, 1e6), st.floats(0, 100)), min_size=1, max_size=12))
+def _beats(q, p) -> bool:
+    """q is at least as good as p in both (size, accuracy) and strictly better in one."""
+    return q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1])
+
+
+# sizes and accuracies drawn from a few values, so that ties and identical points are common
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1.0, 2.0, 5.0, 1e6]) | st.floats(1, 1e6),
+                          st.sampled_from([90.0, 95.0, 100.0]) | st.floats(0, 100)), min_size=1, max_size=12))
 def test_pareto_front_is_exactly_the_undominated_points(points):
-    front = set(pareto.pareto_front(points))
+    front = pareto.pareto_front(points)
+    undominated = [i for i, p in enumerate(points) if not any(_beats(q, p) for q in points)]
+    assert sorted(front) == undominated
+    assert [points[i][0] for i in front] == sorted(points[i][0] for i in front)
 
-    def dominated(i):
-        return any((q[0] <= points[i][0] and q[1] >= points[i][1]) and q != points[i] for q in points)
 
-    for i, p in enumerate(points):
-        if dominated(i):
-            assert i not in front
-        elif all(points[j] != p for j in front):  # duplicates of a front point: one copy is enough
-            raise AssertionError(f"undominated point {p} missing from the front {front}")
+def test_pareto_front_ties_and_identical_points():
+    assert pareto.pareto_front([(5, 90), (10, 95), (5, 90)]) == [0, 2, 1]  # identical points: both on the front
+    assert pareto.pareto_front([(8, 90), (5, 92), (8, 90)]) == [1]  # ... or both off it
+    assert pareto.pareto_front([(5, 90), (5, 92), (8, 95)]) == [1, 2]  # same size: the more accurate beats it
+    assert pareto.pareto_front([(5, 90), (8, 90), (3, 80)]) == [2, 0]  # same accuracy: the smaller beats it
+    assert pareto.pareto_front([(5, 90.0), (5.0, 90)]) == [0, 1]
 
 
 def test_plot_pareto_returns_a_figure():

@@ -21,7 +21,7 @@ from minprune.course import student as course
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-NO_EXERCISES = {"00_welcome.ipynb", "11_deploy.ipynb"}  # the welcome tour and deployment: no numbered exercises
+NO_EXERCISES = {"00_welcome.ipynb"}  # the welcome tour: no numbered exercises
 # Read at import, before conftest.py points MINPRUNE_CACHE at an empty private folder: an empty cache would
 # retrain every baseline the notebooks load. Unset means the library's default cache, as for nbval.
 SHARED_CACHE = os.environ.get("MINPRUNE_CACHE")
@@ -93,7 +93,8 @@ def test_exercises_follow_the_pattern(path):
         assert number.split(".")[0] == chapter, f"Exercise {number} in notebook {path.name}: number it {chapter}.k"
         assert number in minutes, f"Exercise {number} in {path.name} has no time estimate '(N min)'"
         check = nb.cells[_check_cell(nb, index)]
-        assert "check." in check.source, f"the cell after Exercise {number} in {path.name} is not a check cell"
+        is_check = "check." in check.source or "check_exercise(" in check.source
+        assert is_check, f"the cell after Exercise {number} in {path.name} is not a check cell"
         texts = [o.get("text", "") for o in check.outputs if o.output_type == "stream"]
         assert any("✓" in t for t in texts), f"Exercise {number}: committed check cell shows no passing verdict"
         assert not [o for o in check.outputs if o.output_type == "error"], f"Exercise {number}: check cell errored"

@@ -1,8 +1,9 @@
-"""Course tools used by every notebook (00-11): checks of a learner's code against the library, student notebooks,
+"""Course tools used by every notebook (00-13): checks of a learner's code against the library
+(and each exercise's designed cases), student notebooks,
 widgets, plots, and the Colab header.
 """
 
 from minprune._lazy import lazy_attributes
 
-MODULES = ("check", "student", "widgets", "plots", "plots_dynamic", "colab")
-__getattr__, __dir__ = lazy_attributes(__name__, modules=MODULES)
+MODULES = ("check", "exercises", "student", "widgets", "plots", "plots_dynamic", "colab")
+__getattr__, __dir__ = lazy_attributes(__name__, modules=MODULES, exports={"exercises": ["check_exercise"]})

@@ -155,7 +155,8 @@ def plot_sensitivity(result, *, ax=None):
 def show_masks(masks: dict, *, max_cols: int = 3, max_side: int = 300):
     """Masks as black (pruned) and white (kept) images; conv masks are shown as (out, in*kh*kw).
 
-    See notebooks/03_weight_pruning.ipynb.
+    A mask larger than `max_side` in either direction is cropped to its top-left max_side x max_side corner, and
+    its title says so (the sparsity in the title is the whole mask's). See notebooks/03_weight_pruning.ipynb.
     """
     if not masks:
         raise ValueError("masks is empty")
@@ -164,9 +165,17 @@ def show_masks(masks: dict, *, max_cols: int = 3, max_side: int = 300):
     with style(**{"axes.grid": False}):
         fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
         for ax, (name, m) in zip(axes.flat, masks.items()):
-            image = m.detach().reshape(m.shape[0], -1).float().cpu()[:max_side, :max_side]
+            full = m.detach().reshape(m.shape[0], -1).float().cpu()  # (out, in * kh * kw)
+            image = full[:max_side, :max_side]
             ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-            ax.set_title(f"{name}: {100 * (1 - float(m.float().mean())):.1f}% pruned", fontsize=9)
+            title = f"{name}: {100 * (1 - float(m.float().mean())):.1f}% pruned"
+            cropped = [f"first {shown} of {size} {what}" for shown, size, what
+                       in zip(image.shape, full.shape, ("rows", "columns")) if shown < size]
+            if cropped:
+                title += f"\n(cropped: {', '.join(cropped)})"
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("input" if m.dim() == 2 else "input channel x kernel position", fontsize=8)
+            ax.set_ylabel("output", fontsize=8)
         for ax in axes.flat[len(masks):]:
             ax.axis("off")
         fig.tight_layout()

@@ -1,6 +1,8 @@
 """Which variants are worth shipping: the Pareto front of (size, accuracy) points, and its plot.
 
-A point is on the front when no other point is both smaller and more accurate. See notebooks/10_capstone.ipynb.
+A point is on the front when no other point is at least as good in both (as small or smaller, as accurate or more)
+and strictly better in one. Identical points do not beat each other: they are all on the front or all off it.
+See notebooks/10_capstone.ipynb.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from minprune.table import Table
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the (size, accuracy) points that no other point beats on both (smaller and more accurate).
+    """Indices of the (size, accuracy) points that no other point beats: none is as small or smaller and as
+    accurate or more, and strictly better in one of the two. Identical points are all kept or all left out.
 
-    Sorted by size. See notebooks/10_capstone.ipynb.
+    Sorted by size (identical points in the order given). See notebooks/10_capstone.ipynb.
     """
     if not isinstance(points, (tuple, list)):
         raise TypeError(f"points must be a list of (size, accuracy) pairs, got {type(points).__name__}")
@@ -25,12 +28,15 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
             raise ValueError(f"points must be (size, accuracy) pairs of numbers (finite: NaN and inf are refused); "
                              f"points[{i}] is {point!r}")
+    # smallest first, the more accurate first among equal sizes: a point is beaten exactly when a point walked
+    # before it is at least as accurate, unless that point is identical to it
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], float("-inf")
     for i in order:
-        if points[i][1] > best:
+        size, acc = points[i]
+        if acc > best or (front and tuple(points[front[-1]]) == (size, acc)):
             front.append(i)
-            best = points[i][1]
+            best = acc
     return front
 
 

@@ -40,7 +40,8 @@ FAST = os.environ.get("MINPRUNE_FAST", "0") == "1"  # CI sets MINPRUNE_FAST=1; i
 #
 # 1. **Train** a dense baseline (notebook 01).
 # 2. **Score** every weight or unit: how much would the loss suffer without it? Magnitude |w| is the classic
-#    answer; gradients give better ones (notebook 02).
+#    answer; scores built from gradients ask the loss directly. Which works better is something you measure:
+#    in notebook 02, pruning our small MLP without retraining, plain magnitude keeps the most accuracy.
 # 3. **Prune** the lowest scores, to a threshold or to a target *sparsity* (the fraction of zeros) (03).
 # 4. **Fine-tune** the survivors to recover the accuracy lost (04). Repeat for higher sparsity.
 #

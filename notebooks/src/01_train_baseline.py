@@ -41,7 +41,9 @@ print(cnn)
 # ### Exercise 1.1 (5 min): count the parameters yourself
 # A `Linear(n_in, n_out)` layer has a weight matrix `W` of shape `(n_out, n_in)` and a bias of `n_out`; a
 # `Conv2d` has a weight of shape `(out_channels, in_channels, kh, kw)` and a bias of `out_channels`.
-# Write a function that counts all parameters of a model. The check cell below compares it with `mp.count_params`.
+# Write a function that counts all parameters of a model. The check cell below compares it with `mp.count_params`,
+# first on the models above, then on models with BatchNorm, a layer without bias, a weight shared by two layers
+# (stored once, so counted once) and weights that are exactly zero (still stored, so still counted).
 
 # %%
 # BUILD IT YOURSELF
@@ -59,7 +61,7 @@ def my_count_params(model):
 # %%
 # NBVAL_CHECK_OUTPUT
 tiny = torch.nn.Linear(3, 2)  # 3*2 weights + 2 biases = 8, checkable by eye
-mp.course.check.same_on(my_count_params, mp.count_params, [(tiny,), (mlp,), (cnn,)])
+mp.course.check_exercise("1.1", my_count_params, extra_cases=[(tiny,), (mlp,), (cnn,)])
 print(f"LeNet-300-100: {mp.count_params(mlp):,} parameters, LeNet-5: {mp.count_params(cnn):,}")
 
 # %% [markdown]
@@ -78,7 +80,10 @@ print("LeNet-5 MACs in all:", mp.count_macs(cnn))
 # ### Exercise 1.2 (10 min): the MACs of a convolution
 # A `Conv2d` with `C_in` input channels, `C_out` filters of size `kh x kw`, stride `s` and padding `p`, applied to
 # an `H x W` input, produces an output of size `H_out = (H + 2p - kh) // s + 1` (the same for the width). Every
-# output value costs `C_in * kh * kw` multiply-accumulates (assume `groups=1`). Write `my_conv_macs(conv, H, W)`.
+# output value costs `C_in * kh * kw` multiply-accumulates (assume `groups=1`; the bias is an addition, not a MAC).
+# Kernels, strides and paddings are pairs `(height, width)` that need not be equal: `conv.kernel_size == (kh, kw)`.
+# Write `my_conv_macs(conv, H, W)`. The check compares it with `mp.count_macs` on the layer alone, on non-square
+# kernels and inputs, strides and paddings that differ per axis, and sizes the stride does not divide.
 
 # %%
 # Exercise 1.2 (10 min): multiply-accumulates of one Conv2d on an H x W input
@@ -95,14 +100,10 @@ def my_conv_macs(conv, H, W):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_conv_macs(conv, H, W):
-    return mp.count_macs(conv, (conv.in_channels, H, W))
-
-
 cases = [(torch.nn.Conv2d(1, 1, 3), 4, 4),  # 2x2 outputs, 9 MACs each: 36
          (cnn.features[0], 28, 28), (cnn.features[3], 14, 14),
          (torch.nn.Conv2d(3, 8, 5, stride=2, padding=1), 32, 32)]
-mp.course.check.same_on(my_conv_macs, library_conv_macs, cases, hint="check the output size formula, and count C_in")
+mp.course.check_exercise("1.2", my_conv_macs, extra_cases=cases)
 
 # %% [markdown]
 # **Question 1.3 (5 min).** LeNet-5 has 4x fewer parameters than LeNet-300-100 but more MACs. Which of the two
@@ -180,8 +181,9 @@ print("baseline accuracies in the expected range:", {k: round(v, 1) for k, v in 
 # the weights are exactly zero, it will. And the MLP has 4x more parameters than LeNet-5 but fewer MACs.
 #
 # ## Weight histograms: why pruning is possible
-# Most trained weights sit close to zero. If the small ones matter little, we can remove them: that is the
-# intuition behind magnitude pruning, which notebook 02 turns into *importance scores*.
+# The trained weights pile up around zero (the histograms below), and the cell after them counts how many of the
+# first layer's weights are tiny. If the small ones matter little, we can remove them: that is the intuition
+# behind magnitude pruning, which notebook 02 turns into *importance scores*.
 
 # %%
 fig = mp.plot_weight_histograms(baselines["lenet300"])
@@ -210,7 +212,7 @@ print("reloaded model identical:", same, meta)
 
 # %% [markdown]
 # ## What the library gave you
-# * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.course.check.same_as`
+# * `mp.build(arch)`, `mp.count_params`, `mp.count_macs`, `mp.course.check_exercise`
 # * `mp.fit(model, loader, mp.TrainConfig(epochs=, lr=, optimizer=), val_loader=)` → `History`; `mp.evaluate`; `mp.device()`
 # * `mp.pretrained(arch)`: the shipped baselines; `mp.compare(models, loader)`: the measurement table
 # * `mp.plot_history`, `mp.plot_weight_histograms`; `mp.save_model` / `mp.load_model`

@@ -50,8 +50,9 @@ for name in names:
 # Write `my_magnitude_scores(model, p=1)` returning `{name: |w| ** p}` for every prunable weight
 # (`mp.prunable_names(model)`), as float tensors shaped like the weights: `p=1` is the L1 score `|w|`, `p=2` the
 # L2 score `w²`. Scores never change the model: detach the weights and do not modify them in place.
-# The check cell compares your function with `mp.magnitude_scores` on a 2x3 layer you can check by eye, then on
-# LeNet-300-100.
+# The check cell compares your function with `mp.magnitude_scores` on a 2x3 layer you can check by eye, on
+# LeNet-300-100, then on a small model with a non-square convolution, BatchNorm (whose weight is not prunable),
+# negative and zero weights, and other powers `p`.
 
 # %%
 # BUILD IT YOURSELF
@@ -74,7 +75,7 @@ tiny = torch.nn.Sequential(torch.nn.Linear(3, 2))
 with torch.no_grad():
     tiny[0].weight.copy_(torch.tensor([[0.5, -2.0, 0.0], [-1.0, 0.25, 3.0]]))  # L1: [[0.5, 2, 0], [1, 0.25, 3]]
 cases = [(tiny, 1), (tiny, 2), (model, 1), (model, 2)]
-mp.course.check.same_on(my_magnitude_scores, mp.magnitude_scores, cases, hint="one entry per name in mp.prunable_names")
+mp.course.check_exercise("2.1", my_magnitude_scores, extra_cases=cases)
 
 # %% [markdown]
 # From here on we use the library version. Its weight histograms show a peak around zero: many weights are
@@ -109,39 +110,40 @@ except ValueError as err:
 # %% [markdown]
 # ### Exercise 2.2 (10 min): the Taylor score of one batch
 # For one batch `(x, y)`, compute the mean cross-entropy loss of the model, the gradient `dL/dw` of every
-# prunable weight, and return `{name: |w · dL/dw|}`. Take the gradients with `torch.autograd.grad(loss, weights)`:
-# it returns them without storing anything in `.grad`, so the model is left as it was.
+# prunable weight, and return `{name: |w · dL/dw|}`. Score the model as it predicts, in eval mode (Dropout off,
+# BatchNorm's running statistics), and put it back in the mode it came in. Take the gradients with
+# `torch.autograd.grad(loss, weights)`: it returns them without storing anything in `.grad`, so the model is left
+# as it was (`loss.backward()` would write into the caller's `.grad`).
 # The check compares your function with `mp.taylor_scores(model, [(x, y)], batches=1)`: first on a 2x2 layer
 # whose two rows are equal, so both logits are equal, the softmax gives 0.5 each and you can work the scores out
-# by hand; then on LeNet-300-100 and a real batch.
+# by hand; then on LeNet-300-100 and a real batch; then on small models in train mode, with Dropout and BatchNorm,
+# and with gradients already stored in `.grad`, which must stay as they were.
 
 # %%
 # Exercise 2.2 (10 min): first-order Taylor scores |w * dL/dw| for one batch
 def my_taylor_scores(model, x, y):
     """{name: |w * dL/dw|} for every prunable weight, L the mean cross-entropy of model(x) against labels y."""
     ### BEGIN SOLUTION
+    was_training = model.training
+    model.eval()
     params = dict(model.named_parameters())
     names = mp.prunable_names(model)
     loss = torch.nn.functional.cross_entropy(model(x), y)
     grads = torch.autograd.grad(loss, [params[name] for name in names])
+    model.train(was_training)
     return {name: (params[name].detach() * g).abs() for name, g in zip(names, grads)}
     ### END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_taylor_scores(model, x, y):
-    return mp.taylor_scores(model, [(x, y)], batches=1)
-
-
 train_loader = splits.loader("train", 128, shuffle=False)
 x, y = next(iter(train_loader))
 pair = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False))
 with torch.no_grad():
     pair[0].weight.copy_(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
 x_hand, y_hand = torch.tensor([[1.0, 0.0]]), torch.tensor([0])  # dL/dW = [[-0.5, 0], [0.5, 0]]
-mp.course.check.same_on(my_taylor_scores, library_taylor_scores, [(pair, x_hand, y_hand), (model, x, y)],
-                 atol=1e-9, rtol=1e-4, hint="the loss is the batch mean; multiply each gradient by its weight")
+mp.course.check_exercise("2.2", my_taylor_scores, extra_cases=[(pair, x_hand, y_hand), (model, x, y)])
 
 # %%
 all_scores = {
@@ -157,7 +159,8 @@ all_scores = {
 fig = mp.plot_score_histograms(all_scores["Taylor"])
 
 # %% [markdown]
-# Taylor scores span many decades: a few weights matter a lot, most hardly at all.
+# The axis is log10 of the score: Taylor scores are far smaller than the magnitudes above and spread over more
+# decades, because each is a weight times a gradient, and most gradients of a trained model are tiny.
 #
 # **Scores never change the model.** Gradient scores run on a private copy in eval mode, so no `.grad`,
 # BatchNorm statistic or training flag of our model moves:
@@ -251,12 +254,18 @@ mp.Table([{"score": k, "test acc at 90% sparsity": v} for k, v in results.items(
 # %%
 # the ranking matters: magnitude beats the random control by a wide margin
 assert results["L1"] > results["random"] + 20, results
+print("from most to least accuracy kept:", ", ".join(sorted(results, key=results.get, reverse=True)))
 
 # %% [markdown]
+# Without any retraining, plain magnitude (L1, and L2 with the same ranking) keeps the most accuracy here: the
+# gradient-based scores are not better at this. Among them, Taylor and SNIP, which multiply by the weight, do far
+# better than the gradient alone, and iterative SynFlow beats one-shot SynFlow. SNIP, GraSP and SynFlow were
+# designed to prune at initialisation, before training, which this comparison on a trained model does not test.
+#
 # ## What the library gave you
 # - `mp.prunable_names(model)`: which weights are pruned by default
 # - `mp.magnitude_scores`, `mp.random_scores`, `mp.gradient_scores`, `mp.taylor_scores`, `mp.snip_scores`,
 #   `mp.grasp_scores`, `mp.synflow_scores`: `{name: scores}` without changing the model
 # - `mp.synflow_masks(model, sparsity, rounds)`: iterative SynFlow
 # - `mp.topk_mask`, `mp.make_masks`, `mp.prune`, `mp.copy_model` (used here, explained in 03)
-# - `mp.plot_score_histograms`; `mp.course.check.same_on` for your own versions
+# - `mp.plot_score_histograms`; `mp.course.check_exercise` for your own versions

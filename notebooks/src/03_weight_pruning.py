@@ -40,8 +40,10 @@ print(f"dense test accuracy: {dense_acc:.1f}%")
 # ### Exercise 3.1 (10 min): keep the top scores, remove exactly the rest
 # Write `my_topk_mask(scores, sparsity)`: a bool tensor shaped like `scores`, **True = keep**, that removes
 # exactly `mp.n_pruned(scores.numel(), sparsity)` of the lowest scores; among equal scores the lower (flattened)
-# index goes first. The check starts with a 4x4 weight whose mask you can verify by eye, then ties, the rounding
-# rule (`round(2.5) == 2`: Python rounds halves to even) and random scores.
+# index goes first. The check starts with a 4x4 weight whose mask you can verify by eye, then ties at the cut-off,
+# the rounding rule (`round(2.5) == 2`: Python rounds halves to even), signed scores (the most negative go first),
+# a sparsity of 0, a transposed (non-contiguous) tensor and random scores; when your mask is wrong, the hint says
+# what its count or its choice suggests went wrong.
 
 # %%
 # BUILD IT YOURSELF
@@ -67,7 +69,7 @@ cases = [(W.abs(), 0.5),  # 8 of 16 go: every |w| <= 0.2, and one of the two 0.3
          (torch.tensor([0.3, 0.1, 0.1, 0.1, 0.5]), 0.4),  # 2 go: the first two 0.1s
          (torch.tensor([0.4, 0.3, 0.2, 0.1]), 0.625),  # 0.625 * 4 = 2.5 rounds to 2
          (torch.rand(3, 3), 0.0), (torch.rand(6, 7), 0.3), (mp.magnitude_scores(model)["layers.5.weight"], 0.9)]
-mp.course.check.same_on(my_topk_mask, mp.topk_mask, cases, hint="remove the lowest scores first, ties by index")
+mp.course.check_exercise("3.1", my_topk_mask, extra_cases=cases)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -92,8 +94,10 @@ print("layer sparsity:", {n: round(s, 3) for n, s in mp.layer_sparsity(pruned).i
 fig = mp.show_masks(masks)
 
 # %% [markdown]
-# The first layer's mask shows columns: input pixels at the border of MNIST digits are always black, so their
-# weights never grew, and magnitude pruning removes them all.
+# Each column of the first layer's mask is one input pixel, and the image's rows of 28 pixels follow one another,
+# so the figure (cropped to the first 300 of the 784 columns: the top rows of the image) shows stripes every 28
+# columns, and a black band at the left for the top rows: pixels at the border of MNIST digits are (almost) always
+# background, so their weights stayed small, and magnitude pruning removes nearly all of them.
 #
 # ## 3. Threshold instead of target
 # Han et al. (2015) pruned every weight below a threshold. With a threshold, the sparsity is an *outcome*, and
@@ -102,7 +106,8 @@ fig = mp.show_masks(masks)
 # %% [markdown]
 # ### Exercise 3.2 (5 min): threshold masks for a whole model
 # Write `my_threshold_masks(scores, threshold)`: for a dict `{name: scores}`, the dict `{name: bool mask}` that keeps
-# only the scores **strictly above** `threshold`. The check compares it with `mp.make_masks(scores, threshold=...)`.
+# only the scores **strictly above** `threshold`. The check compares it with `mp.make_masks(scores, threshold=...)`,
+# also on scores equal to the threshold, signed scores and a negative threshold.
 
 # %%
 # Exercise 3.2 (5 min): keep the scores strictly above a threshold, in every layer
@@ -118,15 +123,11 @@ def my_threshold_masks(scores, threshold):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_threshold_masks(scores, threshold):
-    return mp.make_masks(scores, threshold=threshold)
-
-
 magnitude = mp.magnitude_scores(model)
 hand = {"a": torch.tensor([0.5, 0.25, 0.75]), "b": torch.tensor([[0.0, 1.0], [0.25, 0.5]])}
 cases = [(hand, 0.25),  # keeps a: [T, F, T], b: [[F, T], [F, T]]: a score equal to the threshold is pruned
          (hand, 1.0), (magnitude, 0.05)]
-mp.course.check.same_on(my_threshold_masks, library_threshold_masks, cases, hint="strictly above: '>' not '>='")
+mp.course.check_exercise("3.2", my_threshold_masks, extra_cases=cases)
 
 # %%
 rows = []
@@ -167,15 +168,11 @@ def my_global_masks(scores, sparsity):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_global_masks(scores, sparsity):
-    return mp.make_masks(scores, sparsity, scope="global")
-
-
 hand = {"a": torch.tensor([0.1, 0.5]), "b": torch.tensor([[0.2, 0.9], [0.3, 0.05]])}
 cases = [(hand, 0.5),  # 3 of 6 go: 0.05, 0.1, 0.2, so a keeps [F, T] and b keeps [[F, T], [T, F]]
          ({"a": torch.ones(3), "b": torch.ones(2)}, 0.4),  # all tied: the first two entries of a go
          ({"conv": torch.rand(4, 2, 3, 3), "fc": torch.rand(10, 5)}, 0.7), (magnitude, 0.9)]
-mp.course.check.same_on(my_global_masks, library_global_masks, cases, hint="one ranking over all entries, then split it")
+mp.course.check_exercise("3.3", my_global_masks, extra_cases=cases)
 
 # %%
 curves = {"local magnitude": [], "global magnitude": [], "shuffled global masks": [], "random": []}
@@ -226,7 +223,7 @@ fig = mp.plot_sensitivity(result)
 result.to_table()
 
 # %% [markdown]
-# The big first layer (235k weights) tolerates very high sparsity; the small output layer is the most fragile.
+# The big first layer (300 x 784 weights) tolerates very high sparsity; the small output layer is the most fragile.
 # From the scan, `mp.layer_sparsities` picks per layer the largest sparsity within an accuracy budget, and
 # `make_masks(..., overrides=...)` applies them:
 

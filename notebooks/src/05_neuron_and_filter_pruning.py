@@ -51,13 +51,15 @@ for ax, name in zip(axes, ["layers.1.weight", "layers.3.weight"]):
     ax.hist(scores[name].numpy(), bins=40)
     ax.set_title(f"L1 norm per neuron: {name}")
     ax.set_xlabel("score")
+    ax.set_ylabel("neurons")
 plt.tight_layout()
 
 # %% [markdown]
 # ### Exercise 5.1 (10 min): which neurons stay
 # Given one score per neuron and a `sparsity` (the fraction of neurons to remove), return the indices of the
 # neurons that **stay**, sorted ascending. Remove `round(sparsity * n)` neurons (`mp.n_pruned`, the one rounding
-# rule of the library), the ones with the lowest scores.
+# rule of the library), the ones with the lowest scores. Among equal scores the later neuron goes first (the
+# library breaks ties this way everywhere), so the earlier one stays. Scores can be negative: lower is lower.
 
 # %%
 # Exercise 5.1 (10 min): indices of the neurons that stay
@@ -65,26 +67,18 @@ def my_kept_neurons(scores, sparsity):
     """Sorted LongTensor of the indices of the `n - round(sparsity * n)` highest `scores` (1-D tensor)."""
     ### BEGIN SOLUTION
     n_keep = len(scores) - mp.n_pruned(len(scores), sparsity)
-    best = torch.argsort(scores, descending=True)[:n_keep]
+    best = torch.argsort(scores, descending=True, stable=True)[:n_keep]  # equal scores keep index order
     return best.sort().values
     ### END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_kept_neurons(scores, sparsity):
-    """The library's choice for the hidden layer of a one-hidden-layer network with these scores."""
-    net = torch.nn.Sequential(torch.nn.Linear(1, len(scores)), torch.nn.ReLU(), torch.nn.Linear(len(scores), 1))
-    graph = mp.trace_groups(net, torch.zeros(1, 1))
-    hidden = graph.prunable()[0].id
-    return mp.select_channels(graph, {hidden: scores}, sparsity)[hidden]
-
-
 g = torch.Generator().manual_seed(0)
 cases = [(torch.tensor([0.3, 0.1, 0.4, 0.2]), 0.5),  # keeps neurons 0 and 2
          (torch.tensor([5.0, 1.0, 3.0]), 0.3),  # round(0.9) = 1 removed: keeps 0 and 2
          (scores["layers.1.weight"], 0.75), (torch.rand(100, generator=g), 0.37)]
-mp.course.check.same_on(my_kept_neurons, library_kept_neurons, cases, hint="lowest scores go; return indices sorted")
+mp.course.check_exercise("5.1", my_kept_neurons, extra_cases=cases)
 
 # %% [markdown]
 # ## Remove neurons of LeNet-300-100
@@ -115,24 +109,13 @@ def my_remove_neurons(W1, b1, W2, keep):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_remove_neurons(W1, b1, W2, keep):
-    """`mp.remove_channels` on a Linear-ReLU-Linear network holding these weights."""
-    net = torch.nn.Sequential(torch.nn.Linear(W1.shape[1], W1.shape[0]), torch.nn.ReLU(),
-                              torch.nn.Linear(W1.shape[0], W2.shape[0], bias=False))
-    with torch.no_grad():
-        net[0].weight.copy_(W1), net[0].bias.copy_(b1), net[2].weight.copy_(W2)
-    graph = mp.trace_groups(net, torch.zeros(1, W1.shape[1]))
-    small = mp.remove_channels(net, {graph.prunable()[0].id: keep}, graph)
-    return small[0].weight.detach(), small[0].bias.detach(), small[2].weight.detach()
-
-
 W1, b1, W2 = torch.arange(6.0).reshape(3, 2), torch.tensor([10.0, 20.0, 30.0]), torch.arange(6.0).reshape(2, 3)
 fc1, fc2 = mlp.layers[1], mlp.layers[3]
 cases = [(W1, b1, W2, torch.tensor([0, 2])),  # rows 0 and 2 of W1, columns 0 and 2 of W2
          (fc1.weight.detach(), fc1.bias.detach(), fc2.weight.detach(), torch.arange(0, 300, 2)),
          (torch.randn(8, 5, generator=g), torch.randn(8, generator=g), torch.randn(4, 8, generator=g),
           torch.tensor([1, 4, 7]))]
-mp.course.check.same_on(my_remove_neurons, library_remove_neurons, cases, hint="the next layer loses columns, not rows")
+mp.course.check_exercise("5.2", my_remove_neurons, extra_cases=cases)
 
 # %% [markdown]
 # How much accuracy does neuron pruning cost *before* any fine-tuning? Compare L1 scores with random scores
@@ -161,7 +144,7 @@ _ = plt.title("LeNet-300-100, no fine-tuning")
 #
 # ### Exercise 5.3 (5 min): the L1 score of every filter
 # The L1 score of filter `i` is the sum of `|W[i]|`. Write it for a weight tensor `W` of shape
-# `(out, in, kh, kw)` (or `(out, in)` for a Linear layer): one score per output unit.
+# `(out, in, kh, kw)` (or `(out, in)` for a Linear layer, `(out, in, k)` for a Conv1d): one score per output unit.
 
 # %%
 # BUILD IT YOURSELF
@@ -181,7 +164,7 @@ def my_filter_l1(W):
 W = cnn.features[3].weight.detach()  # (16, 6, 5, 5)
 cases = [(torch.tensor([[[[1.0, -2.0]]], [[[0.5, 0.5]]]]),),  # two 1x1x2 filters: scores 3 and 1
          (W,), (torch.randn(8, 3, 3, 3, generator=g),), (torch.randn(5, 7, generator=g),)]
-mp.course.check.same_on(my_filter_l1, mp.unit_norms, cases, atol=1e-4, hint="sum |W[i]| over every axis but the first")
+mp.course.check_exercise("5.3", my_filter_l1, extra_cases=cases)
 
 # %% [markdown]
 # Removing filter `i` of `features.3` removes output channel `i`, so the next layer loses an input. Here the next
@@ -218,6 +201,7 @@ score_sets = {
 accs = {k: mp.evaluate(mp.prune_channels(cnn, 0.5, scores=s), test_loader)["acc"] for k, s in score_sets.items()}
 plt.bar(list(accs), list(accs.values()))
 plt.axhline(mp.evaluate(cnn, test_loader)["acc"], color="k", ls="--", label="unpruned")
+plt.xlabel("unit score")
 plt.ylabel("test accuracy (%)")
 plt.title("LeNet-5, 50% of units removed, no fine-tuning")
 _ = plt.legend()

@@ -85,22 +85,11 @@ def my_flatten_index(keep, hw):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def library_flatten_index(keep, hw):
-    """Read the surviving columns off `mp.remove_channels`: conv -> flatten -> Linear whose column j holds j."""
-    C = int(keep.max()) + 1
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, C, 1), torch.nn.Flatten(), torch.nn.Linear(C * hw, 1, bias=False))
-    with torch.no_grad():
-        net[2].weight.copy_(torch.arange(C * hw, dtype=torch.float32).reshape(1, -1))
-    graph = mp.trace_groups(net, torch.zeros(1, 1, 1, hw))
-    small = mp.remove_channels(net, {graph.outputs["0"]: keep}, graph)
-    return small[2].weight.detach()[0].long()
-
-
 g = torch.Generator().manual_seed(0)
 cases = [(torch.tensor([0, 2]), 3),  # channels 0 and 2 of 3 features each: 0 1 2 6 7 8
          (torch.tensor([1]), 4), (torch.arange(0, 16, 2), 25),
          (torch.randperm(64, generator=g)[:20].sort().values, 9)]
-mp.course.check.same_on(my_flatten_index, library_flatten_index, cases, hint="channel c owns c*hw ... c*hw + hw - 1")
+mp.course.check_exercise("6.1", my_flatten_index, extra_cases=cases)
 
 # %% [markdown]
 # ## Channels in the VGG-style network
@@ -284,8 +273,9 @@ for kind, layer_types in rules_by_kind.items():
 # `ChannelAffine` scales *and* shifts each channel: `weight` holds one factor per channel, `bias` is stored as
 # `(1, C, 1, 1)` so that it broadcasts, and `num_features` holds the width. Return the `mp.ChannelRule` that lets
 # the library prune it. The check registers your rule, removes half of the channels of `small_cnn(ChannelAffine)`
-# and compares `(num_features, weight shape, bias shape)` of both pruned `ChannelAffine` layers with what they
-# must be. Some wrong rules are refused earlier, by the tracer or by the compacted-model check: read the message.
+# (and then other fractions of other widths), and compares `(num_features, weight shape, bias shape)` of the
+# pruned `ChannelAffine` layers and the pruned network's outputs with what they must be. Some wrong rules are
+# refused earlier, by the tracer or by the compacted-model check: read the message.
 
 # %%
 class ChannelAffine(nn.Module):
@@ -313,18 +303,8 @@ def my_affine_rule():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def pruned_affine_sizes(rule):
-    """(num_features, weight shape, bias shape) of each ChannelAffine once `rule` removed half of the channels."""
-    mp.register_rule(ChannelAffine, rule)
-    small = mp.prune_channels(small_cnn(ChannelAffine), 0.5, example=digit)
-    return [(m.num_features, tuple(m.weight.shape), tuple(m.bias.shape))
-            for m in small.modules() if isinstance(m, ChannelAffine)]
+mp.course.check_exercise("6.2", my_affine_rule, extra_cases=[(ChannelAffine, (16, 32), 0.5)])
 
-
-mp.course.check.same_value(pruned_affine_sizes(my_affine_rule()), [(8, (8,), (1, 8, 1, 1)), (16, (16,), (1, 16, 1, 1))],
-                           name="the list of pruned sizes",
-                           hint="a ChannelRule names the tensors the channels index (and along which dim) and the "
-                                "attribute that holds the width")
 
 # %% [markdown]
 # ## Whole blocks and layers
@@ -352,7 +332,8 @@ mp.compare({"VGG": vgg, "VGG minus one layer": shallow}, test_loader, timing=Fal
 # %% [markdown]
 # ### Exercise 6.3 (10 min): an N:M mask
 # Split every row of a 2-D score tensor into groups of `m` consecutive entries and keep the `n` highest scores of
-# each group (`True` = keep). Assume the row length is a multiple of `m`.
+# each group (`True` = keep). Assume the row length is a multiple of `m`. When scores tie, keep exactly `n` all the
+# same: which of two equal scores stays is up to you.
 
 # %%
 # Exercise 6.3 (10 min): N:M mask of a 2-D score tensor
@@ -371,7 +352,7 @@ def my_nm_mask(scores, n, m):
 cases = [(torch.tensor([[1.0, 4.0, 2.0, 3.0, 8.0, 5.0, 7.0, 6.0]]), 2, 4),  # keep 4, 3 | 8, 7
          (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), 1, 2),
          (torch.rand(6, 16, generator=g), 2, 4), (torch.rand(5, 24, generator=g), 1, 8)]
-mp.course.check.same_on(my_nm_mask, mp.nm_mask, cases, hint="group each row into blocks of m, keep the n largest per block")
+mp.course.check_exercise("6.3", my_nm_mask, extra_cases=cases)
 
 # %%
 nm = mp.copy_model(vgg)

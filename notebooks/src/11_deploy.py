@@ -26,6 +26,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import display
+from matplotlib.ticker import NullFormatter
 from torch import nn
 
 import minprune as mp
@@ -136,16 +137,17 @@ for name, proto in {"int8": int8, "int8-fc": int8_fc, "int8 weights": int8_weigh
 # The float input is quantized once (`QuantizeLinear`), every layer then runs an integer kernel (`QLinearConv`,
 # `QGemm`: uint8 activations times int8 weights, accumulated in int32 and requantized with the stored scales), and
 # the logits are dequantized at the end (`DequantizeLinear`). Max pooling works on the integers directly.
-# The second model (`op_types=["Gemm"]`) quantizes only the fully connected layers, which hold 95% of the weights,
-# and keeps the convolutions, which do most of the arithmetic, in float.
+# The second model (`op_types=["Gemm"]`) quantizes only the fully connected layers, which hold almost all of the
+# weights, and keeps the convolutions, which do most of the arithmetic, in float (the energy table below counts
+# both per layer).
 #
 # The third, `int8_weights_onnx`, stores every weight as int8 with one scale per output channel and puts a
 # `DequantizeLinear` in front of it; nothing else changes. ONNX Runtime dequantizes those constants once, when the
-# session is created, and then runs exactly the float kernels: a 4x smaller file at float speed. Why would you
-# want that rather than real int8 arithmetic? Because on this CPU (AVX2, no VNNI dot-product instructions) ONNX
-# Runtime's int8 convolution of LeNet-5's 1-channel input is about 4x slower than its float one, and quantizing
-# breaks the fused float conv-ReLU-pool chain (profiled while writing bench/deploy.py). Where int8 kernels are
-# fast (VNNI, ARM `sdot`), the full int8 model is the better choice; measure on the target.
+# session is created, and then runs exactly the float kernels: weights stored in a quarter of the bytes, at float
+# speed. Why would you want that rather than real int8 arithmetic? Because on a CPU without dot-product
+# instructions for int8 (VNNI on x86, `sdot` on ARM) ONNX Runtime's int8 convolutions can be slower than its float
+# ones, and quantizing breaks the fused float conv-ReLU-pool chain: the table below measures it on this machine.
+# Where int8 kernels are fast, the full int8 model is the better choice; measure on the target.
 #
 # ## An energy model you can read
 # Latency on a laptop says little about a battery. Energy per inference can be **estimated** by counting what
@@ -158,29 +160,47 @@ for name, proto in {"int8": int8, "int8-fc": int8_fc, "int8 weights": int8_weigh
 # | 32-bit read, 8 KB on-chip SRAM | 5 pJ |
 # | 32-bit read, off-chip DRAM | 640 pJ |
 #
+# The library's estimate uses exactly these costs, in picojoules:
+
+# %%
+print(mp.energy.HOROWITZ_45NM)
+
+# %% [markdown]
 # Assumptions of `mp.estimate_energy` (each is a field of `mp.EnergyOptions` you can change):
 # only Linear and Conv layers cost energy (BatchNorm is folded, ReLU and pooling are fused); one example
 # (batch 1), so every weight is fetched once per inference from **DRAM**; activations stay in on-chip **SRAM**;
 # a value takes 4 bytes (fp32) or 1 byte (int8); dense hardware fetches and multiplies the zeros too.
 #
-# Write the estimate for a single `nn.Linear` layer yourself.
+# ### Exercise 11.1 (10 min): the energy of one Linear layer
+# Write `my_linear_energy(layer, input_shape)`, the estimate in microjoules for one fp32 inference of a single
+# `nn.Linear` layer. `input_shape` is the shape of one example: `(in,)` for an MLP, or `(tokens, in)` for a layer
+# that runs on every token of a sequence (its weights are fetched once, but every token is multiplied by them).
+# Count the MACs, the weight and bias values (a layer built with `bias=False` has `layer.bias = None`), and the
+# activations the layer reads and writes. By hand: `nn.Linear(2, 3)` on an example of shape `(4, 2)` does
+# 4 x 2 x 3 = 24 MACs, fetches 6 + 3 = 9 weight values and moves 4 x (2 + 3) = 20 activation values.
 
 # %%
 # BUILD IT YOURSELF
+# Exercise 11.1 (10 min): MACs + weights from DRAM + activations in SRAM, for one Linear layer
 def my_linear_energy(layer, input_shape):
-    """Energy (uJ) of one inference of a Linear layer in fp32: MACs + weights from DRAM + activations in SRAM."""
+    """Energy (uJ) of one fp32 inference of a Linear layer on one example of shape `input_shape`."""
+    ### BEGIN SOLUTION
     n_out, n_in = layer.weight.shape  # (out, in)
-    macs = n_in * n_out
-    weight_values = layer.weight.numel() + layer.bias.numel()
-    activation_values = n_in + n_out  # read the input, write the output
-    picojoules = macs * (3.7 + 0.9) + weight_values * 4 * 640 / 4 + activation_values * 4 * 5 / 4
+    tokens = 1
+    for size in input_shape[:-1]:  # the layer runs on every token
+        tokens *= size
+    macs = tokens * n_in * n_out
+    weight_values = layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
+    activation_values = tokens * (n_in + n_out)  # read the input, write the output
+    picojoules = macs * (3.7 + 0.9) + weight_values * 640 + activation_values * 5  # pJ per 32-bit value
     return picojoules / 1e6
+    ### END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-layer = nn.Linear(784, 300)
-mp.course.check.same_as(my_linear_energy, lambda lyr, shape: estimate_energy(lyr, shape)["total_uj"], layer, (784,))
+cases = [(nn.Linear(784, 300), (784,)), (nn.Linear(2, 3), (4, 2))]
+mp.course.check_exercise("11.1", my_linear_energy, extra_cases=cases)
 
 # %% [markdown]
 # Now per layer of the dense LeNet-5. Look at the ratio of the `weights` and `compute` columns. `bits` is the
@@ -192,9 +212,12 @@ mp.course.check.same_as(my_linear_energy, lambda lyr, shape: estimate_energy(lyr
 print(energy_table(dense))
 e = estimate_energy(dense)
 print(f"total {e['total_uj']:.1f} uJ, of which fetching weights from DRAM: {e['weights_uj'] / e['total_uj']:.0%}")
+print(f"{e['weight_bytes'] / 1e3:.0f} KB of weights fetched cost {e['weights_uj'] / e['compute_uj']:.0f}x "
+      f"the {e['macs']:,} MACs")
 
 # %% [markdown]
-# Fetching 247 KB of weights from DRAM costs about twenty times more than all 416,520 multiply-accumulates.
+# Fetching 247 KB of weights from DRAM costs about twenty times more than all 416,520 multiply-accumulates
+# (the last line above).
 # This is the observation behind Deep Compression (Han et al. 2016): make the model small enough to stay
 # on chip and its energy falls by an order of magnitude, more than any saving in arithmetic could give.
 
@@ -266,29 +289,34 @@ else:
     print(f"{bench_file} is not here: this is not a checkout of the kit's repository")
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 4))
+fig, ax = plt.subplots(figsize=(8, 4))
+markers = iter("osD^vP*")
 for row in rows:
-    if row["runtime"] == "onnxruntime":
-        ax.scatter(row["energy_uj"], row["acc"], s=40)
-        ax.annotate(row["variant"], (row["energy_uj"], row["acc"]), fontsize=8, xytext=(4, 3),
-                    textcoords="offset points")
+    if row["runtime"] == "onnxruntime":  # variants close together: a legend, not labels that would overlap
+        ax.scatter(row["energy_uj"], row["acc"], s=50, marker=next(markers), label=row["variant"], alpha=0.8)
 sparse_hw = estimate_energy(pruned, options=EnergyOptions(sparse=True))["total_uj"]
-ax.scatter(sparse_hw, rows[1]["acc"], marker="x", color="k")
-ax.annotate("pruned on sparse hardware", (sparse_hw, rows[1]["acc"]), fontsize=8, xytext=(4, -10),
-            textcoords="offset points")
+ax.scatter(sparse_hw, rows[1]["acc"], marker="x", color="k", s=50, label="pruned on sparse hardware")
 ax.set_xscale("log")
+ax.set_xticks([2, 5, 10, 20, 50], labels=["2", "5", "10", "20", "50"])  # plain labels, none on the minor ticks
+ax.xaxis.set_minor_formatter(NullFormatter())
 ax.set_xlabel("estimated energy per inference (uJ, log scale)")
 ax.set_ylabel("test accuracy (%)")
 ax.set_title("Energy against accuracy")
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
 fig.tight_layout()
+on_ort = {row["variant"]: row for row in rows if row["runtime"] == "onnxruntime"}
+compact, compact8 = on_ort["compacted"], on_ort["compacted int8"]
+print(f"compacted int8 against compacted float (ONNX Runtime): file {compact['bytes'] / compact8['bytes']:.1f}x "
+      f"smaller, energy {compact['energy_uj'] / compact8['energy_uj']:.1f}x lower")
 
 # %% [markdown]
 # ## What runs well where
 # **Phones** have a few GB of DRAM, caches of a few MB, and run ONNX Runtime, TFLite or Core ML. All four models
 # fit easily; what matters is battery and latency. The compacted model is a plain, smaller dense network:
 # every runtime runs it faster with no special support, and its fewer bytes mean fewer DRAM fetches.
-# int8 shrinks the file 4x and cuts the energy estimate about 4x (a quarter of the bytes and twenty times cheaper
-# MACs), but whether int8 is also *faster* depends on the CPU: int8 kernels shine with dot-product instructions
+# int8 shrinks the file about 3x (the weights take a quarter of the bytes; the graph, the biases and the scales
+# do not shrink) and cuts the energy estimate about 4x (a quarter of the bytes fetched and twenty times cheaper
+# MACs), as printed under the plot; but whether int8 is also *faster* depends on the CPU: int8 kernels shine with dot-product instructions
 # (ARM `sdot`, x86 VNNI); on a CPU without them, and for layers this small, the quantize/dequantize steps can eat
 # the gain. Measure on the target, as the tables above do for this machine: here the int8 convolutions are
 # slower than ONNX Runtime's float ones. Quantizing only the Linear layers (`int8-fc`) keeps most of the size
@@ -299,7 +327,7 @@ fig.tight_layout()
 #
 # **Microcontrollers** (e.g. a Cortex-M4 with 256 KB of SRAM and 1 MB of flash) have no DRAM and no float
 # unit worth using. The dense fp32 LeNet-5 (247 KB of weights) does not fit next to its activations in SRAM;
-# the compacted int8 model (about 16 KB of weights) does, with room to spare. There, int8 and physical compaction are not
+# the compacted int8 model (15,738 weights, one byte each) does, with room to spare. There, int8 and physical compaction are not
 # optimisations but the condition for running at all (TinyML frameworks such as TFLite Micro are int8-only).
 #
 # **Unstructured sparsity** (the pruned row) changes neither the file format nor the runtime's kernels: ONNX

@@ -86,12 +86,12 @@ def my_obd_saliency(W, H):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mp.course.check.same_value(my_obd_saliency(torch.tensor([[2.0, 1.0]]), torch.diag(torch.tensor([1.0, 4.0]))),
-                           torch.tensor([[2.0, 2.0]]), name="my_obd_saliency on the hand example")
-library_obd = mp.hessian_saliency(gpt, calibration)["blocks.0.mlp.fc1.weight"]
-mp.course.check.same_value(my_obd_saliency(gpt.blocks[0].mlp.fc1.weight.detach().double(), H).float(),
-                           library_obd.float(), name="my_obd_saliency on blocks.0.mlp.fc1", rtol=1e-4, atol=1e-7,
-                           hint="square the weights; take H's diagonal, one value per input column")
+W = gpt.blocks[0].mlp.fc1.weight.detach().double()  # (128, 64), and H above is its input Hessian
+cases = [(torch.tensor([[2.0, 1.0]]), torch.diag(torch.tensor([1.0, 4.0]))), (W, H)]  # the hand example first
+mp.course.check_exercise("13.1", my_obd_saliency, extra_cases=cases)
+library_obd = mp.hessian_saliency(gpt, calibration)["blocks.0.mlp.fc1.weight"]  # every layer at once
+print("mp.hessian_saliency agrees on blocks.0.mlp.fc1:",
+      torch.allclose(library_obd.double(), my_obd_saliency(W, H), rtol=1e-6, atol=0))
 
 # %% [markdown]
 # ## 3. Optimal Brain Surgeon: remove one weight, move the others
@@ -123,8 +123,9 @@ def my_obs_remove(w, H_inv, q):
 # NBVAL_CHECK_OUTPUT
 w = gpt.blocks[0].mlp.fc1.weight.detach()[0].double()
 H_inv = mp.damped_inverse(H, 0.01)
-mp.course.check.same_as(my_obs_remove, mp.obs_remove, w, H_inv, 5, atol=1e-8,
-                        hint="delta = -w[q] / H_inv[q, q] * H_inv[:, q]; L = w[q]^2 / (2 H_inv[q, q])")
+identity = torch.eye(3, dtype=torch.float64)  # the hand case: H_inv = I
+cases = [(torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64), identity, 1), (w, H_inv, 5)]
+mp.course.check_exercise("13.2", my_obs_remove, extra_cases=cases)
 # the same answer from brute force: least squares with weight 5 fixed at zero
 H_damped = torch.linalg.inv(H_inv)
 X = torch.linalg.cholesky(H_damped).T  # any X with X^T X = H (damped) gives the same problem
