@@ -78,9 +78,10 @@ nbgrader: install
 	$(PY) -m minprune course nbgrader grading/
 	cd grading && PATH=$(abspath $(VENV))/bin:$$PATH $(abspath $(PY)) -m nbgrader generate_assignment "*" --force
 
-# The course as static HTML pages (with the committed outputs) for a course website.
+# The course as static HTML pages (with the committed outputs) for a course website; each live widget becomes a note
+# (a saved page has no kernel to run it) above the explorer's static snapshot.
 html: install
-	$(VENV)/bin/jupyter nbconvert --to html --output-dir site/ $(NOTEBOOKS)
+	$(PY) -m minprune course html site/
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -22,6 +22,7 @@ __version__ = "0.3.0"
 _EXPORTS = {
     "assets": ("shipped_recipes",),
     "structured.blocks": ("block_scores", "drop_blocks", "droppable", "prune_blocks"),
+    "course.challenge": ("score_sparsities",),
     "course.check": ("show_source",),
     "course.plots": (
         "plot_accuracy_vs_sparsity", "plot_history", "plot_score_histograms", "plot_sensitivity",
@@ -48,10 +49,13 @@ _EXPORTS = {
     "structured.unit_scores": (
         "activation_scores", "bn_scale_scores", "norm_scores", "slimming_loss", "taylor_unit_scores", "unit_norms"
     ),
+    "quantization.folding": ("fold_batchnorm",),
+    "quantization.integer": ("fixed_point_multiplier", "integer_conv2d", "integer_linear"),
+    "quantization.ranges": ("activation_ranges",),
     "quantization.int8": ("convert_qat_int8", "dynamic_int8", "prepare_qat_int8", "static_int8"),
     "quantization.int8_modules": ("int8_weights",),
     "quantization.int8_file": ("load_int8", "save_int8"),
-    "quantization.kmeans": ("kmeans_1d", "share_weights", "unshare_weights"),
+    "quantization.kmeans": ("centroid_gradients", "centroid_step", "kmeans_1d", "share_weights", "unshare_weights"),
     "unstructured.lottery": ("find_ticket", "random_reinit", "rewind", "RewindPoint", "snapshot"),
     "unstructured.masks": (
         "iterative_sparsities", "make_masks", "masks_sparsity", "n_pruned", "prunable_names", "shuffle_masks",
@@ -85,7 +89,7 @@ _EXPORTS = {
     "unstructured.sparse_storage": ("storage_table",),
     "dynamic.sparse_training": ("DynamicSparseTrainer", "SparseConfig"),
     "structured.speed": ("latency_grid", "speedups", "to_csr"),
-    "structured.surgery": ("channel_masks", "prune_channels", "remove_channels"),
+    "structured.surgery": ("channel_masks", "prune_channels", "remove_channels", "remove_conv_bn_channels"),
     "structured.selection": ("score_groups", "select_channels"),
     "structured.channel_rules": ("ChannelRule", "register_pass_through", "register_rule", "registered_rules"),
     "structured.equivalence": ("check_compacted", "masked_equivalent"),

@@ -158,9 +158,11 @@ def add_run(sub) -> None:
 
 
 def course(args) -> int:
-    """Write the student notebooks, or an nbgrader course, from the solution notebooks."""
+    """Write the student notebooks, an nbgrader course, or the HTML pages, from the solution notebooks."""
     if args.action == "nbgrader":
         from minprune.course.nbgrader import write_course as write
+    elif args.action == "html":
+        from minprune.course.site import write_site as write
     else:
         from minprune.course.student import generate_student_notebooks as write
 
@@ -170,16 +172,19 @@ def course(args) -> int:
 
 
 def add_course(sub) -> None:
-    p = _parser(sub, "course", help="course tools: generate student notebooks or an nbgrader course",
+    p = _parser(sub, "course", help="course tools: generate student notebooks, an nbgrader course or HTML pages",
                 description="Generate student notebooks from the solution notebooks for a lab hand-out "
                             "(solutions replaced by stubs, outputs cleared), or an nbgrader course folder "
                             "(nbgrader_config.py and source/<notebook>/, one assignment per notebook with "
-                            "exercises, for nbgrader generate_assignment and autograde).",
+                            "exercises, for nbgrader generate_assignment and autograde), or static HTML pages "
+                            "with the committed outputs (each live widget replaced by a note).",
                 examples=["course student student/", "course student handout/ --src notebooks",
-                          "course nbgrader grading/"])
-    p.add_argument("action", choices=["student", "nbgrader"],
-                   help="what to do; 'student': write student notebooks; 'nbgrader': write an nbgrader course")
-    p.add_argument("outdir", help="folder for the student notebooks (must differ from --src) or the nbgrader course")
+                          "course nbgrader grading/", "course html site/"])
+    p.add_argument("action", choices=["student", "nbgrader", "html"],
+                   help="what to do; 'student': write student notebooks; 'nbgrader': write an nbgrader course; "
+                        "'html': write the notebooks as HTML pages")
+    p.add_argument("outdir", help="folder for the student notebooks (must differ from --src), the nbgrader course or "
+                                  "the HTML pages")
     p.add_argument("--src", default="notebooks", help="folder of the solution notebooks (default: %(default)s)")
     p.set_defaults(func=course)
 

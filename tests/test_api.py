@@ -28,6 +28,7 @@ def test_the_package_tree_is_the_map_of_the_course():
     for chapter in mp.CHAPTERS:
         package = getattr(mp, chapter)
         files = {p.stem for p in (root / chapter).glob("*.py") if p.stem != "__init__"}
+        files |= {p.parent.name for p in (root / chapter).glob("*/__init__.py")}  # a subpackage, e.g. exercises
         assert set(package.MODULES) == files, chapter
         assert re.search(r"notebooks? \(?\d\d", package.__doc__), f"{chapter}'s docstring names no notebook"
         for name in package.MODULES:

@@ -125,3 +125,61 @@ def test_per_layer_bits_by_name_and_unknown_names_refused():
     assert kmeans.shared_layers(model)["2"].centroids.shape == (32,)
     with pytest.raises(ValueError, match="cannot share"):
         kmeans.share_weights(_sparse_mlp(), 4, names=["0.bias"])
+
+
+def test_centroid_gradients_equal_autograd_through_share_weights():
+    model = _sparse_mlp(seed=3)
+    kmeans.share_weights(model, 3)
+    shared = kmeans.shared_layers(model)["0"]
+    x, y = torch.randn(16, 20), torch.randint(0, 4, (16,))
+    with torch.nn.utils.parametrize.cached():  # model[0].weight is one tensor, whose gradient autograd keeps
+        W = model[0].weight
+        W.retain_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+    assert bool((W.grad[~shared.mask] != 0).any())  # the pruned weights have gradients, which must not count
+    ours = kmeans.centroid_gradients(W.grad, shared.index, 8, shared.mask)
+    assert torch.allclose(ours, shared.centroids.grad, atol=1e-6, rtol=1e-5)
+    lr, before = 0.1, shared.centroids.detach().clone()
+    expected = kmeans.centroid_step(shared.centroids, shared.index, W.grad, lr, shared.mask)
+    torch.optim.SGD([shared.centroids], lr=lr).step()
+    assert torch.allclose(expected, shared.centroids.detach(), atol=1e-7)
+    assert not torch.equal(before, shared.centroids.detach())
+
+
+def test_centroid_step_closed_form_and_inputs_untouched():
+    centroids = torch.tensor([-0.5, 0.0, 0.5])
+    index = torch.tensor([[0, 2, 2], [0, 2, 1]])
+    grad = torch.tensor([[1.0, -2.0, 0.5], [3.0, 1.0, 4.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    copies = [t.clone() for t in (centroids, index, grad, mask)]
+    assert torch.equal(kmeans.centroid_gradients(grad, index, 3, mask), torch.tensor([4.0, 0.0, -0.5]))
+    assert torch.equal(kmeans.centroid_gradients(grad, index, 4), torch.tensor([4.0, 4.0, -0.5, 0.0]))
+    new = kmeans.centroid_step(centroids, index, grad, 0.1, mask)
+    assert torch.allclose(new, torch.tensor([-0.9, 0.0, 0.55])) and new.dtype == torch.float32
+    same = kmeans.centroid_step(centroids, index, grad, 0, mask)
+    assert torch.equal(same, centroids) and same.data_ptr() != centroids.data_ptr()
+    assert all(torch.equal(a, b) for a, b in zip(copies, (centroids, index, grad, mask)))
+    conv = kmeans.centroid_gradients(torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3, dtype=torch.long), 2)
+    assert torch.equal(conv, torch.tensor([18.0, 0.0]))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: kmeans.centroid_gradients(torch.ones(3), torch.tensor([0, 1, 4]), 4), "index must hold"),
+    (lambda: kmeans.centroid_gradients(torch.ones(3), torch.tensor([0, -1, 2]), 4), "index must hold"),
+    (lambda: kmeans.centroid_gradients(torch.ones(3), torch.tensor([[0, 1, 2]]), 4), "index must have the shape"),
+    (lambda: kmeans.centroid_gradients(torch.ones(3), torch.tensor([0, 1, 2]), 4, torch.ones(2, dtype=torch.bool)),
+     "mask must have the shape"),
+    (lambda: kmeans.centroid_gradients(torch.ones(3), torch.tensor([0, 1, 2]), 0), "k must be"),
+    (lambda: kmeans.centroid_step(torch.zeros(2, 2), torch.tensor([0, 1]), torch.ones(2), 0.1), "centroids must"),
+    (lambda: kmeans.centroid_step(torch.zeros(2), torch.tensor([0, 1]), torch.ones(2), float("nan")), "lr must"),
+])
+def test_centroid_functions_refuse_bad_inputs_naming_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_centroid_gradients_refuse_a_float_index_and_a_float_mask():
+    with pytest.raises(TypeError, match="index must be an integer"):
+        kmeans.centroid_gradients(torch.ones(3), torch.tensor([0.0, 1.0, 2.0]), 4)
+    with pytest.raises(TypeError, match="mask must be None or a bool"):
+        kmeans.centroid_gradients(torch.ones(3), torch.tensor([0, 1, 2]), 4, torch.ones(3))

@@ -27,7 +27,7 @@ from nbgrader.nbgraderformat import MetadataValidator  # noqa: E402
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
                   if student.list_exercises(nbformat.read(p, as_version=4))]
-AUTOGRADED = "03_weight_pruning"  # ~10 s in FAST mode, three exercises and no questions
+AUTOGRADED = "03_weight_pruning"  # ~10 s in FAST mode, four exercises and no questions
 SHARED_CACHE = os.environ.get("MINPRUNE_CACHE")  # read before conftest.py points it at an empty folder
 
 
@@ -84,7 +84,8 @@ def test_course_notebook_has_valid_nbgrader_metadata(course_dir, path):
     exercises = student.list_exercises(nb)
     assert len(solutions) == len(checks) >= len(exercises), "one check cell per solution cell"
     assert all(student.BEGIN in c.source and c.cell_type == "code" for c in solutions)
-    assert all(_nbgrader_meta(c)["locked"] and "check" in c.source and c.cell_type == "code" for c in checks)
+    assert all(_nbgrader_meta(c)["locked"] and student.is_check_cell(c.source) and c.cell_type == "code"
+               for c in checks)
     minutes = {m.group(1): int(m.group(2)) for c in nb.cells for m in student.EXERCISE.finditer(c.source)
                if m.group(2)}  # the '(K min)' of each exercise heading: its points
     assert sum(_nbgrader_meta(c)["points"] for c in checks) == pytest.approx(sum(minutes[e] for e in exercises))
@@ -152,6 +153,6 @@ def test_autograde_gives_the_solution_full_marks_and_the_blank_zero(course_dir):
         env["MINPRUNE_CACHE"] = SHARED_CACHE  # the cache the notebooks (and nbval) share
     _nbgrader(course_dir, "autograde", AUTOGRADED, "--force", env=env)
     score, max_score, grades = _scores(course_dir, AUTOGRADED, "solution")
-    assert max_score == 30 and score == max_score, grades  # 3.1 (10 min) + 3.2 (5 min) + 3.3 (15 min)
+    assert max_score == 50 and score == max_score, grades  # 3.1 (10 min) + 3.2 (5) + 3.3 (15) + 3.4 (20)
     score, max_score, grades = _scores(course_dir, AUTOGRADED, "blank")
-    assert score == 0 and max_score == 30, grades
+    assert score == 0 and max_score == 50, grades

@@ -93,8 +93,8 @@ def test_exercises_follow_the_pattern(path):
         assert number.split(".")[0] == chapter, f"Exercise {number} in notebook {path.name}: number it {chapter}.k"
         assert number in minutes, f"Exercise {number} in {path.name} has no time estimate '(N min)'"
         check = nb.cells[_check_cell(nb, index)]
-        is_check = "check." in check.source or "check_exercise(" in check.source
-        assert is_check, f"the cell after Exercise {number} in {path.name} is not a check cell"
+        where = f"the cell after Exercise {number} in {path.name}"
+        assert course.is_check_cell(check.source), f"{where} is not a check cell"
         texts = [o.get("text", "") for o in check.outputs if o.output_type == "stream"]
         assert any("✓" in t for t in texts), f"Exercise {number}: committed check cell shows no passing verdict"
         assert not [o for o in check.outputs if o.output_type == "error"], f"Exercise {number}: check cell errored"
@@ -106,6 +106,7 @@ def test_student_notebook_hides_solutions_and_outputs(path):
     student = nbformat.reads(nbformat.writes(course.make_student_notebook(nb)), as_version=4)
     nbformat.validate(student)
     assert len(student.cells) == len(nb.cells)
+    assert "widgets" not in student.metadata, "the solution run's widget state is left in the student notebook"
     text = "\n".join(cell.source for cell in student.cells)
     assert course.BEGIN not in text and course.END not in text
     for number, index in _exercise_cells(nb):

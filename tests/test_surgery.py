@@ -235,3 +235,61 @@ def test_property_random_nets_match_masked(widths, kernels, bn, residual, pool, 
     model = randomise_bn(RandomNet(widths, kernels, bn, residual, pool))
     small = check_equivalent(model, sparsity, torch.zeros(1, 3, 6, 6))
     assert small(torch.randn(2, 3, 6, 6)).shape == (2, 3)
+
+
+# ---- remove_conv_bn_channels: the surgery of one conv -> BN -> conv triple (Exercise 6.4) ------------------------
+
+def _conv_bn_triple(bias=False):
+    torch.manual_seed(64)
+    conv, bn, next_conv = nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.BatchNorm2d(8), nn.Conv2d(8, 4, (1, 3))
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    return conv, bn.eval(), next_conv
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_remove_conv_bn_channels_equals_zeroing_the_channels_after_bn_and_relu(bias):
+    conv, bn, next_conv = _conv_bn_triple(bias)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (conv, bn, next_conv)]
+    keep = torch.tensor([0, 3, 4, 7])
+    small = mp.remove_conv_bn_channels(conv, bn, next_conv, keep)
+    assert [small[0].out_channels, small[1].num_features, small[2].in_channels] == [4, 4, 4]
+    assert small[1].running_mean.shape == (4,) and (small[0].bias is None) == (not bias)
+    mask = torch.zeros(1, 8, 1, 1)
+    mask[0, keep] = 1
+    x = torch.randn(2, 3, 6, 7)
+    with torch.no_grad():
+        masked = next_conv(torch.relu(bn(conv(x))) * mask)
+        pruned = small[2](torch.relu(small[1](small[0](x))))
+        zeroed_conv = next_conv(torch.relu(bn(conv(x) * mask)))  # not the same: bn shifts a zero
+    assert torch.allclose(pruned, masked, atol=1e-6)
+    assert not torch.allclose(pruned, zeroed_conv, atol=1e-3)
+    assert [conv.out_channels, bn.num_features, next_conv.in_channels] == [8, 8, 8]
+    for module, state in zip((conv, bn, next_conv), before):
+        assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items()), "an input changed"
+
+
+def test_remove_conv_bn_channels_keeps_bn_settings_and_mode():
+    conv, _, next_conv = _conv_bn_triple()
+    bn = nn.BatchNorm2d(8, eps=1e-3, momentum=0.3).train()
+    _, small_bn, _ = mp.remove_conv_bn_channels(conv, bn, next_conv, torch.tensor([5]))
+    assert small_bn.training and small_bn.eps == 1e-3 and small_bn.momentum == 0.3 and small_bn.num_features == 1
+
+
+@pytest.mark.parametrize(("change", "error", "match"), [
+    (lambda c, b, n: (c, b, n, torch.tensor([3, 1])), ValueError, "sorted"),
+    (lambda c, b, n: (c, b, n, torch.tensor([1, 1])), ValueError, "sorted and hold each channel once"),
+    (lambda c, b, n: (c, b, n, torch.tensor([0, 8])), ValueError, r"outside \[0, 8\)"),
+    (lambda c, b, n: (c, b, n, torch.tensor([], dtype=torch.long)), ValueError, "empty"),
+    (lambda c, b, n: (c, b, n, torch.tensor([0.0, 1.0])), TypeError, "LongTensor"),
+    (lambda c, b, n: (c, b, n, [0, 1]), TypeError, "LongTensor"),
+    (lambda c, b, n: (c, b, nn.Linear(8, 4), torch.tensor([0])), TypeError, "next_conv must be a torch.nn.Conv2d"),
+    (lambda c, b, n: (c, nn.BatchNorm2d(6), n, torch.tensor([0])), ValueError, "widths do not fit"),
+    (lambda c, b, n: (c, b, nn.Conv2d(8, 4, 1, groups=2), torch.tensor([0])), ValueError, "groups=2"),
+])
+def test_remove_conv_bn_channels_refuses_what_it_cannot_slice(change, error, match):
+    with pytest.raises(error, match=match):
+        mp.remove_conv_bn_channels(*change(*_conv_bn_triple()))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from minprune.course.student import BEGIN, EXERCISE, find_exercise
+from minprune.course.student import BEGIN, EXERCISE, find_exercise, is_check_cell
 
 QUESTION = re.compile(r"Question\s+\d+\.\d+")
 CONFIG = '''\
@@ -58,7 +58,7 @@ def _graded_cells(nb) -> dict[int, tuple[str, int]]:
         if cell.cell_type != "code" or BEGIN not in cell.source:
             continue
         check = next((j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"), None)
-        if check is None or BEGIN in nb.cells[check].source or "check" not in nb.cells[check].source:
+        if check is None or BEGIN in nb.cells[check].source or not is_check_cell(nb.cells[check].source):
             raise ValueError(f"Exercise {current or '?'} (cell {i}) is not followed by a check cell")
         out[i] = (current, check)
     return out

@@ -23,6 +23,12 @@ import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 EXERCISE = re.compile(r"Exercise\s+(\d+\.\d+)(?:\s*\((\d+)\s*min\))?\s*[:.-]?\s*(.*)")
+CHECK_CALLS = ("check.", "check_exercise(", "score_sparsities(")  # what a check cell calls (score: a challenge)
+
+
+def is_check_cell(source: str) -> bool:
+    """Whether a code cell checks an exercise: it calls a check, or scores a challenge."""
+    return any(call in source for call in CHECK_CALLS)
 
 
 def find_exercise(source: str) -> tuple[str, str] | None:
@@ -54,8 +60,9 @@ def strip_solutions(source: str, exercise: str = "") -> str:
 
 
 def make_student_notebook(nb):
-    """A copy of a solution notebook with solutions replaced and every output cleared."""
+    """A copy of a solution notebook with solutions replaced, every output cleared and no widget state left."""
     student = nbformat.from_dict(nb)  # deep copy
+    student.metadata.pop("widgets", None)  # the solution run's widget state: stale views in a fresh notebook
     current = ""
     for cell in student.cells:
         found = find_exercise(cell.source)

@@ -4,7 +4,8 @@ The nonzero weights of a layer are clustered into k = 2^bits centroids; each wei
 `bits`-bit cluster index, and the layer stores its k centroids. Pruned weights (exact zeros) are not
 clustered and stay exactly zero. While shared, the centroids are trainable parameters: the gradient of a
 centroid is the sum of the gradients of the weights in its cluster, which autograd computes through the
-indexing `centroids[index]` for free. Sharing uses torch.nn.utils.parametrize.
+indexing `centroids[index]` for free (`centroid_gradients` and `centroid_step` compute it by hand, Exercise 8.7).
+Sharing uses torch.nn.utils.parametrize.
 See notebooks/08_quantization.ipynb.
 """
 
@@ -15,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from minprune.quantization.uniform import check_bits, check_tensor
-from minprune.validate import model_arg, positive_int
+from minprune.validate import finite_number, model_arg, positive_int
 
 
 def kmeans_1d(x: torch.Tensor, k: int, *, iters: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,6 +52,60 @@ def _nearest(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     ordered = centroids[order]
     boundaries = (ordered[1:] + ordered[:-1]) / 2
     return order[torch.bucketize(values, boundaries)]
+
+
+def _index_arg(index, k: int, shape: torch.Size) -> torch.Tensor:
+    """`index` as int64 when it is an integer tensor of `shape` with values in [0, k); else TypeError/ValueError."""
+    if not isinstance(index, torch.Tensor) or index.dtype == torch.bool or index.is_floating_point() \
+            or index.is_complex():
+        kind = f"a {index.dtype} tensor" if isinstance(index, torch.Tensor) else type(index).__name__
+        raise TypeError(f"index must be an integer tensor of cluster numbers, got {kind}")
+    if index.shape != shape:
+        raise ValueError(f"index must have the shape of weight_grad {tuple(shape)}, got {tuple(index.shape)}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= k):
+        raise ValueError(f"index must hold cluster numbers in [0, {k}), got values from {int(index.min())} "
+                         f"to {int(index.max())}")
+    return index.to(torch.int64)
+
+
+def centroid_gradients(weight_grad: torch.Tensor, index: torch.Tensor, k: int, mask=None) -> torch.Tensor:
+    """The gradient of each of k shared centroids: the sum of `weight_grad` over the weights in its cluster.
+
+    `index` (like the weight) gives each weight's cluster; `mask` (bool, like the weight, True = kept) leaves the
+    pruned weights out: they belong to no cluster. A centroid without weights gets 0. This is what autograd
+    computes for `SharedWeight.centroids` through `centroids[index]`. Float32, shape (k,), accumulated in float32.
+    """
+    check_tensor(weight_grad, "weight_grad")
+    if not weight_grad.is_floating_point():
+        raise TypeError(f"weight_grad must be a float tensor (the gradient of the weight), got {weight_grad.dtype}")
+    positive_int(k, "k")
+    index = _index_arg(index, k, weight_grad.shape)
+    grads, index = weight_grad.detach().float().flatten(), index.flatten()
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            kind = f"a {mask.dtype} tensor" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise TypeError(f"mask must be None or a bool tensor (True = kept), got {kind}")
+        if mask.shape != weight_grad.shape:
+            raise ValueError(f"mask must have the shape of weight_grad {tuple(weight_grad.shape)}, "
+                             f"got {tuple(mask.shape)}")
+        kept = mask.flatten().to(grads.device)
+        grads, index = grads[kept], index.to(grads.device)[kept]
+    return torch.zeros(k, device=grads.device).index_add_(0, index.to(grads.device), grads)
+
+
+def centroid_step(centroids: torch.Tensor, index: torch.Tensor, weight_grad: torch.Tensor, lr: float,
+                  mask=None) -> torch.Tensor:
+    """One SGD step of the shared centroids, `centroids - lr * centroid_gradients(...)`, as a new tensor.
+
+    A centroid without (kept) weights keeps its value; the inputs are not changed. Returns the centroids' dtype.
+    """
+    check_tensor(centroids, "centroids")
+    if centroids.dim() != 1 or not centroids.is_floating_point():
+        raise ValueError(f"centroids must be a 1-D float tensor (k,), got shape {tuple(centroids.shape)} "
+                         f"and dtype {centroids.dtype}")
+    lr = finite_number(lr, "lr")
+    grad = centroid_gradients(weight_grad, index, len(centroids), mask).to(centroids.device)
+    return (centroids.detach().float() - lr * grad).to(centroids.dtype)
 
 
 class SharedWeight(nn.Module):

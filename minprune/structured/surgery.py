@@ -178,3 +178,54 @@ def prune_channels(model: nn.Module, sparsity, *, scores: dict | None = None, sc
     scores = scores if scores is not None else norm_scores(model, p=1)
     keep = select_channels(graph, score_groups(graph, scores), sparsity, scope=scope, round_to=round_to)
     return remove_channels(model, keep, graph, check=check)
+
+
+def _pair_keep(keep, width: int) -> torch.Tensor:
+    """`keep` as a sorted 1-D LongTensor of distinct channel indices in [0, width); else a clear error."""
+    if not isinstance(keep, torch.Tensor) or keep.dim() != 1 or keep.is_floating_point() or keep.dtype == torch.bool:
+        raise TypeError(f"remove_conv_bn_channels: keep must be a 1-D LongTensor of channel indices, got "
+                        f"{type(keep).__name__} {getattr(keep, 'dtype', '')} {tuple(getattr(keep, 'shape', ()))}")
+    if len(keep) == 0:
+        raise ValueError("remove_conv_bn_channels: keep is empty; a layer needs at least one channel")
+    if int(keep.min()) < 0 or int(keep.max()) >= width:
+        raise ValueError(f"remove_conv_bn_channels: keep holds indices outside [0, {width}): "
+                         f"{keep[(keep < 0) | (keep >= width)].tolist()[:5]}")
+    if bool((keep[1:] <= keep[:-1]).any()):
+        raise ValueError("remove_conv_bn_channels: keep must be sorted and hold each channel once "
+                         "(e.g. keep.unique(), which sorts); the kept channels keep their order")
+    return keep.long()
+
+
+def _check_pair(conv, bn, next_conv) -> None:
+    """A conv (groups=1) -> BatchNorm2d -> conv (groups=1) whose widths fit; else TypeError/ValueError."""
+    expected = (("conv", conv, nn.Conv2d), ("bn", bn, nn.BatchNorm2d), ("next_conv", next_conv, nn.Conv2d))
+    for name, value, kind in expected:
+        if not isinstance(value, kind):
+            extra = " (a Linear after a flatten: use mp.remove_channels on the model)" if name == "next_conv" else ""
+            raise TypeError(f"remove_conv_bn_channels: {name} must be a torch.nn.{kind.__name__}, got "
+                            f"{type(value).__name__}{extra}")
+    for name, value in (("conv", conv), ("next_conv", next_conv)):
+        if value.groups != 1:
+            raise ValueError(f"remove_conv_bn_channels: {name} has groups={value.groups}; only groups=1 convolutions "
+                             "are sliced here (use mp.prune_channels for grouped and depthwise ones)")
+    if bn.num_features != conv.out_channels or next_conv.in_channels != conv.out_channels:
+        raise ValueError(f"remove_conv_bn_channels: the widths do not fit: conv writes {conv.out_channels} channels, "
+                         f"bn normalises {bn.num_features}, next_conv reads {next_conv.in_channels}")
+
+
+def remove_conv_bn_channels(conv: nn.Conv2d, bn: nn.BatchNorm2d, next_conv: nn.Conv2d,
+                            keep: torch.Tensor) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.Conv2d]:
+    """New (conv, bn, next_conv) keeping only the output channels `keep` of `conv`: the surgery of one pair.
+
+    conv loses the other rows of its weight (and bias), bn the other entries of weight, bias, running_mean and
+    running_var, next_conv the other input channels (dim 1 of its weight); out_channels, num_features and
+    in_channels follow. Everything else (eps, momentum, train/eval mode, stride, padding, dtype, device) is kept.
+    keep: sorted distinct channel indices (a LongTensor). The inputs are not changed. The result computes what the
+    original triple computes when the removed channels are zeroed after BN and its activation (the input of
+    next_conv); zeroing conv's output channels is not the same when bn has a shift. Only groups=1 convolutions
+    and a BatchNorm2d in between; a Linear after a flatten is left to `remove_channels`.
+    See notebooks/06_structured_pruning.ipynb.
+    """
+    _check_pair(conv, bn, next_conv)
+    keep = _pair_keep(keep, conv.out_channels)
+    return rebuild(conv, keep, None), rebuild(bn, keep, None), rebuild(next_conv, None, keep)

@@ -10,7 +10,9 @@
 #    against the library (Exercises 3.1-3.3);
 # 3. explain the mask reparametrisation (`weight_orig * weight_mask`) shared with `torch.nn.utils.prune`;
 # 4. draw accuracy-vs-sparsity curves against the random and shuffled-mask controls;
-# 5. run a sensitivity scan and turn it into per-layer sparsities.
+# 5. run a sensitivity scan and turn it into per-layer sparsities;
+# 6. choose per-layer sparsities that meet a weight budget and an accuracy budget at once (the challenge,
+#    Exercise 3.4).
 
 # %% tags=["parameters"]
 import os
@@ -239,9 +241,44 @@ print(f"sensitivity-guided: {100 * mp.masks_sparsity(masks):.1f}% sparse, "
 # Layers interact, so the combined drop can exceed the per-layer budget; the scan is a starting point, and
 # fine-tuning (notebook 04) recovers most of the rest.
 #
+# ### Exercise 3.4 (20 min): challenge: meet two budgets at once
+# Choose one sparsity per layer so that **at most 15% of the weights stay** and the validation accuracy falls by
+# **at most 2 points** below the dense model's, without any fine-tuning. `mp.score_sparsities` prunes a *copy* of
+# the model by magnitude with your sparsities, measures the fraction of the weights kept (the weights of the three
+# Linear layers; biases do not count) and the accuracy on the validation split, prints a verdict and gives points:
+# all of them when both targets are met. Otherwise each target gives partial credit, down to none at twice the
+# target (30% of the weights kept, or a drop of 4 points), and the two credits multiply: a model that is not pruned
+# scores nothing, and neither does one pruned until it breaks. Uniform sparsity at exactly the budget fails:
+
+# %%
+MAX_KEPT, MAX_DROP, POINTS = 0.15, 2.0, 20  # at most 15% of the weights kept, at most 2 points of accuracy lost
+uniform = {name: 1 - MAX_KEPT for name in mp.prunable_names(model)}
+_ = mp.score_sparsities(model, uniform, val_loader, max_kept=MAX_KEPT, max_drop=MAX_DROP, max_points=POINTS)
+_ = mp.score_sparsities(model, per_layer, val_loader, max_kept=MAX_KEPT, max_drop=MAX_DROP, max_points=POINTS)
+
+# %% [markdown]
+# The second line scores the scan's pick from above (`per_layer`). Now it is your turn: write `my_sparsities`, a
+# dict `{weight name: sparsity}` with the names of the scan's table (`"layers.1.weight"`, ...) and sparsities in
+# [0, 1); a layer you leave out is not pruned. Read the scan: where are most of the weights (`mp.count_params`, or
+# the shapes in the table above), which layer takes high sparsity, and which one is small and fragile?
+# Try a few dicts with `mp.score_sparsities` before you settle on one.
+
+# %%
+# Exercise 3.4 (20 min): per-layer sparsities that keep at most 15% of the weights and lose at most 2 points
+### BEGIN SOLUTION
+my_sparsities = {"layers.1.weight": 0.88, "layers.3.weight": 0.75, "layers.5.weight": 0.0}
+### END SOLUTION
+
+# %%
+challenge = mp.score_sparsities(model, my_sparsities, val_loader, max_kept=MAX_KEPT, max_drop=MAX_DROP,
+                                max_points=POINTS)
+challenge.points  # your points for the challenge, out of 20
+
+# %% [markdown]
 # ## What the library gave you
 # - `mp.n_pruned`, `mp.topk_mask`, `mp.make_masks(scores, sparsity | threshold=, scope=, overrides=, exclude=)`
 # - `mp.apply_masks`, `mp.prune`, `mp.get_masks`, `mp.make_permanent`, `mp.copy_model`
 # - `mp.shuffle_masks`, `mp.masks_sparsity`
 # - `mp.sensitivity_scan`, `mp.layer_sparsities`
+# - `mp.score_sparsities`: the challenge's score for per-layer sparsities against a weight and an accuracy budget
 # - `mp.show_masks`, `mp.plot_accuracy_vs_sparsity`, `mp.plot_sensitivity`

@@ -7,10 +7,11 @@
 # 2. prune channels of VGG- and ResNet-style networks with L1 scores and with network slimming (BatchNorm scales);
 # 3. prune a torchvision model, and teach the library a layer of your own with `mp.register_rule`;
 # 4. remove whole blocks and layers, and build N:M (2:4) semi-structured masks;
-# 5. answer "my pruned model is not faster" with measurements: dense, masked, CSR-sparse and compacted
+# 5. do the surgery of one conv-BN-conv triple by hand, and say which masked model it equals (Exercise 6.4);
+# 6. answer "my pruned model is not faster" with measurements: dense, masked, CSR-sparse and compacted
 #    models timed side by side over batch sizes and thread counts.
 #
-# Time: about 85 minutes.
+# Time: about 100 minutes.
 
 # %% tags=["parameters"]
 import os
@@ -363,6 +364,83 @@ print("GPU 2:4 kernels available here:", mp.structured.nm_sparsity.semi_structur
 mp.Table([mp.nm_report(nm, masks, 2, 4)])
 
 # %% [markdown]
+# ## Surgery by hand: one conv-BN pair
+# `mp.prune_channels` did every surgery of this notebook for you. Here is the smallest one written out: the output
+# channels of a convolution followed by BatchNorm and ReLU, and the convolution that reads them.
+#
+# ### Exercise 6.4 (15 min): remove channels from a conv-BN-conv triple
+# Write `my_remove_channels(conv, bn, next_conv, keep)`: return three **new** modules that keep only the output
+# channels `keep` of `conv`. `keep` is a sorted LongTensor of channel indices (the library refuses an unsorted one:
+# sort yours with `keep.sort().values`, the kept channels keep their order). Every tensor indexed by those channels
+# loses the others:
+# - `conv`: the rows of its weight (dim 0), and its bias if it has one;
+# - `bn`: its `weight` and `bias`, and the buffers `running_mean` and `running_var`;
+# - `next_conv`: the input channels of its weight (dim 1); its bias belongs to its own outputs and stays whole.
+#
+# Set `conv.out_channels`, `bn.num_features` and `next_conv.in_channels` to the new width, keep everything else
+# (BatchNorm's `eps`, `momentum` and train/eval mode, the kernels, strides and paddings), and leave the inputs as
+# they were. Only convolutions with `groups=1`; a Linear layer after a flatten is out of scope here (Exercise 6.1
+# gave its columns). The check compares every tensor and size of your three modules, and the output of
+# `next_conv(relu(bn(conv(x))))`, with the library's `mp.remove_conv_bn_channels`: first on a pair of the trained
+# SmallVGG (half of the channels of `features.3`, the 16 filters of largest L1 norm), then on triples with and
+# without a conv bias, a non-square kernel in `next_conv`, BatchNorm in train mode with its own `eps` and
+# `momentum`, and a single kept channel.
+
+# %%
+# Exercise 6.4 (15 min): a conv-BN-conv triple without the channels that are not in `keep`
+import copy
+
+
+def my_remove_channels(conv, bn, next_conv, keep):
+    """New (conv, bn, next_conv) keeping only the output channels `keep` (sorted LongTensor) of `conv`."""
+    ### BEGIN SOLUTION
+    conv, bn, next_conv = copy.deepcopy(conv), copy.deepcopy(bn), copy.deepcopy(next_conv)  # inputs untouched
+    with torch.no_grad():
+        conv.weight = nn.Parameter(conv.weight[keep].clone())
+        if conv.bias is not None:
+            conv.bias = nn.Parameter(conv.bias[keep].clone())
+        bn.weight, bn.bias = nn.Parameter(bn.weight[keep].clone()), nn.Parameter(bn.bias[keep].clone())
+        bn.running_mean, bn.running_var = bn.running_mean[keep].clone(), bn.running_var[keep].clone()
+        next_conv.weight = nn.Parameter(next_conv.weight[:, keep].clone())
+    conv.out_channels = bn.num_features = next_conv.in_channels = len(keep)
+    return conv, bn, next_conv
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pair_conv, pair_bn, pair_next = vgg.features[3][0], vgg.features[3][1], vgg.features[4][0]
+l1 = pair_conv.weight.detach().abs().sum(dim=(1, 2, 3))  # one L1 norm per filter
+half = l1.topk(pair_conv.out_channels // 2).indices.sort().values  # the 16 largest, in channel order
+cases = [(pair_conv, pair_bn, pair_next, half, torch.randn(2, 16, 14, 14, generator=g))]
+mp.course.check_exercise("6.4", my_remove_channels, extra_cases=cases)
+
+# %% [markdown]
+# Put the new triple into a copy of SmallVGG and count what it saved. Which model does the smaller one equal? The
+# one whose removed channels are zeroed **after BatchNorm and ReLU**, where `next_conv` reads them. Zeroing the
+# conv's output channels instead is a classic mistake: BatchNorm turns a zero into its shift
+# `bias - weight * running_mean / sqrt(running_var + eps)`, ReLU lets it through when it is positive, and
+# `next_conv` still reads something from a "removed" channel.
+
+# %%
+small_vgg = mp.copy_model(vgg).eval()
+small_vgg.features[3][0], small_vgg.features[3][1], small_vgg.features[4][0] = my_remove_channels(
+    pair_conv, pair_bn, pair_next, half)
+for label, model in [("SmallVGG", vgg), ("half of features.3 removed", small_vgg)]:
+    print(f"{label:27s} {mp.count_params(model):>7,} parameters {mp.count_macs(model) / 1e6:5.2f} M MACs")
+
+kept_channels = torch.zeros(1, pair_conv.out_channels, 1, 1)
+kept_channels[0, half] = 1.0
+after_relu, after_conv = mp.copy_model(vgg).eval(), mp.copy_model(vgg).eval()
+after_relu.features[3].register_forward_hook(lambda module, inputs, out: out * kept_channels)  # conv, BN, ReLU
+after_conv.features[3][0].register_forward_hook(lambda module, inputs, out: out * kept_channels)  # the conv only
+x_val, _ = data.sample(256, "val")
+with torch.no_grad():
+    pruned_out = small_vgg(x_val)
+    print(f"channels zeroed after BN and ReLU: max |difference| {(pruned_out - after_relu(x_val)).abs().max():.1e}")
+    print(f"channels zeroed after the conv:    max |difference| {(pruned_out - after_conv(x_val)).abs().max():.1e}")
+
+# %% [markdown]
 # ## Why sparsity is not speed
 # "My pruned model is not faster" is the question every pruning library hears most. Let us measure it on
 # LeNet-300-100 with four versions that have about the same number of useful weights:
@@ -436,5 +514,6 @@ _ = plt.title("SmallVGG: latency vs MACs")
 # - `mp.register_rule`, `mp.ChannelRule`, `mp.registered_rules`: layers of your own, and what is followed;
 # - `mp.droppable`, `mp.block_scores`, `mp.prune_blocks`: depth pruning;
 # - `mp.nm_masks`, `mp.nm_report`: N:M masks and their storage and MAC figures;
+# - `mp.remove_conv_bn_channels`: the surgery of one conv-BN-conv triple (Exercise 6.4);
 # - `mp.to_csr`, `mp.latency_grid`, `mp.speedups`: honest timing;
 # - `mp.channel_explorer`: the channel-pruning explorer; `round_to=` in `mp.prune_channels` rounds widths.

@@ -1,4 +1,7 @@
-"""Chapter 6 (structured pruning): the exercises' designed cases and hints."""
+"""Chapter 6 (structured pruning): the exercises' designed cases and hints.
+
+Exercise 6.4 (the surgery of a conv-BN-conv triple) is in ch06_surgery, registered at the end of this module.
+"""
 
 from __future__ import annotations
 
@@ -207,3 +210,6 @@ def _nm_selection(case, expected, got):
 
 exercise("6.3", "N:M mask: the n highest of every m consecutive scores of a row", nm_mask, _nm_cases, call=nm_choice,
          hint="group each row into blocks of m, keep the n largest per block", diagnoses=(_nm_counts, _nm_selection))
+
+
+from minprune.course.exercises import ch06_surgery  # noqa: E402, F401 - registers Exercise 6.4

@@ -1,7 +1,9 @@
 """Chapter 8 (quantization): the exercises' designed cases and hints.
 
 8.1 the scale and zero point of asymmetric quantization, 8.2 fake quantization on a given grid (values beyond its
-ends are clamped), 8.3 symmetric scales per output channel.
+ends are clamped), 8.3 symmetric scales per output channel. 8.4 (a k-means centroid step) is in ch08_kmeans and
+8.5-8.7 (BatchNorm folding, activation ranges with hooks, an integer-only Linear layer) in ch08_integer, both
+registered at the end of this module.
 See notebooks/08_quantization.ipynb.
 """
 
@@ -205,3 +207,6 @@ def _scale_mistake(case, expected, got):
 exercise("8.3", "symmetric scales per output channel", channel_scales, _scale_cases,
          hint="the largest |weight| of each row over 2^(b-1) - 1, at least eps", diagnoses=(_scale_mistake,),
          atol=0.0, rtol=1e-6)
+
+
+from minprune.course.exercises import ch08_integer, ch08_kmeans  # noqa: E402, F401 - register Exercises 8.4-8.7
