@@ -83,6 +83,7 @@ def lab(tmp_path_factory, chromium_path):
     port, log = _free_port(), root / "server.log"
     env = dict(os.environ, MINPRUNE_FAST="1", MINPRUNE_DEVICE="cpu",
                JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
+    env.pop("MPLBACKEND", None)  # CI sets Agg; a learner's kernel uses the inline backend, which draws the figures
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}"]
     with log.open("w") as out:

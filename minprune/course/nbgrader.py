@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from minprune.course.student import BEGIN, EXERCISE, find_exercise, is_check_cell
+from minprune.course.student import BEGIN, EXERCISE, course_notebooks, find_exercise, is_check_cell
 
 QUESTION = re.compile(r"Question\s+\d+\.\d+")
 CONFIG = '''\
@@ -98,9 +98,7 @@ def write_course(src_dir, course_dir) -> list[Path]:
     An existing `nbgrader_config.py` is kept (the instructor's edits survive a regeneration).
     """
     src_dir, course_dir = Path(src_dir), Path(course_dir)
-    sources = sorted(src_dir.glob("[0-9][0-9]_*.ipynb"))
-    if not sources:
-        raise FileNotFoundError(f"no notebooks named NN_*.ipynb in {src_dir}")
+    sources = course_notebooks(src_dir)
     course_dir.mkdir(parents=True, exist_ok=True)
     written, config = [], course_dir / "nbgrader_config.py"
     if not config.exists():

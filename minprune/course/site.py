@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 
+from minprune.course.student import course_notebooks
 from minprune.files import atomic_write
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -51,9 +52,7 @@ def notebook_html(nb) -> str:
 def write_site(src_dir, out_dir) -> list[Path]:
     """Write out_dir/NN_name.html for every notebooks/NN_name.ipynb in `src_dir` (atomically); returns the paths."""
     src_dir, out_dir = Path(src_dir), Path(out_dir)
-    sources = sorted(src_dir.glob("[0-9][0-9]_*.ipynb"))
-    if not sources:
-        raise FileNotFoundError(f"no notebooks named NN_*.ipynb in {src_dir}")
+    sources = course_notebooks(src_dir)
     if out_dir.resolve() == src_dir.resolve():
         raise ValueError(f"write the pages to another folder than the notebooks ({src_dir})")
     written = []

@@ -86,12 +86,18 @@ def list_exercises(nb) -> list[str]:
     return numbers
 
 
+def course_notebooks(src_dir) -> list[Path]:
+    """The course's notebooks in `src_dir` (`NN_name.ipynb`, in order); FileNotFoundError when there are none."""
+    sources = sorted(Path(src_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not sources:
+        raise FileNotFoundError(f"no notebooks named NN_*.ipynb in {src_dir}")
+    return sources
+
+
 def generate_student_notebooks(src_dir, out_dir) -> list[Path]:
     """Write the student version of every `NN_*.ipynb` in src_dir into out_dir; returns the paths written."""
     src_dir, out_dir = Path(src_dir), Path(out_dir)
-    sources = sorted(src_dir.glob("[0-9][0-9]_*.ipynb"))
-    if not sources:
-        raise FileNotFoundError(f"no notebooks named NN_*.ipynb in {src_dir}")
+    sources = course_notebooks(src_dir)
     if out_dir.resolve() == src_dir.resolve():
         raise ValueError("out_dir must differ from src_dir: the solutions would be overwritten")
     out_dir.mkdir(parents=True, exist_ok=True)
