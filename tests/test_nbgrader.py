@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_student_notebooks import solution_lines  # the lines a released notebook must not show
 
 from minprune.course import nbgrader as course
 from minprune.course import student
@@ -52,20 +53,6 @@ def course_dir(tmp_path_factory) -> Path:
 
 def _nbgrader_meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
-
-
-def _solution_lines(source: str) -> list[str]:
-    """The stripped, non-empty lines between the markers that do not also appear outside them."""
-    inside, solution, rest = False, [], set()
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped in (student.BEGIN, student.END):
-            inside = stripped == student.BEGIN
-        elif inside:
-            solution.append(stripped)
-        else:
-            rest.add(stripped)
-    return [line for line in solution if line and line not in rest]
 
 
 def test_one_assignment_per_notebook_with_exercises(course_dir):
@@ -108,7 +95,7 @@ def test_release_has_no_solution_and_the_checks_intact(course_dir, path):
         meta = _nbgrader_meta(before)
         if meta.get("solution"):
             shown = {line.strip() for line in after.source.splitlines()}
-            assert not [line for line in _solution_lines(before.source) if line in shown], meta["grade_id"]
+            assert not [line for line in solution_lines(before.source) if line in shown], meta["grade_id"]
             assert "raise NotImplementedError" in after.source
         else:
             assert after.source == before.source, f"{meta.get('grade_id')} changed in the release"

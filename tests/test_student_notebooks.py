@@ -32,8 +32,9 @@ def _solution(path: Path):
     return nbformat.read(path, as_version=4)
 
 
-def _solution_lines(source: str) -> tuple[list[str], set[str]]:
-    """(stripped lines between the BEGIN/END SOLUTION markers, stripped lines outside them) of one cell."""
+def solution_lines(source: str) -> list[str]:
+    """The stripped, non-empty lines between the BEGIN/END SOLUTION markers of one cell that do not also appear
+    outside them (what a released notebook must not show); tests/test_nbgrader.py uses it too."""
     inside, solution, rest = False, [], set()
     for line in source.splitlines():
         stripped = line.strip()
@@ -43,7 +44,7 @@ def _solution_lines(source: str) -> tuple[list[str], set[str]]:
             solution.append(stripped)
         else:
             rest.add(stripped)
-    return [line for line in solution if line and line not in rest], rest
+    return [line for line in solution if line and line not in rest]
 
 
 def _exercise_cells(nb) -> list[tuple[str, int]]:
@@ -110,7 +111,7 @@ def test_student_notebook_hides_solutions_and_outputs(path):
     text = "\n".join(cell.source for cell in student.cells)
     assert course.BEGIN not in text and course.END not in text
     for number, index in _exercise_cells(nb):
-        hidden, _ = _solution_lines(nb.cells[index].source)
+        hidden = solution_lines(nb.cells[index].source)
         shown = {line.strip() for line in student.cells[index].source.splitlines()}
         assert not [line for line in hidden if line in shown], f"Exercise {number} shows its solution"
         assert f'NotImplementedError("Exercise {number}' in student.cells[index].source
